@@ -1,0 +1,7 @@
+"""A pytest-style hypothesis test suite for adversarial robustness: the shared harness.
+
+Hypothesis modules need only what is exported here; see README.md, "Adding a hypothesis".
+"""
+from .config import ADAMW_VIT, ROUNDING_MODES, SGD_RESNET, Claim, Recipe, Variant
+
+__all__ = ["ADAMW_VIT", "ROUNDING_MODES", "SGD_RESNET", "Claim", "Recipe", "Variant"]

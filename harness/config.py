@@ -1,0 +1,180 @@
+"""Every setting in one place: frozen dataclasses, the profiles, and the cache key.
+
+Units are stated beside each field. Nothing here does I/O.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+ROUNDING_MODES = ("off", "bpda", "exact")  # how a rounding pipeline behaves while PGD crafts
+NO_ROUNDING = "pgd"  # the single attack of a pipeline that does not round
+STRONGEST = "strongest"  # per-example worst case over the attacks of one epoch
+
+
+class ConfigError(ValueError):
+    """Bad input from the user: the message names the value and the fix."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a model is trained. Defaults are common from-scratch CIFAR recipes (the post says only
+    'standardly trained')."""
+    optimizer: str = "sgd"  # "sgd" (momentum 0.9, nesterov) or "adamw"
+    lr: float = 0.2  # peak learning rate, reached after warmup
+    weight_decay: float = 5e-4
+    batch_size: int = 512  # images per step
+    warmup_epochs: float = 1.0  # linear warmup, then cosine decay to 0
+    label_smoothing: float = 0.0
+    crop_padding: int = 4  # random crop: zero-pad by this many pixels, crop back; plus h-flip
+
+
+SGD_RESNET = Recipe()
+ADAMW_VIT = Recipe(optimizer="adamw", lr=1e-3, weight_decay=0.05, batch_size=512, warmup_epochs=2.0)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One arm of a hypothesis: a model, an input pipeline and a training recipe."""
+    model: str  # name in harness.models.MODELS
+    pipeline: str  # name in harness.pipelines.PIPELINES
+    recipe: Recipe = SGD_RESNET
+    pooling: str = "max"  # "max" keeps the model's max pooling; "avg" swaps each for average pooling
+    input_size: int | None = None  # side in pixels the pipeline resizes to; None keeps the data's
+    seed_offset: int = 0  # added to every profile seed (a control arm uses seeds disjoint from its twin)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a hypothesis module asserts, at the scale of the published protocol."""
+    statement: str  # one sentence, as the report shows it
+    better: str  # name of the variant claimed to have the better tradeoff
+    worse: str
+    variants: dict  # name -> Variant
+    datasets: tuple[str, ...]
+    epochs: int  # the published epoch count (a profile may shorten it)
+    eps: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)  # radii in 1/255 units, one test case each
+    deciding_eps: float = 1.0  # the case per dataset that decides (Holm across datasets); others report
+    modes: tuple[str, ...] = (NO_ROUNDING,)  # rounding modes to attack with (rounding pipelines only)
+    expect: str = "better"  # "better"; or "null" for a control that must come out not significant
+
+    def __post_init__(self):
+        for name in (self.better, self.worse):
+            if name not in self.variants:
+                raise ConfigError(f"claim names variant {name!r}, but the variants are {sorted(self.variants)}")
+        if self.expect not in ("better", "null"):
+            raise ConfigError(f"expect={self.expect!r}: use 'better' or 'null'")
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    """PGD, L-inf, random start, evaluated after every epoch on a fixed test subset."""
+    eps: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)  # radii, in 1/255 units (a claim's eps replace these)
+    steps: int = 10  # PGD iterations
+    step_ratio: float = 0.25  # step size = eps * step_ratio (eps/4)
+    restarts: int = 1  # random restarts; the worst case per example is kept
+    modes: tuple[str, ...] = (NO_ROUNDING,)  # rounding modes while crafting (rounding pipelines only)
+    n_eval: int = 1000  # images of the fixed test subset (clean and adversarial accuracy)
+    eval_seed: int = 0  # which fixed subset, and the attacks' random starts
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One training run: everything that changes its numbers, and nothing else."""
+    dataset: str  # logical name (cifar10, cifar100, fashion-mnist, or a --data-source name)
+    variant: Variant
+    seed: int
+    epochs: int
+    train_subset: int | None  # first N images of a fixed shuffle of the training set; None = all
+    attack: AttackConfig
+    precision: str  # "bf16" (autocast) or "fp32"; resolved from the device before the key is made
+
+    @property
+    def label(self) -> str:
+        v = self.variant
+        return f"{v.model}/{v.pipeline}/{v.pooling}/{self.dataset}/s{self.seed}"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def key(cfg: RunConfig, data_fingerprint: str, code_version: str) -> str:
+    """Content address of a run: its config, the exact data and the code that computes the numbers."""
+    blob = json.dumps({"cfg": cfg.to_dict(), "data": data_fingerprint, "code": code_version},
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How big an experiment is. `paper` is the published protocol; `smoke` exercises every code path
+    on two CPU cores in minutes and decides nothing."""
+    name: str
+    seeds: tuple[int, ...]
+    epochs: int | None  # None: each hypothesis's published epoch count
+    train_subset: int | None  # None: the whole training set
+    attack: AttackConfig
+    max_input_size: int | None  # cap on a variant's resize target (ViT at 224 is not CPU-sized)
+    decides: bool  # False: compute and record everything, but report the claim as not decided
+    substitute_data: bool  # True: use the first dataset that can be reached when one is missing
+    final_eval: bool = False  # APGD and masking diagnostics on the final checkpoint
+
+
+PROFILES = {
+    "smoke": Profile(
+        name="smoke", seeds=(0, 1), epochs=2, train_subset=1024,
+        attack=AttackConfig(steps=2, n_eval=128), max_input_size=48,
+        decides=False, substitute_data=True, final_eval=True),
+    "paper": Profile(
+        name="paper", seeds=(0, 1, 2), epochs=None, train_subset=None,
+        attack=AttackConfig(steps=10, n_eval=1000), max_input_size=None,
+        decides=True, substitute_data=False, final_eval=True),
+}
+
+
+def get_profile(name: str) -> Profile:
+    if name not in PROFILES:
+        raise ConfigError(f"unknown profile {name!r}: choose one of {', '.join(PROFILES)} "
+                          f"(--profile NAME, or the ADVHYP_PROFILE environment variable)")
+    return PROFILES[name]
+
+
+def check_eps(eps: tuple[float, ...]) -> tuple[float, ...]:
+    for e in eps:
+        if not 0 < e <= 255:
+            raise ConfigError(f"eps {e:g} is out of range: eps is in 1/255 units and must be in (0, 255], "
+                              f"e.g. --eps 1,2,4,8")
+    return tuple(float(e) for e in eps)
+
+
+def check_seeds(seeds: tuple[int, ...]) -> tuple[int, ...]:
+    if len(set(seeds)) < 2:
+        raise ConfigError(f"seeds {list(seeds)}: a comparison across seeds needs at least 2 distinct seeds "
+                          f"per variant, e.g. --seeds 0,1,2")
+    return tuple(seeds)
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Command-line overrides of the profile; recorded in the results."""
+    seeds: tuple[int, ...] | None = None
+    epochs: int | None = None
+    datasets: tuple[str, ...] | None = None
+    eps: tuple[float, ...] | None = None
+
+    def apply(self, profile: Profile) -> Profile:
+        """The profile with seeds and epochs overridden (eps and datasets are per claim: see Suite)."""
+        if self.eps is not None:
+            check_eps(self.eps)
+        if self.epochs is not None and self.epochs < 1:
+            raise ConfigError(f"epochs {self.epochs} must be at least 1, e.g. --epochs 2")
+        return dataclasses.replace(
+            profile,
+            seeds=check_seeds(self.seeds) if self.seeds is not None else profile.seeds,
+            epochs=self.epochs if self.epochs is not None else profile.epochs)
+
+    def as_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v
+                for k, v in dataclasses.asdict(self).items() if v is not None}

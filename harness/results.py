@@ -1,0 +1,121 @@
+"""results.json: the one record of a pytest session, from which the report is rebuilt.
+
+{
+  "schema": SCHEMA, "partial": bool,          # partial: the session was interrupted or is still running
+  "session": {...},                           # profile, overrides, options, environment, times, exit status
+  "cases": [case, ...],                       # one per hypothesis test case (see runner.Suite.evaluate)
+  "runs": {key: run, ...},                    # every run a case refers to, with its per-epoch records
+  "errors": [{"nodeid", "message"}],          # tests that stopped before producing a case
+  "warnings": [str, ...]                      # what the harness noticed and handled
+}
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from . import store
+
+SCHEMA = "advhyp-results/1"
+CASE_FIELDS = {"nodeid": str, "module": str, "statement": str, "dataset": str, "eps": (int, float),
+               "decides": bool, "verdict": str, "outcome": str, "test": dict, "scores": dict, "run_keys": dict,
+               "profile": str}
+RUN_FIELDS = {"key": str, "status": str, "label": str, "config": dict, "records": list}
+
+
+class ResultsError(ValueError):
+    """results.json is unreadable or does not follow the schema; the message says where."""
+
+
+def new(session: dict) -> dict:
+    return {"schema": SCHEMA, "partial": True, "session": session, "cases": [], "runs": {}, "errors": [],
+            "warnings": []}
+
+
+def add(doc: dict, payload: dict) -> None:
+    """Merge one test's payload ({"case", "runs", "warnings", "env"}) sent by a worker."""
+    if payload.get("case"):
+        doc["cases"] = [c for c in doc["cases"] if c["nodeid"] != payload["case"]["nodeid"]] + [payload["case"]]
+    doc["runs"].update(payload.get("runs", {}))
+    for w in payload.get("warnings", []):
+        if w not in doc["warnings"]:
+            doc["warnings"].append(w)
+    if payload.get("env"):
+        doc["session"].setdefault("workers", {}).update(payload["env"])
+
+
+def write(folder: Path, doc: dict) -> Path:
+    path = Path(folder) / "results.json"
+    store.atomic_write(path, json.dumps(plain(doc), indent=1, allow_nan=True).encode())
+    return path
+
+
+def plain(x):
+    """Only JSON types (a numpy float or tensor would break the file and xdist's transport)."""
+    if isinstance(x, dict):
+        return {str(k): plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [plain(v) for v in x]
+    if isinstance(x, bool) or x is None or isinstance(x, str):
+        return x
+    if isinstance(x, int):
+        return int(x)
+    if hasattr(x, "item"):
+        return plain(x.item())
+    if isinstance(x, float):
+        return float(x)
+    return str(x)
+
+
+def load(folder_or_file: Path) -> dict:
+    path = Path(folder_or_file)
+    path = path / "results.json" if path.is_dir() else path
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ResultsError(f"{path} does not exist: pass a reports/<timestamp> folder written by a pytest run") from None
+    except json.JSONDecodeError as e:
+        raise ResultsError(f"{path} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); "
+                           f"it was truncated or edited") from None
+    validate(doc, str(path))
+    return doc
+
+
+def validate(doc: dict, where: str = "results.json") -> None:
+    """Raise ResultsError naming the first field that is missing or of the wrong type."""
+    if not isinstance(doc, dict):
+        raise ResultsError(f"{where}: the top level must be an object")
+    if doc.get("schema") != SCHEMA:
+        raise ResultsError(f"{where}: schema is {doc.get('schema')!r}, this harness reads {SCHEMA!r}; "
+                           f"re-run the suite to produce a current results.json")
+    for name, kind in (("partial", bool), ("session", dict), ("cases", list), ("runs", dict),
+                       ("errors", list), ("warnings", list)):
+        if not isinstance(doc.get(name), kind):
+            raise ResultsError(f"{where}: field {name!r} must be a {kind.__name__}")
+    for i, case in enumerate(doc["cases"]):
+        _fields(case, CASE_FIELDS, f"{where}: cases[{i}]")
+        for keys in case["run_keys"].values():
+            for k in keys:
+                if k not in doc["runs"]:
+                    raise ResultsError(f"{where}: cases[{i}] ({case['nodeid']}) refers to run {k!r}, "
+                                       f"which is not in 'runs'")
+    for k, run in doc["runs"].items():
+        _fields(run, RUN_FIELDS, f"{where}: runs[{k!r}]")
+        for j, rec in enumerate(run["records"]):
+            for f in ("epoch", "clean", "adv"):
+                if f not in rec:
+                    raise ResultsError(f"{where}: runs[{k!r}].records[{j}] lacks {f!r}")
+            if not (isinstance(rec["clean"], (int, float)) and (0 <= rec["clean"] <= 1 or math.isnan(rec["clean"]))):
+                raise ResultsError(f"{where}: runs[{k!r}].records[{j}].clean = {rec['clean']!r} is not an "
+                                   f"accuracy in [0, 1]")
+
+
+def _fields(obj, spec: dict, where: str) -> None:
+    if not isinstance(obj, dict):
+        raise ResultsError(f"{where} must be an object")
+    for name, kind in spec.items():
+        if name not in obj:
+            raise ResultsError(f"{where} lacks field {name!r}")
+        if not isinstance(obj[name], kind) or (kind is not bool and isinstance(obj[name], bool) and kind != bool):
+            raise ResultsError(f"{where}.{name} = {obj[name]!r} has the wrong type")

@@ -1,0 +1,81 @@
+"""Where and how code runs: device choice, precision, threads, determinism, environment record."""
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import torch
+
+from .config import ConfigError
+
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    """`requested` ("cpu", "cuda", "cuda:1") or the first GPU, else the CPU."""
+    if requested:
+        dev = torch.device(requested)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"device {requested!r} asked for, but no CUDA GPU is visible: use --device cpu")
+        return dev
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """bf16 autocast where the device does it fast (CUDA with bf16), fp32 elsewhere (CPU autocast is slow)."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        fast_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return "bf16" if fast_bf16 else "fp32"
+    return precision
+
+
+def autocast(device: torch.device, precision: str):
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def set_deterministic(on: bool) -> None:
+    """Seeds are set per run; this asks for deterministic kernels too (slower on the GPU)."""
+    if on:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=False)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+    else:
+        torch.backends.cudnn.benchmark = True
+
+
+def share_cpu(workers: int) -> None:
+    """Give each of `workers` processes its share of the cores (oversubscription slows everyone)."""
+    n = max(1, (os.cpu_count() or 1) // max(1, workers))
+    torch.set_num_threads(n)
+
+
+def environment(device: torch.device) -> dict:
+    """What produced the numbers: versions, device, git revision."""
+    import timm
+    env = {"python": platform.python_version(), "torch": torch.__version__, "timm": timm.__version__,
+           "platform": platform.platform(), "device": str(device), "cpu_count": os.cpu_count(),
+           "torch_threads": torch.get_num_threads(), "git": git_revision()}
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+        env["cuda"] = torch.version.cuda
+    return env
+
+
+def git_revision() -> str:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                             text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return (rev + ("+dirty" if dirty else "")) or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"

@@ -1,0 +1,126 @@
+"""One training run: data on the device, epochs, and an evaluation point after each epoch.
+
+All randomness comes from generators seeded by (seed, epoch), so a run resumed from the checkpoint of
+epoch k draws exactly what an uninterrupted run draws from epoch k+1 on.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable, Protocol
+
+import torch
+import torch.nn.functional as F
+
+from . import models, pipelines
+from .attacks import evaluate
+from .config import Recipe, RunConfig
+from .data import Dataset, augment, fixed_subset
+from .runtime import autocast
+
+SUBSET_SEED = 0  # which fixed training subset a profile's train_subset takes
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+class Checkpointer(Protocol):
+    def load(self) -> dict | None: ...
+    def save(self, state: dict) -> None: ...
+
+
+def build(cfg: RunConfig, ds: Dataset, device: torch.device) -> pipelines.Deployed:
+    """The model as attacked: the variant's pipeline in front of its network, seeded by cfg.seed."""
+    v = cfg.variant
+    torch.manual_seed(cfg.seed)
+    size = v.input_size or ds.size
+    net = models.create(v.model, ds.num_classes, ds.channels, size, v.pooling)
+    mean, std = ds.mean_std()
+    model = pipelines.Deployed(pipelines.create(v.pipeline, mean, std, v.input_size), net).to(device)
+    if models.is_convolutional(net) and device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def _optimizer(model: torch.nn.Module, r: Recipe, device: torch.device) -> torch.optim.Optimizer:
+    # Weight decay on weight matrices and kernels only, not on biases and norm scales.
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    rest = [p for p in model.parameters() if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": r.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    fused = device.type == "cuda"
+    if r.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=r.lr, momentum=0.9, nesterov=True, fused=fused)
+    if r.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=r.lr, betas=(0.9, 0.999), fused=fused)
+    raise ValueError(f"unknown optimizer {r.optimizer!r}: choose sgd or adamw")
+
+
+def _schedule(opt, warmup_steps: int, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def run(cfg: RunConfig, ds: Dataset, device: torch.device, checkpoint: Checkpointer | None = None,
+        on_epoch: Callable[[dict], None] = lambda record: None, compile_model: bool = False,
+        early_exit: bool = True) -> tuple[list[dict], dict]:
+    """Train `cfg`; returns (one record per epoch, final model state dict on the CPU)."""
+    r = cfg.variant.recipe
+    model = build(cfg, ds, device)
+    net_for_steps = torch.compile(model) if compile_model else model
+    train_idx = fixed_subset(len(ds.train_x), cfg.train_subset, SUBSET_SEED)
+    train_x, train_y = ds.train_x[train_idx].to(device), ds.train_y[train_idx].to(device)
+    eval_idx = fixed_subset(len(ds.test_x), cfg.attack.n_eval, cfg.attack.eval_seed)
+    eval_x = ds.test_x[eval_idx].to(device).float().div_(255)
+    eval_y = ds.test_y[eval_idx].to(device)
+    channels_last = models.is_convolutional(model[1]) and device.type == "cuda"
+
+    batch = min(r.batch_size, len(train_x))
+    steps_per_epoch = len(train_x) // batch  # the last partial batch is dropped: every step the same shape
+    opt = _optimizer(model, r, device)
+    sched = _schedule(opt, round(r.warmup_epochs * steps_per_epoch), cfg.epochs * steps_per_epoch)
+    records: list[dict] = []
+    state = checkpoint.load() if checkpoint else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        records = state["records"]
+
+    gen = torch.Generator(device=device)
+    for epoch in range(len(records) + 1, cfg.epochs + 1):
+        start = time.perf_counter()
+        model.train()
+        gen.manual_seed(cfg.seed * 100_003 + epoch)
+        order = torch.randperm(len(train_x), device=device, generator=gen)
+        loss_sum = torch.zeros((), device=device)
+        for step in range(steps_per_epoch):
+            idx = order[step * batch:(step + 1) * batch]
+            xb = augment(train_x[idx], r.crop_padding, gen).float().div_(255)
+            if channels_last:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            with autocast(device, cfg.precision):
+                loss = F.cross_entropy(net_for_steps(xb).float(), train_y[idx], label_smoothing=r.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            loss_sum += loss.detach()
+        train_loss = loss_sum.item() / steps_per_epoch  # the one host sync of the epoch
+        if not math.isfinite(train_loss):
+            raise TrainingDiverged(f"{cfg.label}: the training loss became {train_loss} in epoch {epoch}: "
+                                   f"lower the learning rate (recipe lr={r.lr}) or use fp32 (--precision fp32)")
+        train_seconds = time.perf_counter() - start
+        point = evaluate(model, eval_x, eval_y, cfg.attack, model.rounds, seed=cfg.attack.eval_seed * 1000 + epoch,
+                         precision=cfg.precision, early_exit=early_exit)
+        records.append({"epoch": epoch, "train_loss": train_loss, "train_seconds": train_seconds,
+                        "seconds": time.perf_counter() - start, **point})
+        if checkpoint:
+            checkpoint.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                             "scheduler": sched.state_dict(), "records": records})
+        on_epoch(records[-1])
+    return records, {k: v.detach().cpu() for k, v in model.state_dict().items()}

@@ -1,0 +1,24 @@
+"""H2: max pooling gives ResNet18 a better clean-vs-adversarial tradeoff than average pooling, on
+CIFAR-10.
+
+Source: the research post (shared/claims/source-post.txt), second experiment.
+  Max: timm's ResNet18 (ImageNet stem: 7x7 conv stride 2, then a 3x3 stride-2 max pool), random init.
+  Avg: the same network with every max-pooling layer replaced by an average pool of the same kernel,
+       stride and padding. In ResNet18 that is the stem's pool; the global pool is an average in both.
+Published protocol: 10 epochs, same hyperparameters, one (clean acc, PGD acc) point per epoch.
+"""
+from harness import SGD_RESNET, Claim, Variant
+
+CLAIM = Claim(
+    statement="ResNet18 with max pooling (Max) has a better clean-vs-adversarial tradeoff than with "
+              "average pooling (Avg)",
+    better="Max", worse="Avg",
+    variants={"Max": Variant("resnet18", "baseline", SGD_RESNET, pooling="max"),
+              "Avg": Variant("resnet18", "baseline", SGD_RESNET, pooling="avg")},
+    datasets=("cifar10",), epochs=10, deciding_eps=1)
+
+
+def test_max_pooling_improves_resnet_tradeoff(suite, dataset, eps):
+    case = suite.evaluate(CLAIM, dataset, eps)  # trains or loads every variant x seed, then compares
+    suite.record(case)  # before concluding, so a failed claim still reaches the report
+    suite.conclude(case)
