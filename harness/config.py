@@ -81,6 +81,18 @@ class AttackConfig:
 
 
 @dataclass(frozen=True)
+class FinalEvalConfig:
+    """Stronger attacks and gradient-masking diagnostics on each run's final checkpoint, at the claim's
+    deciding eps (see harness.diagnostics)."""
+    n_eval: int = 1000  # images: the first n of the per-epoch evaluation subset
+    apgd_steps: int = 100  # APGD-CE and APGD-T iterations (Croce & Hein 2020 use 100)
+    square_queries: int = 1000  # Square attack queries (gradient-free)
+    steps_curve: tuple[int, ...] = (1, 2, 5, 10, 20, 50)  # PGD steps: accuracy must not rise along these
+    eps_curve: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 255)  # 1/255 units: must fall to ~0 at 255
+    tolerance: float = 0.02  # accuracy slack of every check (a few examples of noise)
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """One training run: everything that changes its numbers, and nothing else."""
     dataset: str  # logical name (cifar10, cifar100, fashion-mnist, or a --data-source name)
@@ -119,18 +131,20 @@ class Profile:
     max_input_size: int | None  # cap on a variant's resize target (ViT at 224 is not CPU-sized)
     decides: bool  # False: compute and record everything, but report the claim as not decided
     substitute_data: bool  # True: use the first dataset that can be reached when one is missing
-    final_eval: bool = False  # APGD and masking diagnostics on the final checkpoint
+    final_eval: FinalEvalConfig | None = None  # APGD and masking diagnostics on the final checkpoint
 
 
 PROFILES = {
     "smoke": Profile(
         name="smoke", seeds=(0, 1), epochs=2, train_subset=1024,
         attack=AttackConfig(steps=2, n_eval=128), max_input_size=48,
-        decides=False, substitute_data=True, final_eval=True),
+        decides=False, substitute_data=True,
+        final_eval=FinalEvalConfig(n_eval=64, apgd_steps=5, square_queries=20, steps_curve=(1, 2, 4),
+                                   eps_curve=(1, 8, 64, 255))),
     "paper": Profile(
         name="paper", seeds=(0, 1, 2), epochs=None, train_subset=None,
         attack=AttackConfig(steps=10, n_eval=1000), max_input_size=None,
-        decides=True, substitute_data=False, final_eval=True),
+        decides=True, substitute_data=False, final_eval=FinalEvalConfig()),
 }
 
 

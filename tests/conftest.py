@@ -1,0 +1,65 @@
+"""Shared fixtures for the harness's own tests: small real data and a small model, all on the CPU."""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import pytest
+import torch
+from torch import nn
+
+from harness import data
+from harness.data import Sources
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture(scope="session")
+def sources(pytestconfig) -> Sources:
+    """The data sources the run was given (--data-source / ADVHYP_DATA_SOURCES), as the plugin reads them."""
+    return pytestconfig.advhyp_settings.sources
+
+
+@pytest.fixture(scope="session")
+def real_dataset(sources, tmp_path_factory) -> data.Dataset:
+    """The first real dataset reachable (CI passes CIFAR-10 from the shared zip; else Debian's
+    Fashion-MNIST), cut to 512 training and 256 test images."""
+    name = data.first_reachable(("cifar10",), sources)
+    if name is None:
+        pytest.skip("no dataset reachable: pass --data-source cifar10=PATH or install dataset-fashion-mnist")
+    ds = data.load(name, sources, tmp_path_factory.mktemp("data-cache"))
+    return dataclasses.replace(ds, train_x=ds.train_x[:512], train_y=ds.train_y[:512],
+                               test_x=ds.test_x[:256], test_y=ds.test_y[:256])
+
+
+class SmallNet(nn.Module):
+    """A small conv net that trains in seconds on the CPU; maps [0, 1] images to logits."""
+
+    def __init__(self, in_chans: int = 3, num_classes: int = 10):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(in_chans, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(4), nn.Flatten(),
+            nn.Linear(32 * 16, num_classes))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+@pytest.fixture(scope="session")
+def trained_small_net(real_dataset):
+    """SmallNet trained for a few hundred steps on the real subset: accurate enough that attacks matter.
+    Returns (model in eval mode, test images in [0, 1], test labels)."""
+    torch.manual_seed(0)
+    ds = real_dataset
+    net = SmallNet(ds.channels, ds.num_classes)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    x, y = ds.train_x.float() / 255, ds.train_y
+    for step in range(300):
+        idx = torch.randint(0, len(x), (64,), generator=torch.Generator().manual_seed(step))
+        loss = nn.functional.cross_entropy(net(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    net.eval()
+    return net, ds.test_x.float() / 255, ds.test_y
