@@ -9,6 +9,7 @@ the source bytes, which is also the fingerprint that makes run results depend on
 """
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import io
@@ -55,10 +56,18 @@ class Dataset:
     def size(self) -> int:
         return self.train_x.shape[-1]
 
+    @functools.cached_property
     def mean_std(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """Per-channel mean and std of the training images in [0, 1] (for the normalizing pipeline)."""
-        x = self.train_x.float().div_(255).transpose(0, 1).reshape(self.channels, -1)
-        return tuple(x.mean(1).tolist()), tuple(x.std(1).tolist())
+        counts = torch.zeros(self.channels, 256, dtype=torch.float64)
+        for chunk in self.train_x.split(4096):  # exact, from a histogram of the 256 levels
+            per_channel = chunk.transpose(0, 1).reshape(self.channels, -1).long()
+            counts += torch.stack([torch.bincount(c, minlength=256) for c in per_channel]).double()
+        levels = torch.arange(256, dtype=torch.float64) / 255
+        n = counts.sum(1)
+        mean = (counts * levels).sum(1) / n
+        var = (counts * (levels - mean[:, None]) ** 2).sum(1) / (n - 1)
+        return tuple(mean.tolist()), tuple(var.sqrt().tolist())
 
 
 @dataclass(frozen=True)
@@ -84,6 +93,13 @@ def parse_binding(text: str) -> tuple[str, str]:
         raise ConfigError(f"--data-source {text!r} is not NAME=PATH, e.g. "
                           f"--data-source cifar10=/data/cifar10-jpeg75.zip")
     return name.strip(), path.strip()
+
+
+def check_name(name: str, sources: Sources) -> str:
+    if name not in KNOWN and sources.bound(name) is None:
+        raise DataError(f"unknown dataset {name!r}: use one of {', '.join(KNOWN)}, or bind a name to a "
+                        f"path with --data-source {name}=PATH")
+    return name
 
 
 def reachable(name: str, sources: Sources) -> bool:
@@ -155,8 +171,7 @@ def _locate(name, sources):
         raise DataError(f"fashion-mnist not found in {Path(sources.data_dir) / 'fashion-mnist'} or "
                         f"{DEBIAN_FASHION_MNIST}: run `apt-get install dataset-fashion-mnist`, or pass "
                         f"--data-source fashion-mnist=FOLDER_WITH_IDX_FILES")
-    raise DataError(f"unknown dataset {name!r}: use one of {', '.join(KNOWN)}, or bind a name to a "
-                    f"path with --data-source {name}=PATH")
+    check_name(name, sources)
 
 
 def _torchvision(name, sources):

@@ -22,10 +22,11 @@ import torch
 from . import config as cfg
 from . import results, runtime
 from .cache import RunCache
-from .data import Sources, parse_binding
+from .data import Sources, check_name, parse_binding
 from .runner import Suite
 
-PAYLOAD = "advhyp_payload"
+PAYLOAD = "advhyp_payload"  # user_properties name: a case and its runs, as JSON, worker -> controller
+HYPOTHESIS_TEST = "advhyp_hypothesis"  # user_properties name tagging tests of hypotheses/ modules
 OPTIONS = {  # dest: (flag, environment variable, ini name, default, help)
     "profile": ("--profile", "ADVHYP_PROFILE", "advhyp_profile", "smoke",
                 f"experiment size: {', '.join(cfg.PROFILES)}"),
@@ -133,6 +134,11 @@ def pytest_configure(config):
         runtime.resolve_precision(settings.precision, torch.device("cpu"))
     except cfg.ConfigError as e:
         raise pytest.UsageError(str(e)) from None
+    for name in settings.overrides.datasets or ():
+        try:
+            check_name(name, settings.sources)
+        except cfg.ConfigError as e:
+            raise pytest.UsageError(str(e)) from None
     config.advhyp_settings = settings
     config.advhyp_suite = None
     worker = getattr(config, "workerinput", None)
@@ -215,6 +221,13 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize(("dataset", "eps"), cases, ids=[f"{d}-eps{e:g}" for d, e in cases])
 
 
+def pytest_collection_modifyitems(items):
+    """Tag hypothesis tests, so the controller reports their errors and ignores other tests'."""
+    for item in items:
+        if isinstance(getattr(getattr(item, "module", None), "CLAIM", None), cfg.Claim):
+            item.user_properties.append((HYPOTHESIS_TEST, True))
+
+
 class SuiteFixture:
     """What a hypothesis test body uses: evaluate, record, conclude."""
 
@@ -269,7 +282,9 @@ def _message(case: dict) -> str:
              f"(smallest possible {t['p_min']:.3g}); n = {t['n']}"]
     if case["verdict"] == "inconclusive" and case["expect"] == "better":
         need = t.get("seeds_needed")
-        lines.append(f"seeds per variant for 80% power at this effect: {need if need else 'none would do (effect <= 0)'}")
+        why = "no number of seeds (the effect is not in the claimed direction)" if not t["effect"] > 0 \
+            else "more than 100,000"
+        lines.append(f"seeds per variant a t-test would need for 80% power at this effect: {need or why}")
     for p in case["problems"]:
         lines.append(f"problem: {p}")
     if case["profile_decides"] is False:
@@ -306,15 +321,17 @@ class Collector:
         signal.signal(signal.SIGTERM, interrupt)
 
     def pytest_runtest_logreport(self, report):
-        for name, value in report.user_properties:
-            if name == PAYLOAD and report.when == "call":
-                payload = json.loads(value)
-                payload["case"]["outcome"] = report.outcome
-                results.add(self.doc, payload)
-                self._write()
-        if report.failed and report.when != "call" or (report.when == "call" and report.failed and
-                                                       not any(n == PAYLOAD for n, _ in report.user_properties)):
-            self.doc["errors"].append({"nodeid": report.nodeid, "message": str(report.longrepr)[-4000:]})
+        props = dict(report.user_properties)
+        if HYPOTHESIS_TEST not in props:
+            return
+        if PAYLOAD in props and report.when == "call":
+            payload = json.loads(props[PAYLOAD])
+            payload["case"]["outcome"] = report.outcome
+            results.add(self.doc, payload)
+            self._write()
+        elif report.failed:  # stopped before producing a case: bad data, a crash, ...
+            self.doc["errors"].append({"nodeid": report.nodeid, "when": report.when,
+                                       "message": str(report.longrepr)[-4000:]})
             self._write()
 
     def _write(self):

@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import data, stats, train
+from . import data, results, stats, train
 from .attacks import eps_key
 from .cache import RunCache, code_version
 from .config import (NO_ROUNDING, ROUNDING_MODES, STRONGEST, Claim, ConfigError, Profile, RunConfig,
@@ -123,10 +123,10 @@ class Suite:
             self.failures[k] = error
             self.cache.record_failure(k, self.session, error + "\n" + traceback.format_exc(limit=5))
             return _failed(k, cfg, ds, error)
-        result = {"key": k, "status": "done", "label": cfg.label, "config": cfg.to_dict(),
+        result = results.plain({"key": k, "status": "done", "label": cfg.label, "config": cfg.to_dict(),
                   "dataset_used": ds.name, "data_fingerprint": ds.fingerprint, "code_version": code_version(),
                   "device": str(self.device), "records": records,
-                  "train_wall_seconds": time.perf_counter() - start}
+                  "train_wall_seconds": time.perf_counter() - start})  # as the cache returns it
         self.cache.publish(k, result, final_state)
         return result
 
@@ -164,29 +164,25 @@ def _pipeline_rounds(name: str) -> bool:
 
 
 def _failed(k: str, cfg: RunConfig, ds: data.Dataset, error: str) -> dict:
-    return {"key": k, "status": "failed", "label": cfg.label, "config": cfg.to_dict(), "dataset_used": ds.name,
-            "error": error, "records": []}
+    return results.plain({"key": k, "status": "failed", "label": cfg.label, "config": cfg.to_dict(),
+                          "dataset_used": ds.name, "error": error, "records": []})
 
 
 def _compare_case(claim: Claim, runs: dict[str, list[dict]], eps: float, alpha: float) -> dict:
     """Scores per seed and the test for 'better > worse' at one eps, on the strongest attack."""
     ek = eps_key(eps)
-    finished = {name: [r for r in rs if r["status"] == "done"] for name, rs in runs.items()}
     pair = (claim.better, claim.worse)
-    curves = {n: (np.array([[e["clean"] for e in r["records"]] for r in finished[n]]).reshape(len(finished[n]), -1),
-                  {m: np.array([[e["adv"][ek][m] for e in r["records"]] for r in finished[n]]).reshape(
-                      len(finished[n]), -1) for m in _attacks(finished[n], ek)})
-              for n in pair}
-    cleans = [c for n in pair for c in curves[n][0]]
+    curves = {n: _curves([r for r in runs[n] if r["status"] == "done"], ek) for n in pair}
+    cleans = [c for n in pair if curves[n] for c in curves[n][0]]
     lo, hi = stats.shared_range(cleans) if cleans else (math.nan, math.nan)
-    scores = {n: stats.scores(curves[n][0], curves[n][1].get(STRONGEST, np.zeros((0, 0))), lo, hi)
-              if len(finished[n]) else {s: [] for s in stats.SCORES} for n in pair}
+    scores = {n: stats.scores(curves[n][0], curves[n][1][STRONGEST], lo, hi) if curves[n]
+              else {s: [] for s in stats.SCORES} for n in pair}
     test = stats.compare(scores[claim.better][stats.PRIMARY], scores[claim.worse][stats.PRIMARY], alpha)
     per_mode = {}
-    for mode in claim.modes if len(claim.modes) > 1 else ():
-        s = {n: stats.scores(curves[n][0], curves[n][1].get(mode, curves[n][1].get(NO_ROUNDING)), lo, hi)
-             [stats.PRIMARY] for n in pair if len(finished[n])}
-        if len(s) == 2:
+    if len(claim.modes) > 1 and all(curves.values()):
+        for mode in claim.modes:  # each rounding mode on its own, beside the strongest that decides
+            s = {n: stats.scores(curves[n][0], curves[n][1].get(mode, curves[n][1][STRONGEST]), lo, hi)
+                 [stats.PRIMARY] for n in pair}
             c = stats.compare(s[claim.better], s[claim.worse], alpha)
             per_mode[mode] = {"effect": c["effect"], "p_greater": c["p_greater"], "scores": s}
     problems = [f"{r['label']} failed: {r['error']}" for rs in runs.values() for r in rs if r["status"] != "done"]
@@ -198,5 +194,11 @@ def _compare_case(claim: Claim, runs: dict[str, list[dict]], eps: float, alpha: 
             "attack": STRONGEST, "test": test, "per_mode": per_mode, "problems": problems}
 
 
-def _attacks(runs: list[dict], ek: str) -> list[str]:
-    return list(runs[0]["records"][0]["adv"][ek]) if runs and runs[0]["records"] else []
+def _curves(finished: list[dict], ek: str):
+    """(clean, {attack: adv}) of one variant's finished runs, arrays shaped (n_seeds, n_epochs); None if none."""
+    if not finished:
+        return None
+    clean = np.array([[e["clean"] for e in r["records"]] for r in finished])
+    adv = {m: np.array([[e["adv"][ek][m] for e in r["records"]] for r in finished])
+           for m in finished[0]["records"][0]["adv"][ek]}
+    return clean, adv

@@ -21,15 +21,34 @@ def sources(pytestconfig) -> Sources:
 
 
 @pytest.fixture(scope="session")
-def real_dataset(sources, tmp_path_factory) -> data.Dataset:
+def real_dataset(sources, pytestconfig) -> data.Dataset:
     """The first real dataset reachable (CI passes CIFAR-10 from the shared zip; else Debian's
     Fashion-MNIST), cut to 512 training and 256 test images."""
     name = data.first_reachable(("cifar10",), sources)
     if name is None:
         pytest.skip("no dataset reachable: pass --data-source cifar10=PATH or install dataset-fashion-mnist")
-    ds = data.load(name, sources, tmp_path_factory.mktemp("data-cache"))
-    return dataclasses.replace(ds, train_x=ds.train_x[:512], train_y=ds.train_y[:512],
-                               test_x=ds.test_x[:256], test_y=ds.test_y[:256])
+    ds = data.load(name, sources, pytestconfig.advhyp_settings.cache_dir)  # decoded once per machine
+    # A seeded shuffle, not the first N: the CIFAR-10 zip is sorted by class (its first 256 are all class 0).
+    tr, te = data.fixed_subset(len(ds.train_x), 512, 0), data.fixed_subset(len(ds.test_x), 256, 0)
+    return dataclasses.replace(ds, train_x=ds.train_x[tr], train_y=ds.train_y[tr],
+                               test_x=ds.test_x[te], test_y=ds.test_y[te])
+
+
+@pytest.fixture(scope="session")
+def tiny_images(real_dataset, tmp_path_factory):
+    """64 training and 32 test images of real_dataset as a PNG folder, for subprocesses that must start
+    fast (`python -m harness.chaos work`, pytest runs of hypotheses/): bind with --data-source NAME=PATH."""
+    from harness import chaos
+    return chaos.export_subset(real_dataset, tmp_path_factory.mktemp("tiny-images"))
+
+
+@pytest.fixture(scope="session")
+def clean_runs(tiny_images, tmp_path_factory) -> dict:
+    """{key: summary} of ResNet18 seeds 0 and 1, 3 epochs on tiny_images, trained undisturbed by one
+    `python -m harness.chaos work` process: what killed, resumed and racing workers must reproduce."""
+    from harness import chaos
+    return chaos.clean_run(tmp_path_factory.mktemp("clean-cache"), f"--data-source=cifar10={tiny_images}",
+                           "--epochs=3", "--seeds=0,1")
 
 
 class SmallNet(nn.Module):
