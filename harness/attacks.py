@@ -4,6 +4,9 @@ Contract of every attack here: `model` is in eval mode and maps images in [0, 1]
 pipeline is part of `model`. Robust accuracy counts an example as robust when the deployed model is
 right on the clean image and on every adversarial image found (the AutoAttack convention), so skipping
 examples that are already wrong (early exit) never changes the result, only the cost.
+
+Rounding modes (harness.pipelines) change only how rounding layers behave while an attack crafts;
+every adversarial image is scored on the deployed model, rounding on.
 """
 from __future__ import annotations
 
@@ -11,9 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import NO_ROUNDING, STRONGEST, AttackConfig, ConfigError
+from .config import NO_ROUNDING, ROUNDING_MODES, STRONGEST, AttackConfig, ConfigError
 from .pipelines import crafting
 from .runtime import autocast
+
+ATTACK_PRECISIONS = ("fp32", "bf16")  # resolved precisions ("auto" is resolved before any attack)
 
 
 def check_attack_inputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, step_size: float,
@@ -28,11 +33,15 @@ def check_attack_inputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps:
     if model.training:
         raise ConfigError("the model is in training mode: call model.eval() before attacking it "
                           "(batch norm and dropout would change the model under attack)")
+    if x.numel() and not torch.isfinite(x).all():
+        raise ConfigError("inputs contain NaN or infinite values: attacks take finite images in [0, 1]")
     if x.numel() and (x.min() < 0 or x.max() > 1):
         raise ConfigError(f"inputs span [{x.min().item():.3g}, {x.max().item():.3g}]: attacks take images "
                           f"in [0, 1]; put normalization inside the model's pipeline")
     if len(x) != len(y):
         raise ConfigError(f"{len(x)} images but {len(y)} labels")
+    if not len(x):
+        return
     with torch.no_grad():
         out = model(x[:8]).float()
     if out.ndim != 2:
@@ -40,6 +49,24 @@ def check_attack_inputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps:
     if out.min() >= 0 and torch.allclose(out.sum(1), torch.ones(len(out), device=out.device), atol=1e-3):
         raise ConfigError("the model's outputs are non-negative rows summing to 1: it returns probabilities; "
                           "return logits (remove the final softmax)")
+
+
+def check_attack_settings(mode: str | None, precision: str, restarts: int = 1) -> None:
+    """The settings `check_attack_inputs` does not see: rounding mode, precision, restarts."""
+    if mode is not None and mode not in ROUNDING_MODES:
+        raise ConfigError(f"unknown rounding mode {mode!r}: choose one of {', '.join(ROUNDING_MODES)}, "
+                          f"or None for a pipeline that does not round")
+    if precision not in ATTACK_PRECISIONS:
+        raise ConfigError(f"precision {precision!r}: attacks take {' or '.join(ATTACK_PRECISIONS)} "
+                          f"(resolve 'auto' with harness.runtime.resolve_precision first)")
+    if int(restarts) != restarts or restarts < 1:
+        raise ConfigError(f"restarts {restarts} must be a whole number >= 1")
+
+
+def crafting_mode(attack: str) -> str:
+    """The rounding mode an attack name crafts with: `pgd` (a pipeline that does not round) has no
+    rounding layer to change, so any mode does; `exact` leaves the model as deployed."""
+    return "exact" if attack == NO_ROUNDING else attack
 
 
 @torch.no_grad()
@@ -51,36 +78,54 @@ def predict(model: nn.Module, x: torch.Tensor, precision: str, batch: int) -> to
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.long, device=x.device)
 
 
+def random_start(x: torch.Tensor, eps: float, seed: int) -> torch.Tensor:
+    """x + U(-eps, eps) noise drawn for every example from its own generator, so the subset attacked
+    does not change which noise an example gets. Projection onto [0, 1] happens in `craft`."""
+    gen = torch.Generator(device=x.device)
+    gen.manual_seed(seed)
+    return x + (torch.rand(x.shape, device=x.device, generator=gen) * 2 - 1) * eps
+
+
 def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int, step_size: float,
         restarts: int = 1, seed: int = 0, mode: str | None = None, early_exit: bool = True,
         precision: str = "fp32", batch: int = 500, clean_correct: torch.Tensor | None = None) -> torch.Tensor:
     """Per-example robustness (bool, shape (N,)) of `model` at L-inf radius `eps` (in [0, 1] units).
 
-    Each restart starts at x + U(-eps, eps) (noise drawn for all N examples from `seed`, so the subset
-    attacked does not change which noise an example gets), takes `steps` signed-gradient steps of size
-    `step_size` on the summed cross-entropy, and projects onto the eps-ball and [0, 1]. `mode` sets how
-    rounding layers behave while crafting (harness.pipelines); the final images are scored on the
-    deployed model. Early exit attacks only the examples still robust.
+    Restart r starts at `random_start(x, eps, seed * 1000 + r)`, takes `steps` signed-gradient steps of
+    size `step_size` on the cross-entropy, and projects onto the eps-ball and [0, 1] (`craft`); an example
+    stays robust only if every restart's final image is classified right (worst case per example). `mode`
+    sets how rounding layers behave while crafting (None: as deployed); the final images are scored on
+    the deployed model. Early exit attacks only the examples still robust. `clean_correct`, when given,
+    replaces the clean predictions (pass a robustness mask to attack only what earlier attacks left).
     """
     check_attack_inputs(model, x, y, eps, step_size, steps)
+    check_attack_settings(mode, precision, restarts)
     if clean_correct is None:
         clean_correct = predict(model, x, precision, batch) == y
     robust = clean_correct.clone()
-    gen = torch.Generator(device=x.device)
     for restart in range(restarts):
-        gen.manual_seed(seed * 1000 + restart)
-        noise = (torch.rand(x.shape, device=x.device, generator=gen) * 2 - 1) * eps
+        start = random_start(x, eps, seed * 1000 + restart)
         todo = robust.nonzero().squeeze(1) if early_exit else torch.arange(len(x), device=x.device)
-        for chunk in todo.split(batch):
-            xa = _pgd_chunk(model, x[chunk], y[chunk], noise[chunk], eps, steps, step_size, mode, precision)
-            with torch.no_grad(), autocast(x.device, precision):
-                robust[chunk] &= model(xa).argmax(1) == y[chunk]
+        if len(todo):
+            xa = craft(model, x[todo], y[todo], start[todo], eps, steps, step_size, mode, precision, batch)
+            robust[todo] &= predict(model, xa, precision, batch) == y[todo]
     return robust
 
 
-def _pgd_chunk(model, x, y, noise, eps, steps, step_size, mode, precision):
+def craft(model: nn.Module, x: torch.Tensor, y: torch.Tensor, start: torch.Tensor, eps: float, steps: int,
+          step_size: float, mode: str | None = None, precision: str = "fp32", batch: int = 500) -> torch.Tensor:
+    """PGD's adversarial images from `start` (any point: it is projected first), in chunks of `batch`.
+
+    The loss is the summed cross-entropy, so each example's gradient is its own whatever the chunk.
+    """
+    return torch.cat([_craft_chunk(model, x[i:i + batch], y[i:i + batch], start[i:i + batch], eps, steps,
+                                   step_size, mode, precision) for i in range(0, len(x), batch)]
+                     or [x.clone()])
+
+
+def _craft_chunk(model, x, y, start, eps, steps, step_size, mode, precision):
     lo, hi = (x - eps).clamp_(min=0), (x + eps).clamp_(max=1)
-    xa = torch.min(torch.max(x + noise, lo), hi)
+    xa = torch.min(torch.max(start, lo), hi)
     with crafting(model, mode or "exact"):
         for _ in range(steps):
             xa.requires_grad_(True)
@@ -96,22 +141,23 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: AttackConf
     """One epoch's point: clean accuracy and, per eps (1/255 units, as a string key) and attack mode,
     PGD robust accuracy on (x, y), plus `strongest`: robust under every mode at once.
 
-    A pipeline that does not round has a single attack, named `pgd`.
+    Radii nest: an example fooled within a smaller radius counts as fooled at every larger one (its
+    adversarial image lies in the larger ball too), so each radius attacks only what the last left
+    robust. A pipeline that does not round has a single attack, named `pgd`.
     """
     model.eval()
     clean = predict(model, x, precision, batch) == y
     modes = cfg.modes if rounds else (NO_ROUNDING,)
+    robust = {mode: clean for mode in modes}
     adv = {}
-    for i, eps_units in enumerate(cfg.eps):
+    for i, eps_units in sorted(enumerate(cfg.eps), key=lambda pair: pair[1]):
         eps = eps_units / 255
-        per_mode = {}
         for mode in modes:
-            per_mode[mode] = pgd(model, x, y, eps, cfg.steps, eps * cfg.step_ratio, cfg.restarts,
-                                 seed=seed * 100 + i, mode=None if mode == NO_ROUNDING else mode,
-                                 early_exit=early_exit, precision=precision, batch=batch,
-                                 clean_correct=clean)
-        strongest = torch.stack(list(per_mode.values())).all(0)
-        adv[eps_key(eps_units)] = {**{m: _mean(r) for m, r in per_mode.items()}, STRONGEST: _mean(strongest)}
+            robust[mode] = pgd(model, x, y, eps, cfg.steps, eps * cfg.step_ratio, cfg.restarts,
+                               seed=seed * 100 + i, mode=crafting_mode(mode), early_exit=early_exit,
+                               precision=precision, batch=batch, clean_correct=robust[mode])
+        strongest = torch.stack(list(robust.values())).all(0)
+        adv[eps_key(eps_units)] = {**{m: _mean(r) for m, r in robust.items()}, STRONGEST: _mean(strongest)}
     return {"clean": _mean(clean), "adv": adv}
 
 
@@ -122,4 +168,3 @@ def eps_key(eps_units: float) -> str:
 
 def _mean(mask: torch.Tensor) -> float:
     return mask.float().mean().item() if mask.numel() else float("nan")
-

@@ -12,7 +12,9 @@ from .config import ConfigError
 MODELS = {
     "resnet18": ("resnet18", False),
     "vit_tiny": ("vit_tiny_patch16_224", True),
+    "vit_tiny_p4": ("vit_tiny_patch16_224", True),  # patch 4: 64 tokens at 32 px (harness.bench's ViT @32)
 }
+PATCH_SIZES = {"vit_tiny_p4": 4}  # timm's patch size overridden, by name
 POOLINGS = ("max", "avg")
 
 
@@ -23,6 +25,8 @@ def create(name: str, num_classes: int, in_chans: int, img_size: int, pooling: s
         raise ConfigError(f"unknown pooling {pooling!r}: choose one of {', '.join(POOLINGS)}")
     timm_name, sized = MODELS[name]
     kwargs = {"img_size": img_size} if sized else {}
+    if name in PATCH_SIZES:
+        kwargs["patch_size"] = PATCH_SIZES[name]
     model = timm.create_model(timm_name, pretrained=False, num_classes=num_classes, in_chans=in_chans, **kwargs)
     if pooling == "avg":
         swap_max_for_avg(model)

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from . import config as cfg
-from . import results, runtime
+from . import results, runtime, store
 from .cache import RunCache
 from .data import Sources, check_name, parse_binding
 from .runner import Suite
@@ -43,7 +43,7 @@ OPTIONS = {  # dest: (flag, environment variable, ini name, default, help)
     "precision": ("--precision", "ADVHYP_PRECISION", "advhyp_precision", "auto",
                   "auto (bf16 autocast on GPUs, fp32 on CPU), bf16 or fp32"),
     "compile": ("--compile", "ADVHYP_COMPILE", "advhyp_compile", "auto",
-                "torch.compile the model: auto (on GPUs), on, off"),
+                "torch.compile the training step: auto (transformers on GPUs), on, off"),
     "alpha": ("--alpha", "ADVHYP_ALPHA", "advhyp_alpha", "0.05", "significance level of the verdicts"),
     "seeds": ("--seeds", None, None, "", "override the profile's seeds, e.g. 0,1,2"),
     "epochs": ("--epochs", None, None, "", "override every hypothesis's epoch count"),
@@ -188,11 +188,10 @@ def _suite(config) -> Suite:
         worker = getattr(config, "workerinput", {})
         device = runtime.pick_device(s.device or worker.get("advhyp_device") or None)
         runtime.set_deterministic(s.deterministic)
-        use_compile = s.compile == "on" or (s.compile == "auto" and device.type == "cuda")
         config.advhyp_suite = Suite(
             profile=s.profile, sources=s.sources, cache=RunCache(s.cache_dir), device=device,
             precision=runtime.resolve_precision(s.precision, device), alpha=s.alpha,
-            datasets_override=s.overrides.datasets, eps_override=s.overrides.eps, compile_model=use_compile,
+            datasets_override=s.overrides.datasets, eps_override=s.overrides.eps, compile_mode=s.compile,
             early_exit=s.early_exit, session=config.advhyp_report.name, log=_logger(config))
     return config.advhyp_suite
 
@@ -236,26 +235,22 @@ class SuiteFixture:
         self.suite = _suite(request.config)
 
     def evaluate(self, claim: cfg.Claim, dataset: str, eps: float) -> dict:
-        case = self.suite.evaluate(claim, dataset, eps, module=self.request.module.__name__.split(".")[-1])
+        try:
+            case = self.suite.evaluate(claim, dataset, eps, module=self.request.module.__name__.split(".")[-1])
+        except store.StoreError as e:  # disk full or read-only: every later test would fail the same way
+            self.request.session.shouldstop = str(e)
+            raise
         case["nodeid"] = self.request.node.nodeid
         return case
 
     def record(self, case: dict) -> None:
         """Send the case and its runs to the controller. Call before concluding, so failures are reported."""
-        runs = {k: r for keys in case["run_keys"].values() for k in keys
-                for r in [self._run(k)] if r is not None}
+        runs = case.pop("_runs", {})
         payload = {"case": case, "runs": runs, "warnings": list(self.suite.cache.warnings),
                    "env": {self.request.config.advhyp_report.name + ":" + str(self.suite.device):
                            runtime.environment(self.suite.device)}}
         case["outcome"] = _outcome(case)
         self.request.node.user_properties.append((PAYLOAD, json.dumps(results.plain(payload))))
-
-    def _run(self, k: str) -> dict | None:
-        hit = self.suite.cache.lookup(k)
-        if hit is None and k in self.suite.failures:
-            return {"key": k, "status": "failed", "label": k, "config": {}, "records": [],
-                    "error": self.suite.failures[k]}
-        return hit
 
     def conclude(self, case: dict) -> None:
         outcome, message = _outcome(case), _message(case)
@@ -270,7 +265,8 @@ def _outcome(case: dict) -> str:
         return "skipped"
     if case["expect"] == "null":
         return "passed" if case["verdict"] == "inconclusive" else "failed"
-    return "passed" if case["verdict"] == "supported" else "failed"
+    # A gain the masking checks cannot vouch for is not evidence: supported + a failed check fails.
+    return "passed" if case["verdict"] == "supported" and not case.get("masking_warnings") else "failed"
 
 
 def _message(case: dict) -> str:
@@ -287,6 +283,8 @@ def _message(case: dict) -> str:
         lines.append(f"seeds per variant a t-test would need for 80% power at this effect: {need or why}")
     for p in case["problems"]:
         lines.append(f"problem: {p}")
+    for w in case.get("masking_warnings", []):
+        lines.append(f"masking check failed: {w}")
     if case["profile_decides"] is False:
         lines.insert(0, f"not decided: the {case['profile']} profile computes everything and decides no claim")
     elif not case["decides"]:
@@ -347,10 +345,11 @@ class Collector:
         self.doc["session"].update(finished=time.strftime("%Y-%m-%d %H:%M:%S"), exit_status=int(exitstatus))
         self._write()
         try:
-            from . import report
+            from . import report  # matplotlib: loaded by the controller only, at the end
             report.render(self.folder)
-        except ImportError:
-            pass
+        except Exception as e:  # results.json is saved: the page can be rebuilt from it
+            sys.stderr.write(f"advhyp: could not render {self.folder / 'index.html'} ({type(e).__name__}: {e}); "
+                             f"rebuild it with: python -m harness.report {self.folder}\n")
 
     def pytest_terminal_summary(self, terminalreporter):
         if self.folder.exists():

@@ -3,6 +3,7 @@ and compare the variants across seeds. No pytest here (harness.plugin is the glu
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import time
 import traceback
@@ -13,12 +14,12 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import data, results, stats, train
+from . import data, diagnostics, results, stats, train
 from .attacks import eps_key
 from .cache import RunCache, code_version
 from .config import (NO_ROUNDING, ROUNDING_MODES, STRONGEST, Claim, ConfigError, Profile, RunConfig,
                      Variant, key)
-from .data import DataError, Sources
+from .data import Sources, fixed_subset
 
 
 @dataclass
@@ -31,11 +32,12 @@ class Suite:
     alpha: float = 0.05
     datasets_override: tuple[str, ...] | None = None  # --datasets
     eps_override: tuple[float, ...] | None = None  # --eps, in 1/255 units
-    compile_model: bool = False
+    compile_mode: str = "off"  # torch.compile: on, off, auto (see train.run)
     early_exit: bool = True
     session: str = ""  # the report folder's name: one pytest session across its workers
     log: Callable[[str], None] = print
     failures: dict = field(default_factory=dict)  # key -> error, in this process
+    configs: dict = field(default_factory=dict)  # key -> RunConfig of every run asked for
 
     # ---- which cases a claim has under this profile ------------------------------------------------
     def datasets(self, claim: Claim) -> list[str]:
@@ -56,9 +58,14 @@ class Suite:
         if size and self.profile.max_input_size:
             size = min(size, self.profile.max_input_size)
         rounds = _pipeline_rounds(variant.pipeline)
-        attack = dataclasses.replace(self.profile.attack, eps=tuple(sorted(set(self.eps_cases(claim)))),
-                                     modes=claim.modes if rounds else (NO_ROUNDING,))
-        base = dataclasses.replace(variant, input_size=size, seed_offset=0)
+        # Every run evaluates the profile's radii (plus any a claim adds), so runs with the same variant are
+        # shared between hypotheses (the control's first arm is the pooling hypothesis's Max).
+        eps = tuple(sorted(set(self.profile.attack.eps) | set(self.eps_cases(claim))))
+        attack = dataclasses.replace(self.profile.attack, eps=eps, modes=claim.modes if rounds else (NO_ROUNDING,))
+        recipe = variant.recipe
+        if self.profile.max_batch_size and recipe.batch_size > self.profile.max_batch_size:
+            recipe = dataclasses.replace(recipe, batch_size=self.profile.max_batch_size)
+        base = dataclasses.replace(variant, input_size=size, recipe=recipe, seed_offset=0)
         return [RunConfig(dataset=dataset, variant=base, seed=s + variant.seed_offset,
                           epochs=self.profile.epochs or claim.epochs, train_subset=self.profile.train_subset,
                           attack=attack, precision=self.precision)
@@ -74,6 +81,7 @@ class Suite:
         fingerprint, code = ds.fingerprint, code_version()
         wanted = {name: self.run_configs(claim, v, dataset) for name, v in claim.variants.items()}
         keyed = {key(c, fingerprint, code): c for cfgs in wanted.values() for c in cfgs}
+        self.configs.update(keyed)
         done: dict[str, dict] = {}
         pending = list(keyed)
         while pending:
@@ -114,7 +122,7 @@ class Suite:
                      f"clean {r['clean']:.3f}  {adv}  {r['seconds']:.1f}s")
         try:
             records, final_state = train.run(cfg, ds, self.device, self.cache.checkpointer(k), progress,
-                                             compile_model=self.compile_model, early_exit=self.early_exit)
+                                             compile_mode=self.compile_mode, early_exit=self.early_exit)
         except (KeyboardInterrupt, SystemExit, OSError, ConfigError):
             raise  # interrupts and bad input stop the session; finished epochs stay in the checkpoint
         except Exception as e:  # a failed run is reported, never cached, and retried next session
@@ -132,10 +140,13 @@ class Suite:
 
     # ---- the comparison --------------------------------------------------------------------------
     def evaluate(self, claim: Claim, dataset: str, eps: float, module: str = "") -> dict:
-        """One test case: the claim on one dataset at one eps, with its Holm family when it decides."""
+        """One test case: the claim on one dataset at one eps, with its Holm family when it decides.
+        The runs it used (with their final-checkpoint evaluations) are under case["_runs"]."""
         decides = eps == claim.deciding_eps
         runs = self.curves(claim, dataset)
         case = _compare_case(claim, runs, eps, self.alpha)
+        if self.profile.final_eval is not None:
+            case.update(self.final_checks(claim, dataset, runs))
         family = self.datasets(claim) if decides else [dataset]
         if decides:
             raw = {ds: (case if ds == dataset else _compare_case(claim, self.curves(claim, ds), eps, self.alpha))
@@ -152,8 +163,64 @@ class Suite:
         case.update(module=module, statement=claim.statement, better=claim.better, worse=claim.worse,
                     expect=claim.expect, dataset=dataset, eps=eps, decides=decides,
                     deciding_eps=claim.deciding_eps, profile_decides=self.profile.decides, profile=self.profile.name, alpha=self.alpha, seeds=list(self.profile.seeds),
-                    verdict=stats.verdict(t["p_adj_greater"], t["p_adj_less"], self.alpha))
+                    verdict=stats.verdict(t["p_adj_greater"], t["p_adj_less"], self.alpha),
+                    _runs={r["key"]: r for rs in runs.values() for r in rs})
         return case
+
+    # ---- the final checkpoint: stronger attacks and masking diagnostics ---------------------------------
+    def final_checks(self, claim: Claim, dataset: str, runs: dict[str, list[dict]]) -> dict:
+        """Attach each finished run's final evaluation (run["final"], at the claim's deciding eps) and,
+        seed by seed, a transfer check from the worse variant to the better; failed checks are named in
+        "masking_warnings". Each is computed once and kept in the cache beside its run."""
+        ds = data.load(dataset, self.sources, self.cache.root)
+        fe, eps = self.profile.final_eval, claim.deciding_eps
+        tag = hashlib.sha256(repr((fe, eps, _diagnostics_version())).encode()).hexdigest()[:12]
+        warnings, transfers = [], []
+        for r in (r for rs in runs.values() for r in rs if r["status"] == "done"):
+            cfg = self.configs[r["key"]]
+
+            def final(cfg=cfg, k=r["key"]):
+                model, (x, y) = self._final_model(k, cfg, ds), self._eval_set(cfg, ds)
+                return results.plain(diagnostics.final_evaluation(
+                    model, x, y, eps, cfg.attack.modes, fe, cfg.attack.steps, cfg.attack.step_ratio,
+                    cfg.precision, seed=cfg.attack.eval_seed))
+            r["final"] = self.cache.derived(r["key"], f"final-{tag}", final)
+            warnings += [f"{r['label']}: {name}: {c['detail']}" for name, c in r["final"]["checks"].items()
+                         if not c["ok"]]
+        pairs = zip(runs[claim.worse], runs[claim.better]) if claim.expect == "better" else ()
+        for src, tgt in ((s, t) for s, t in pairs if s["status"] == t["status"] == "done"):
+            s_cfg, t_cfg = self.configs[src["key"]], self.configs[tgt["key"]]
+
+            def transfer(src=src, tgt=tgt, s_cfg=s_cfg, t_cfg=t_cfg):
+                x, y = self._eval_set(t_cfg, ds)
+                return results.plain(diagnostics.transfer_check(
+                    self._final_model(src["key"], s_cfg, ds), self._final_model(tgt["key"], t_cfg, ds), x, y,
+                    eps, t_cfg.attack.steps, t_cfg.attack.step_ratio, t_cfg.precision, seed=t_cfg.attack.eval_seed,
+                    whitebox_acc=tgt["final"]["pgd"][STRONGEST], tolerance=fe.tolerance))
+            check = self.cache.derived(tgt["key"], f"transfer-{src['key'][:12]}-{tag}", transfer)
+            transfers.append({"source": src["label"], "target": tgt["label"], **check})
+            if not check["ok"]:
+                warnings.append(f"{tgt['label']}: transfer from {src['label']}: {check['detail']}")
+        return {"transfer": transfers, "masking_warnings": warnings}
+
+    def _final_model(self, k: str, cfg: RunConfig, ds: data.Dataset) -> torch.nn.Module:
+        model = train.build(cfg, ds, self.device)
+        state = self.cache.final_state(k)
+        if state is None:
+            raise RuntimeError(f"{cfg.label}: final weights unreadable; moved aside, the run retrains next time")
+        model.load_state_dict(state)
+        return model.eval()
+
+    def _eval_set(self, cfg: RunConfig, ds: data.Dataset) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first n of the run's per-epoch evaluation subset, on the device, images in [0, 1]."""
+        idx = fixed_subset(len(ds.test_x), cfg.attack.n_eval, cfg.attack.eval_seed)[:self.profile.final_eval.n_eval]
+        return ds.test_x[idx].to(self.device).float().div_(255), ds.test_y[idx].to(self.device)
+
+
+def _diagnostics_version() -> str:
+    """Final evaluations are recomputed when the attack or diagnostics code changes."""
+    here = Path(__file__).parent
+    return hashlib.sha256(b"".join((here / f).read_bytes() for f in ("attacks.py", "diagnostics.py"))).hexdigest()
 
 
 def _pipeline_rounds(name: str) -> bool:

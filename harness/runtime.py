@@ -62,7 +62,11 @@ def environment(device: torch.device) -> dict:
     import timm
     env = {"python": platform.python_version(), "torch": torch.__version__, "timm": timm.__version__,
            "platform": platform.platform(), "device": str(device), "cpu_count": os.cpu_count(),
-           "torch_threads": torch.get_num_threads(), "git": git_revision()}
+           "torch_threads": torch.get_num_threads(), "git": git_revision(),
+           "deterministic": {"algorithms": torch.are_deterministic_algorithms_enabled(),  # as set_deterministic left them
+                             "cudnn_deterministic": torch.backends.cudnn.deterministic,
+                             "cudnn_benchmark": torch.backends.cudnn.benchmark,
+                             "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG", "")}}
     if device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(device)
         env["cuda"] = torch.version.cuda

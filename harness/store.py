@@ -1,7 +1,9 @@
-"""Files that are never half-written: atomic publish, checksummed JSON, safe tensor loading.
+"""Files that are never half-written: atomic publish, checksummed JSON, verified weights-only tensor files.
 
 Every file the cache and the report write goes through `atomic_write`: a temporary file in the same
-folder, flushed and fsync'd, then renamed into place. A reader sees the old file or the new one.
+folder, flushed and fsync'd, then renamed into place. A reader sees the old file or the new one. A writer
+killed mid-write leaves only a temporary (`.tmp-*`), which readers never open and `clean_temporaries`
+removes.
 """
 from __future__ import annotations
 
@@ -11,15 +13,29 @@ import io
 import json
 import os
 import tempfile
+import time
+import zipfile
 from pathlib import Path
 
 import torch
 
 TMP_PREFIX = ".tmp-"
+_UMASK = os.umask(0o022)  # read once (os.umask can only be read by setting it), then put back
+os.umask(_UMASK)
+_WHY = {errno.ENOSPC: "the disk is full", errno.EROFS: "the file system is read-only",
+        errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+        errno.EDQUOT: "the disk quota is exceeded"}
 
 
 class StoreError(OSError):
     """A write failed (disk full, read-only folder, ...): the message names the folder and the fix."""
+
+
+def write_error(path: Path, e: OSError) -> StoreError:
+    why = _WHY.get(e.errno, e.strerror or str(e))
+    return StoreError(e.errno, f"cannot write {path} ({why}): free space in {Path(path).parent} or point "
+                               f"--cache-dir / --reports-dir at a writable folder; finished results already "
+                               f"there are kept")
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -28,6 +44,7 @@ def atomic_write(path: Path, data: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TMP_PREFIX + path.name + ".")
         try:
+            os.fchmod(fd, 0o666 & ~_UMASK)  # as open() would create it; mkstemp's 0600 hides it from others
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
                 f.flush()
@@ -36,13 +53,17 @@ def atomic_write(path: Path, data: bytes) -> None:
         except BaseException:
             _unlink_quietly(Path(tmp))
             raise
+        _fsync_folder(path.parent)  # make the rename itself survive a power cut
     except OSError as e:
-        why = {errno.ENOSPC: "the disk is full", errno.EROFS: "the file system is read-only",
-               errno.EACCES: "permission denied", errno.EDQUOT: "the disk quota is exceeded"}.get(
-            e.errno, e.strerror or str(e))
-        raise StoreError(e.errno, f"cannot write {path} ({why}): free space in {path.parent} or point "
-                                  f"--cache-dir / --reports-dir at a writable folder; finished results "
-                                  f"already there are kept") from None
+        raise write_error(path, e) from None
+
+
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _unlink_quietly(p: Path) -> None:
@@ -53,12 +74,14 @@ def _unlink_quietly(p: Path) -> None:
 
 
 def clean_temporaries(folder: Path, older_than_s: float = 3600.0) -> int:
-    """Remove leftover temporary files of crashed writers (old ones only: a live writer may own a new one)."""
-    import time
+    """Remove leftover temporaries of crashed writers under `folder`, those older than `older_than_s`
+    (a live writer may own a newer one; pass 0 where the caller holds the folder's lock). Returns how
+    many were removed; a folder that cannot be written is left as it is."""
     n = 0
+    now = time.time()
     for p in Path(folder).rglob(TMP_PREFIX + "*"):
         try:
-            if time.time() - p.stat().st_mtime > older_than_s:
+            if now - p.stat().st_mtime >= older_than_s:
                 p.unlink()
                 n += 1
         except OSError:
@@ -91,8 +114,21 @@ def save_tensors(path: Path, obj) -> None:
     atomic_write(path, buf.getvalue())
 
 
+def tensors_intact(path: Path) -> bool:
+    """Whether a `save_tensors` file is whole: torch.load does not check the CRC-32 that torch.save
+    stores for every record of its zip archive, so it would load flipped bits silently; this does."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip() is None
+    except Exception:  # not a zip (truncated, empty, garbage), or unreadable
+        return False
+
+
 def load_tensors(path: Path):
-    """torch.load with weights_only=True; None if the file is unreadable (the caller recomputes)."""
+    """The object `save_tensors` wrote, or None if the file is not intact or holds anything but tensors
+    and plain containers (weights_only=True: no code runs on load). The caller recomputes."""
+    if not tensors_intact(path):
+        return None
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception:

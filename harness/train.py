@@ -36,7 +36,7 @@ def build(cfg: RunConfig, ds: Dataset, device: torch.device) -> pipelines.Deploy
     torch.manual_seed(cfg.seed)
     size = v.input_size or ds.size
     net = models.create(v.model, ds.num_classes, ds.channels, size, v.pooling)
-    mean, std = ds.mean_std()
+    mean, std = ds.mean_std
     model = pipelines.Deployed(pipelines.create(v.pipeline, mean, std, v.input_size), net).to(device)
     if models.is_convolutional(net) and device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
@@ -65,19 +65,40 @@ def _schedule(opt, warmup_steps: int, total_steps: int) -> torch.optim.lr_schedu
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
+def train_step(net: torch.nn.Module, opt: torch.optim.Optimizer, sched, x: torch.Tensor, y: torch.Tensor,
+               r: Recipe, gen: torch.Generator, precision: str, channels_last: bool) -> torch.Tensor:
+    """One optimizer step on a uint8 batch x (augmented here, on its device); returns the detached loss.
+    Shared by `run` and harness.bench, so the benchmark times the code that trains."""
+    xb = augment(x, r.crop_padding, gen).float().div_(255)
+    if channels_last:
+        xb = xb.contiguous(memory_format=torch.channels_last)
+    with autocast(xb.device, precision):
+        loss = F.cross_entropy(net(xb).float(), y, label_smoothing=r.label_smoothing)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+    return loss.detach()
+
+
 def run(cfg: RunConfig, ds: Dataset, device: torch.device, checkpoint: Checkpointer | None = None,
-        on_epoch: Callable[[dict], None] = lambda record: None, compile_model: bool = False,
+        on_epoch: Callable[[dict], None] = lambda record: None, compile_mode: str = "off",
         early_exit: bool = True) -> tuple[list[dict], dict]:
-    """Train `cfg`; returns (one record per epoch, final model state dict on the CPU)."""
+    """Train `cfg`; returns (one record per epoch, final model state dict on the CPU).
+
+    compile_mode "auto" compiles the training step on GPUs for transformers only: on an H200 it gave ViT-tiny
+    1.7x at 224 px and ResNet18 nothing (launch-bound; shared/PERF-NOTES.md), and compiling costs a minute.
+    """
     r = cfg.variant.recipe
     model = build(cfg, ds, device)
-    net_for_steps = torch.compile(model) if compile_model else model
+    channels_last = models.is_convolutional(model[1]) and device.type == "cuda"
+    compiled = compile_mode == "on" or (compile_mode == "auto" and device.type == "cuda" and not channels_last)
+    net_for_steps = torch.compile(model) if compiled else model
     train_idx = fixed_subset(len(ds.train_x), cfg.train_subset, SUBSET_SEED)
     train_x, train_y = ds.train_x[train_idx].to(device), ds.train_y[train_idx].to(device)
     eval_idx = fixed_subset(len(ds.test_x), cfg.attack.n_eval, cfg.attack.eval_seed)
     eval_x = ds.test_x[eval_idx].to(device).float().div_(255)
     eval_y = ds.test_y[eval_idx].to(device)
-    channels_last = models.is_convolutional(model[1]) and device.type == "cuda"
 
     batch = min(r.batch_size, len(train_x))
     steps_per_epoch = len(train_x) // batch  # the last partial batch is dropped: every step the same shape
@@ -100,16 +121,8 @@ def run(cfg: RunConfig, ds: Dataset, device: torch.device, checkpoint: Checkpoin
         loss_sum = torch.zeros((), device=device)
         for step in range(steps_per_epoch):
             idx = order[step * batch:(step + 1) * batch]
-            xb = augment(train_x[idx], r.crop_padding, gen).float().div_(255)
-            if channels_last:
-                xb = xb.contiguous(memory_format=torch.channels_last)
-            with autocast(device, cfg.precision):
-                loss = F.cross_entropy(net_for_steps(xb).float(), train_y[idx], label_smoothing=r.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            loss_sum += loss.detach()
+            loss_sum += train_step(net_for_steps, opt, sched, train_x[idx], train_y[idx], r, gen, cfg.precision,
+                                   channels_last)
         train_loss = loss_sum.item() / steps_per_epoch  # the one host sync of the epoch
         if not math.isfinite(train_loss):
             raise TrainingDiverged(f"{cfg.label}: the training loss became {train_loss} in epoch {epoch}: "

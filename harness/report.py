@@ -1,0 +1,307 @@
+"""results.json -> index.html: one self-contained page (inline CSS, figures as base64 PNG, no network).
+
+    python -m harness.report reports/<timestamp>     rebuilds the page from results.json alone
+
+Every string taken from results.json is HTML-escaped on its way to the page: cells go through `cell`,
+and only markup built here is wrapped in `Markup`. A tiny inline script records, on load, how many
+figures decoded and any JavaScript error as attributes of <body> (the browser test reads them).
+"""
+from __future__ import annotations
+
+import base64
+import html
+import math
+import sys
+from pathlib import Path
+
+from . import figures, results, stats, store
+from .attacks import eps_key
+from .config import STRONGEST
+
+
+class Markup(str):
+    """HTML built by this module; any other str is escaped."""
+
+
+def esc(x) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def num(x, spec: str = ".3g") -> str:
+    """A number for a table; a dash for missing or NaN (an untestable case has no p)."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "—"
+    return str(x) if isinstance(x, bool) or not isinstance(x, (int, float)) else format(x, spec)
+
+
+def cell(x) -> str:
+    if isinstance(x, Markup):
+        return x
+    if isinstance(x, float):
+        return esc(num(x, ".4g"))
+    if isinstance(x, list):
+        return esc(", ".join(num(v, ".4g") if isinstance(v, float) else str(v) for v in x))
+    return esc("—" if x is None else x)
+
+
+def table(headers: list | None, rows: list[list], cls: str = "") -> Markup:
+    head = "<thead><tr>" + "".join(f"<th>{cell(h)}</th>" for h in headers) + "</tr></thead>" if headers else ""
+    body = "".join("<tr>" + "".join(f"<td>{cell(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return Markup(f'<table class="{esc(cls)}">{head}<tbody>{body}</tbody></table>')
+
+
+def img(png: bytes, alt: str) -> Markup:
+    return Markup(f'<img src="data:image/png;base64,{base64.b64encode(png).decode()}" alt="{esc(alt)}">')
+
+
+def flat(obj, prefix: str = "") -> list[tuple[str, object]]:
+    """Nested dicts as (dotted path, leaf) rows, so new fields show up without code changes."""
+    if isinstance(obj, dict) and obj:
+        return [row for k, v in obj.items() for row in flat(v, f"{prefix}.{k}" if prefix else str(k))]
+    return [(prefix, obj)]
+
+
+# ---- the page -----------------------------------------------------------------------------------------
+def render(folder) -> Path:
+    """Read folder/results.json (validated) and write folder/index.html; returns its path."""
+    folder = Path(folder)
+    doc = results.load(folder)
+    folder = folder if folder.is_dir() else folder.parent
+    path = folder / "index.html"
+    store.atomic_write(path, page(doc, folder.name).encode())
+    return path
+
+
+def page(doc: dict, title: str) -> str:
+    cases = sorted(doc["cases"], key=lambda c: (c["module"], c["dataset"], c["eps"]))
+    stopped = (f'<p class="warn">{len(doc["errors"])} test(s) stopped before reaching a verdict: see '
+               f'<a href="#errors">Errors</a>.</p>' if doc["errors"] else "")
+    parts = [header(doc, title), summary(cases), stopped, guide(doc)]
+    parts += [case_section(i, c, doc["runs"]) for i, c in enumerate(cases)]
+    parts += [problems_section(doc), config_section(doc["session"])]
+    body = "\n".join(parts)
+    return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<title>advhyp report {esc(title)}</title><style>{CSS}</style><script>{CHECK_JS}</script></head>\n'
+            f'<body data-figures="{body.count("<img ")}">\n{body}\n</body></html>\n')
+
+
+def header(doc: dict, title: str) -> str:
+    s = doc["session"]
+    controller = s.get("controller") if isinstance(s.get("controller"), dict) else {}
+    banner = ('<div class="partial">PARTIAL: this session was interrupted (or is still running); '
+              'the cases below are those that finished.</div>' if doc["partial"] else "")
+    rows = [["profile", s.get("profile")], ["started", s.get("started")], ["finished", s.get("finished")],
+            ["exit status", s.get("exit_status")], ["alpha", s.get("alpha")],
+            ["git revision", controller.get("git")]]
+    return f"<h1>advhyp report {esc(title)}</h1>{banner}{table(None, rows, 'meta')}"
+
+
+def verdict_cell(case: dict) -> Markup:
+    v = case["verdict"]
+    cls = v if v in stats.VERDICTS else "unknown"
+    notes = []
+    if case.get("profile_decides") is False:
+        notes.append(f"not decided ({case['profile']})")
+    elif not case["decides"]:
+        notes.append("reported only")
+    if case.get("expect") == "null":
+        notes.append("control: passes when inconclusive")
+    note = "".join(f' <span class="note">{esc(n)}</span>' for n in notes)
+    return Markup(f'<span class="verdict {cls}">{esc(v)}</span>{note}')
+
+
+def effect_text(case: dict) -> str:
+    t = case["test"]
+    ci = t.get("ci") or [None, None]
+    return (f"{case.get('better', '?')} − {case.get('worse', '?')}: {num(t.get('effect'), '+.4f')} "
+            f"[{num(ci[0], '+.4f')}, {num(ci[1], '+.4f')}]")
+
+
+def case_name(case: dict) -> str:
+    return f"{case['dataset']}, eps {num(case['eps'], 'g')}/255"
+
+
+def summary(cases: list[dict]) -> str:
+    if not cases:
+        return "<h2>Summary</h2><p>No case finished.</p>"
+    rows = []
+    for i, c in enumerate(cases):
+        t = c["test"]
+        rows.append([c["module"], Markup(f'<a href="#case-{i}">{esc(case_name(c))}</a>'),
+                     verdict_cell(c), effect_text(c), num(t.get("p_greater")), num(t.get("p_adj_greater")),
+                     f"{num(t.get('p_perm'))} (min {num(t.get('p_min'))})",
+                     " / ".join(str(n) for n in t.get("n", [])), c["profile"], c.get("dataset_used"), c["outcome"]])
+    headers = ["hypothesis", "case", "verdict", "effect on the primary score [95% CI]", "p (Welch)",
+               "p (Holm)", "p (permutation)", "seeds per variant", "profile", "dataset used", "pytest"]
+    return f"<h2>Summary</h2>{table(headers, rows, 'summary')}"
+
+
+def guide(doc: dict) -> str:
+    alpha = doc["session"].get("alpha", "?")
+    scores = "".join(f"<dt>{esc(n)}{' (primary: decides)' if n == stats.PRIMARY else ''}</dt><dd>{esc(d)}</dd>"
+                     for n, d in stats.SCORES.items())
+    return (f"<h2>How to read it</h2><p>Each run is scored per seed on its per-epoch (clean accuracy, adversarial "
+            f"accuracy) points; adversarial accuracy is the <code>{STRONGEST}</code> attack (per example, the "
+            f"worst case over the attacks of that epoch).</p><dl>{scores}</dl>"
+            f"<p>Test: Welch's one-sided t-test on the per-seed primary score (better &gt; worse) decides. A "
+            f"one-sided permutation test over seed relabelings is shown beside it, with the smallest p its seed "
+            f"count allows. Deciding cases (the claim's deciding eps) are Holm-adjusted across the claim's "
+            f"datasets; other eps are reported only. Verdict at alpha = {esc(alpha)}: supported when the "
+            f"Holm-adjusted p (better &gt; worse) ≤ alpha, contradicted when the Holm-adjusted p (better &lt; "
+            f"worse) ≤ alpha, otherwise inconclusive. A null control passes when inconclusive.</p>")
+
+
+def case_runs(case: dict, runs: dict) -> dict[str, list[dict]]:
+    """variant -> its runs, the better arm first, then the worse one, then any other."""
+    order = sorted(case["run_keys"], key=lambda v: (v != case.get("better"), v != case.get("worse")))
+    return {v: [runs[k] for k in case["run_keys"][v]] for v in order}
+
+
+def case_section(i: int, case: dict, all_runs: dict) -> str:
+    t, runs, ek = case["test"], case_runs(case, all_runs), eps_key(case["eps"])
+    test_rows = [[k, v] for k, v in t.items() if k not in ("effect", "ci")]
+    problems = "".join(f"<li>{esc(p)}</li>" for p in case.get("problems", []))
+    parts = [f'<section class="case" id="case-{i}"><h2>{esc(case["module"])}: {esc(case_name(case))}</h2>',
+             f'<p class="statement">{esc(case["statement"])}</p>',
+             f"<p>{verdict_cell(case)} &nbsp; effect {esc(effect_text(case))} &nbsp; pytest: {esc(case['outcome'])}"
+             f" &nbsp; <code>{esc(case['nodeid'])}</code></p>",
+             f'<ul class="warn">{problems}</ul>' if problems else "",
+             img(figures.case_figure(case, runs, ek), f"tradeoff and scores of {case['nodeid']}"),
+             per_mode_table(case),
+             diagnostics(case, runs),
+             "<details><summary>test details and runs</summary>", table(["field", "value"], test_rows, "kv"),
+             runs_table(runs, ek), "</details></section>"]
+    return "\n".join(parts)
+
+
+def per_mode_table(case: dict) -> str:
+    """The decision under each attack mode: the post's protocol (off) beside the strongest attack."""
+    per_mode = case.get("per_mode") or {}
+    if not per_mode:
+        return ""
+    better, worse = case.get("better"), case.get("worse")
+
+    def mean(xs):
+        xs = [x for x in xs or [] if isinstance(x, (int, float)) and math.isfinite(x)]
+        return sum(xs) / len(xs) if xs else None
+    rows = [[m, num(r.get("effect"), "+.4f"), num(r.get("p_greater")), num(mean(r.get("scores", {}).get(better))),
+             num(mean(r.get("scores", {}).get(worse)))] for m, r in per_mode.items()]
+    sc = case.get("scores", {})
+    rows.append([Markup(f"<b>{STRONGEST}</b> (decides)"), num(case["test"].get("effect"), "+.4f"),
+                 num(case["test"].get("p_greater")), num(mean(sc.get(better, {}).get(case.get("primary")))),
+                 num(mean(sc.get(worse, {}).get(case.get("primary"))))])
+    headers = ["attack mode", "effect (primary)", "p (Welch, raw)", f"mean {case.get('primary')} {better}",
+               f"mean {case.get('primary')} {worse}"]
+    return f"<h3>Per attack mode</h3>{table(headers, rows)}"
+
+
+def diagnostics(case: dict, runs: dict[str, list[dict]]) -> str:
+    """Final-checkpoint attacks and masking checks, whatever fields the runs carry; empty when none.
+    A run's final block is shown with the case at its eps (the claim's deciding eps), not at every eps."""
+    finals = [(v, r["label"], r["final"]) for v, rs in runs.items() for r in rs
+              if isinstance(r.get("final"), dict) and r["final"].get("eps") in (None, case["eps"])]
+    warnings = [str(w) for w in case.get("masking_warnings") or []] + failures(case.get("transfer"), "transfer")
+    if not (finals or warnings or case.get("transfer")):
+        return ""
+    not_scalars = ("steps_curve", "eps_curve", "checks", "warnings")  # drawn, counted, or listed above
+    leaves = [dict(flat({k: x for k, x in f.items() if k not in not_scalars})) for _, _, f in finals]
+    columns = list(dict.fromkeys(name for run in leaves for name in run))
+    rows = []
+    for (v, label, f), values in zip(finals, leaves):
+        checks = f.get("checks") if isinstance(f.get("checks"), dict) else {}
+        ok = sum(1 for c in checks.values() if isinstance(c, dict) and c.get("ok"))
+        rows.append([v, label, *[values.get(c) for c in columns], f"{ok}/{len(checks)} ok" if checks else None])
+        warnings += failures(checks, f"{label}: check") + [f"{label}: {w}" for w in f.get("warnings") or []]
+    parts = ["<h3>Final-checkpoint diagnostics</h3>"]
+    if warnings:
+        parts.append('<ul class="warn">' + "".join(f"<li>{esc(w)}</li>" for w in warnings) + "</ul>")
+    if finals:
+        parts.append(table(["variant", "run", *columns, "checks"], rows, "diag"))
+        png = figures.diagnostics_figure(finals)
+        if png:
+            parts.append(img(png, f"final-checkpoint curves of {case['nodeid']}"))
+    if case.get("transfer"):
+        parts.append("<h4>Transfer</h4>" + table(["field", "value"], [list(r) for r in flat(case["transfer"])], "kv"))
+    return "\n".join(parts)
+
+
+def failures(obj, where: str) -> list[str]:
+    """Every check ({"ok": false, "detail": ...}) that failed in a nested block, named by its path."""
+    if not isinstance(obj, dict):
+        return []
+    if obj.get("ok") is False:
+        return [f"{where} failed: {obj.get('detail', '')}"]
+    return [w for k, v in obj.items() for w in failures(v, f"{where} {k}")]
+
+
+def runs_table(runs: dict[str, list[dict]], ek: str) -> str:
+    rows = []
+    for v, rs in runs.items():
+        for r in rs:
+            last = r["records"][-1] if r["records"] else {}
+            adv = last.get("adv", {}).get(ek, {}).get(STRONGEST) if isinstance(last.get("adv"), dict) else None
+            rows.append([v, r["label"], r["key"], r["status"], r.get("dataset_used"), len(r["records"]),
+                         last.get("clean"), adv, r.get("train_wall_seconds"), r.get("error")])
+    return table(["variant", "run", "key", "status", "dataset used", "epochs", "last clean", f"last adv ({STRONGEST})",
+                  "train seconds", "error"], rows, "runs")
+
+
+def problems_section(doc: dict) -> str:
+    errors = "".join(f"<h3>{esc(e.get('nodeid', '?'))}</h3><pre>{esc(e.get('message', ''))}</pre>"
+                     for e in doc["errors"] if isinstance(e, dict))
+    warnings = "".join(f"<li>{esc(w)}</li>" for w in doc["warnings"])
+    return ((f'<h2 id="errors">Errors</h2><div class="errors">{errors}</div>' if errors else "")
+            + (f'<h2>Warnings</h2><ul class="warn">{warnings}</ul>' if warnings else ""))
+
+
+def config_section(session: dict) -> str:
+    rows = [list(r) for r in flat(session)]
+    return f"<h2>Configuration and environment</h2>{table(['setting', 'value'], rows, 'kv')}"
+
+
+CSS = """
+body{font:14px/1.45 system-ui,sans-serif;margin:1.5em auto;max-width:1400px;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.6em 0}th,td{border:1px solid #ccc;padding:3px 7px;text-align:left;
+vertical-align:top}th{background:#f2f2f2}td{font-variant-numeric:tabular-nums}
+.verdict{font-weight:bold;padding:1px 6px;border-radius:3px}.supported{background:#c8ecc8;color:#165a16}
+.contradicted{background:#f6c6c6;color:#8a1010}.inconclusive{background:#fbe3a8;color:#7a5400}
+.unknown{background:#ddd}.note{font-size:.85em;color:#555;font-style:italic}
+.partial{background:#b00020;color:#fff;font-weight:bold;font-size:1.3em;padding:.6em 1em;margin:.8em 0}
+.warn li,p.warn{color:#8a4b00}.case{border-top:2px solid #888;margin-top:2em}.statement{font-style:italic}
+img{max-width:100%;display:block;margin:.5em 0}pre{white-space:pre-wrap;background:#f7f7f7;padding:.5em}
+.kv td:first-child{font-family:monospace}
+"""
+
+CHECK_JS = """
+window.advhypErrors = [];
+window.addEventListener('error', function (e) { window.advhypErrors.push(String(e.message)); });
+window.addEventListener('load', function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
+  var b = document.body;
+  b.setAttribute('data-images-total', imgs.length);
+  b.setAttribute('data-images-ok', ok);
+  b.setAttribute('data-js-errors', window.advhypErrors.join(' | '));
+  b.setAttribute('data-checked', 'yes');
+});
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m harness.report reports/<timestamp>", file=sys.stderr)
+        return 2
+    try:
+        print(render(args[0]))
+    except results.ResultsError as e:
+        print(f"harness.report: {e}", file=sys.stderr)
+        return 2
+    except store.StoreError as e:
+        print(f"harness.report: {e.strerror}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

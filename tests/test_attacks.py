@@ -1,0 +1,152 @@
+"""PGD (harness.attacks): bad input, rounding modes, restarts, early exit, precision, and agreement
+with torchattacks' PGD as a trusted reference."""
+import pytest
+import torch
+from torch import nn
+
+from harness import attacks, pipelines
+from harness.config import ConfigError
+
+EPS = 8 / 255
+EARLY_EXIT_TOL = 1  # examples: early exit changes only which examples share a batch (float summation order)
+BF16_TOL = 0.05  # accuracy: bf16 autocast moves logits by ~1e-2, enough to flip a few borderline examples
+
+
+@pytest.fixture(scope="module")
+def rounding(trained_small_net):
+    """The trained net behind a Round pipeline: (deployed model, images, labels, clean-correct mask)."""
+    net, x, y = trained_small_net
+    model = pipelines.Deployed(pipelines.create("round", None, None, None), net).eval()
+    return model, x, y, attacks.predict(model, x, "fp32", 500) == y
+
+
+def _acc(mask):
+    return mask.float().mean().item()
+
+
+# ---- bad input: a clear error before any attack runs ---------------------------------------------------
+class Spy(nn.Module):
+    """A tiny logits model that counts the forward passes made with gradients on (attack steps)."""
+
+    def __init__(self, softmax=False):
+        super().__init__()
+        self.linear = nn.Linear(3 * 4 * 4, 3)
+        self.softmax, self.attack_calls = softmax, 0
+
+    def forward(self, x):
+        self.attack_calls += torch.is_grad_enabled()
+        out = self.linear(x.flatten(1))
+        return out.softmax(1) if self.softmax else out
+
+
+def _inputs(n=6):
+    gen = torch.Generator().manual_seed(0)
+    return torch.rand(n, 3, 4, 4, generator=gen), torch.randint(0, 3, (n,), generator=gen)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"eps": 8}, "eps 8 is out of range.*8/255"),
+    ({"eps": 0}, "eps 0 is out of range"),
+    ({"step_size": 0}, "step size 0 is out of range"),
+    ({"step_size": 2}, "step size 2 is out of range"),
+    ({"steps": -1}, "steps -1 must be a whole number"),
+    ({"steps": 2.5}, "steps 2.5 must be a whole number"),
+    ({"restarts": 0}, "restarts 0 must be a whole number >= 1"),
+    ({"mode": "soft"}, "unknown rounding mode 'soft'"),
+    ({"precision": "auto"}, "precision 'auto'.*resolve_precision"),
+    ({"x": 255 * _inputs()[0]}, r"inputs span \[.*\]: attacks take images in \[0, 1\]"),
+    ({"x": _inputs()[0] - 0.5}, r"inputs span \[.*\]: attacks take images in \[0, 1\]"),
+    ({"x": _inputs()[0].index_fill(0, torch.tensor([2]), float("nan"))}, "NaN or infinite"),
+    ({"y": _inputs()[1][:4]}, "6 images but 4 labels"),
+    ({"softmax": True}, "returns probabilities.*remove the final softmax"),
+    ({"train": True}, "training mode: call model.eval"),
+])
+def test_bad_input_is_a_clear_error_before_any_attack_step(change, message):
+    x, y = _inputs()
+    model = Spy(softmax=change.pop("softmax", False)).train(change.pop("train", False))
+    kwargs = dict(x=x, y=y, eps=EPS, steps=3, step_size=EPS / 4) | change
+    with pytest.raises(ConfigError, match=message):
+        attacks.pgd(model, **kwargs)
+    assert model.attack_calls == 0
+
+
+def test_a_good_tiny_model_passes_the_checks_and_is_attacked():
+    x, y = _inputs()
+    model = Spy().eval()
+    assert attacks.pgd(model, x, y, eps=EPS, steps=3, step_size=EPS / 4).shape == (6,)
+    assert model.attack_calls > 0
+
+
+# ---- rounding: masking reproduced, and undone by bpda and off -----------------------------------------
+def test_exact_gradient_is_masked_while_bpda_and_off_break_the_model(rounding):
+    model, x, y, clean = rounding
+    acc = {mode: _acc(attacks.pgd(model, x, y, EPS, 10, EPS / 4, mode=mode)) for mode in ("exact", "bpda", "off")}
+    assert _acc(clean) > 0.25  # the fixture's net is good enough for robustness to mean something
+    assert acc["exact"] >= _acc(clean) - 0.03  # the true gradient of round is zero: PGD barely moves
+    assert acc["bpda"] <= _acc(clean) / 3 and acc["off"] <= _acc(clean) / 3
+
+
+# ---- PGD's own properties -------------------------------------------------------------------------------
+def test_accuracy_never_rises_with_more_steps_on_a_fixed_seed(rounding):
+    model, x, y, clean = rounding
+    acc = [_acc(attacks.pgd(model, x, y, EPS, s, EPS / 4, seed=3, mode="bpda", clean_correct=clean))
+           for s in (0, 1, 2, 5, 10, 20)]
+    assert all(b <= a + 1 / len(x) for a, b in zip(acc, acc[1:])), acc  # at most one example of noise
+    assert acc[-1] < acc[0] - 0.1, acc  # and the steps do something
+
+
+def test_the_same_seed_gives_the_same_examples_and_another_seed_a_different_start(rounding):
+    model, x, y, clean = rounding
+    run = lambda seed: attacks.pgd(model, x, y, EPS, 2, EPS / 4, seed=seed, mode="bpda", clean_correct=clean)
+    assert torch.equal(run(1), run(1))
+    assert not torch.equal(attacks.random_start(x, EPS, 1), attacks.random_start(x, EPS, 2))
+
+
+def test_restarts_keep_the_worst_case_per_example(rounding):
+    model, x, y, clean = rounding
+    eps, steps, seed = 8 / 255, 1, 5
+    with_restarts = attacks.pgd(model, x, y, eps, steps, eps / 4, restarts=3, seed=seed, mode="bpda")
+    per_restart = []
+    for r in range(3):  # restart r starts from the noise seeded seed * 1000 + r
+        adv = attacks.craft(model, x, y, attacks.random_start(x, eps, seed * 1000 + r), eps, steps, eps / 4, "bpda")
+        per_restart.append(clean & (attacks.predict(model, adv, "fp32", 500) == y))
+    assert torch.equal(with_restarts, per_restart[0] & per_restart[1] & per_restart[2])
+    assert _acc(with_restarts) < min(_acc(r) for r in per_restart)  # the restarts found different examples
+
+
+def test_early_exit_changes_the_cost_not_the_result(rounding):
+    model, x, y, clean = rounding
+    fast = attacks.pgd(model, x, y, 2 / 255, 5, 0.5 / 255, mode="bpda", early_exit=True)
+    full = attacks.pgd(model, x, y, 2 / 255, 5, 0.5 / 255, mode="bpda", early_exit=False)
+    assert (fast != full).sum().item() <= EARLY_EXIT_TOL
+
+
+def test_bf16_autocast_matches_fp32_within_noise(rounding):
+    model, x, y, clean = rounding
+    x, y, clean = x[:64], y[:64], clean[:64]  # autocast is slow on the CPU
+    fp32, bf16 = (attacks.pgd(model, x, y, 2 / 255, 5, 0.5 / 255, mode="bpda", precision=p, clean_correct=clean)
+                  for p in ("fp32", "bf16"))
+    assert abs(_acc(fp32) - _acc(bf16)) <= BF16_TOL
+    assert (fp32 != bf16).float().mean().item() <= BF16_TOL
+
+
+# ---- a trusted reference: torchattacks' PGD --------------------------------------------------------------
+@pytest.mark.parametrize("pipeline, mode", [("baseline", None), ("round", "bpda")])
+def test_same_examples_as_torchattacks_pgd_from_the_same_start(trained_small_net, pipeline, mode):
+    torchattacks = pytest.importorskip("torchattacks")
+    from harness.diagnostics import LibraryView
+    net, x, y = trained_small_net
+    x, y = x[:128], y[:128]
+    pipe = pipelines.create(pipeline, (0.0,) * x.shape[1], (1.0,) * x.shape[1], None)  # identity normalization
+    model = pipelines.Deployed(pipe, net).eval()
+    eps, alpha, steps = 4 / 255, 1 / 255, 10
+    torch.manual_seed(7)  # torchattacks draws its start from the global RNG: draw the same noise here
+    start = x + torch.empty_like(x).uniform_(-eps, eps)
+    ours = attacks.craft(model, x, y, start, eps, steps, alpha, mode)
+    torch.manual_seed(7)
+    theirs = torchattacks.PGD(LibraryView(model, mode or "exact", "fp32"), eps=eps, alpha=alpha, steps=steps,
+                              random_start=True)(x, y)
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
+    ours_pred, theirs_pred = (attacks.predict(model, a, "fp32", 500) for a in (ours, theirs))
+    assert torch.equal(ours_pred, theirs_pred)
+    assert (ours_pred == y).float().mean() < (attacks.predict(model, x, "fp32", 500) == y).float().mean()

@@ -1,0 +1,103 @@
+"""harness.bench: runs on the CPU at a tiny size and writes consistent numbers; the paper projection's
+arithmetic and workload; lockstep seeds train what separate runs train. Nothing here is about speed."""
+from __future__ import annotations
+
+import collections
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from harness import bench, runner, train
+from harness.bench import PAPER, SPECS, Size, Work, pgd_passes, project
+from harness.bench_concurrency import lockstep_trainer, run_config, synthetic
+from harness.config import PROFILES, SGD_RESNET, key
+from harness.data import Sources, augment
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = Size(batch=4, warmup=1, steps=2, pgd_images=4, pgd_steps=1, pgd_batch=4, train_images=64, concurrency_steps=1)
+
+
+def test_bench_on_cpu_writes_positive_rates_and_their_ratios(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("torchattacks")
+    monkeypatch.setitem(bench.SIZES, "small", TINY)
+    out = tmp_path / "bench.json"
+    bench.main(["--device", "cpu", "--size", "small", "--models", "resnet18_32", "--compile", "off",
+                "--no-concurrency", "--out", str(out)])
+    report = json.loads(out.read_text())
+    m = report["models"]["resnet18_32"]
+    train_, pgd = m["train"], m["pgd"]
+    assert train_["reference"] > 0 and train_["harness_eager"] > 0
+    assert train_["harness"] == train_["harness_eager"] and train_["harness_path"] == "harness_eager"
+    assert train_["ratio"] == pytest.approx(train_["harness"] / train_["reference"])
+    assert pgd["reference"] > 0 and pgd["harness"] > 0 and not pgd["early_exit"]
+    assert pgd["ratio"] == pytest.approx(pgd["harness"] / pgd["reference"])
+    assert m["forward_flops"] > 1e7 and report["peak_flops"] > 0 and report["peak_dtype"] == "float32"
+    assert report["environment"]["device"] == "cpu" and report["date"] and report["data"].startswith("synthetic")
+    assert not report["projection"]["complete"]  # no vit_224: H1 cannot be projected
+    assert [p["model"] for p in report["projection"]["parts"]] == ["resnet18_32", "resnet18_32"]
+    assert report["targets"] == {}  # the targets are for GPUs
+    assert "resnet18_32  harness_eager" in capsys.readouterr().out
+
+
+def test_unknown_model_is_refused_by_name():
+    with pytest.raises(ValueError, match="resnet50.*choose from resnet18_32"):
+        bench.main(["--device", "cpu", "--models", "resnet50"])
+
+
+def test_projection_arithmetic_on_constructed_rates():
+    work = (Work("a", "m", runs=2, epochs=3, eps=2, modes=3), Work("b", "n", runs=1, epochs=1, eps=1, modes=1))
+    # 12,500 img/s trains 50,000 images in 4 s; PGD-4 at 2,200 img/s is PGD-10 at 1,000 img/s (passes 10 vs 22)
+    assert pgd_passes(4) == 10 and pgd_passes(10) == 22
+    out = project(work, {"m": 12_500.0}, {"m": 2_200.0}, pgd_steps=4, speedup={"m": 2.0})
+    part, = out["parts"]  # "n" was not measured: left out, and the projection says it is incomplete
+    assert not out["complete"] and not out["early_exit"]
+    assert part["epoch_train_s"] == pytest.approx(4.0)
+    assert part["epoch_eval_s"] == pytest.approx(1_000 * 2 * 3 / 1_000)
+    assert part["seconds"] == pytest.approx(2 * 3 * (4 + 6))
+    assert out["one_process_s"] == pytest.approx(60) and out["concurrent_s"] == pytest.approx(30)
+    full = project(work, {"m": 12_500.0, "n": 50_000.0}, {"m": 1_000.0, "n": 1_000.0}, 10, speedup={})
+    assert full["complete"] and full["one_process_s"] == pytest.approx(60 + (1 + 1)) == full["concurrent_s"]
+
+
+def _claim(module: str):
+    spec = importlib.util.spec_from_file_location(module, ROOT / "hypotheses" / f"{module}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.CLAIM
+
+
+def test_paper_workload_is_what_the_runner_trains_for_the_hypotheses():
+    """Distinct runs (by cache key) the runner expands the claims into under the paper profile, grouped by
+    cost: (model, input size, epochs, eps count, attack modes) -> runs."""
+    suite = runner.Suite(profile=PROFILES["paper"], sources=Sources(), cache=None, device=torch.device("cpu"),
+                         precision="bf16")
+    runs = {}
+    for module in ("test_quantized_input", "test_pooling_type", "test_control_seed_null"):
+        claim = _claim(module)
+        for dataset in claim.datasets:
+            for variant in claim.variants.values():
+                for cfg in suite.run_configs(claim, variant, dataset):
+                    runs[key(cfg, "data", "code")] = (cfg.variant.model, cfg.variant.input_size, cfg.epochs,
+                                                            len(cfg.attack.eps), len(cfg.attack.modes))
+    expected = collections.Counter()
+    for w in PAPER:
+        expected[(SPECS[w.model].model, SPECS[w.model].input_size, w.epochs, w.eps, w.modes)] += w.runs
+    assert collections.Counter(runs.values()) == expected
+
+
+def test_lockstep_seeds_compute_the_losses_of_separate_runs():
+    ds = synthetic(32, 0)
+    seeds, batch = 2, 4
+    losses = lockstep_trainer("resnet18", None, SGD_RESNET, ds, torch.device("cpu"), "fp32", batch, seeds)(1)
+    gen = torch.Generator().manual_seed(0)  # the lockstep trainer's draws, replayed
+    idx = torch.randint(len(ds.train_x), (seeds * batch,), generator=gen)
+    xb = augment(ds.train_x[idx], SGD_RESNET.crop_padding, gen).float().div_(255).view(seeds, batch, 3, 32, 32)
+    yb = ds.train_y[idx].view(seeds, batch)
+    for s in range(seeds):
+        net = train.build(run_config("resnet18", None, SGD_RESNET, ds, "fp32", seed=s), ds, torch.device("cpu"))
+        assert losses[s].item() == pytest.approx(F.cross_entropy(net.train()(xb[s]), yb[s]).item(), rel=1e-4)
+    assert losses[0] != losses[1]

@@ -1,0 +1,136 @@
+"""Final evaluation and gradient-masking diagnostics (harness.diagnostics): the output schema, the
+checks quiet on a sound evaluation and firing on a masked one, and the transfer check."""
+import json
+import sys
+
+import pytest
+import torch
+
+from harness import attacks, diagnostics, pipelines
+from harness.config import ConfigError, FinalEvalConfig
+
+EPS = 8.0  # 1/255 units: large enough that Square, with few queries, fools this small net
+CFG = FinalEvalConfig(n_eval=64, apgd_steps=5, square_queries=100, steps_curve=(1, 2, 5),
+                      eps_curve=(2, 8, 255), tolerance=0.05)  # 0.05 = 3 of 64 examples
+RUN = dict(eps_units=EPS, cfg=CFG, steps=5, step_ratio=0.25, precision="fp32", seed=0)
+CHECKS = {"steps_monotone", "unbounded_attack_wins", "gradient_free_not_stronger", "gradients_not_masked"}
+
+
+@pytest.fixture(scope="module")
+def models(trained_small_net):
+    """The same trained net behind Round and behind Baseline (identity normalization, so it sees what
+    it was trained on): (round model, baseline model, images, labels)."""
+    net, x, y = trained_small_net
+    c = x.shape[1]
+    rounding = pipelines.Deployed(pipelines.create("round", None, None, None), net).eval()
+    baseline = pipelines.Deployed(pipelines.create("baseline", (0.0,) * c, (1.0,) * c, None), net).eval()
+    return rounding, baseline, x, y
+
+
+@pytest.fixture(scope="module")
+def sound(models):
+    """All three modes: the strongest per example is BPDA's or off's, which have gradients."""
+    rounding, _, x, y = models
+    pytest.importorskip("torchattacks")
+    return diagnostics.final_evaluation(rounding, x, y, modes=("off", "bpda", "exact"), **RUN)
+
+
+@pytest.fixture(scope="module")
+def masked(models):
+    """Only `exact`: the verdict would rest on an attack whose gradient is zero (the post's trap)."""
+    rounding, _, x, y = models
+    pytest.importorskip("torchattacks")
+    return diagnostics.final_evaluation(rounding, x, y, modes=("exact",), **RUN)
+
+
+def _plain_json(value) -> bool:
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain_json(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_plain_json(v) for v in value)
+    return value is None or type(value) in (bool, int, float, str)
+
+
+def test_output_schema_is_plain_json_with_every_field(sound):
+    assert set(sound) == {"n", "clean", "eps", "pgd", "apgd_ce", "apgd_t", "square", "zero_grad", "steps_curve",
+                          "eps_curve", "strongest_overall", "checks", "warnings", "seconds"}
+    assert _plain_json(sound) and json.loads(json.dumps(sound)) == sound
+    assert sound["n"] == CFG.n_eval and sound["eps"] == EPS
+    assert set(sound["pgd"]) == {"off", "bpda", "exact", "strongest"}
+    assert set(sound["apgd_ce"]) == set(sound["apgd_t"]) == {"off", "bpda", "strongest"}  # exact: no gradient
+    assert sound["steps_curve"]["steps"] == list(CFG.steps_curve) and len(sound["steps_curve"]["acc"]) == 3
+    assert sound["eps_curve"]["eps"] == [2.0, 8.0, 255.0] and len(sound["eps_curve"]["acc"]) == 3
+    assert set(sound["checks"]) == CHECKS
+    assert all(set(c) == {"ok", "detail"} and isinstance(c["ok"], bool) for c in sound["checks"].values())
+
+
+def test_strongest_is_the_per_example_worst_case(sound):
+    pgd = sound["pgd"]
+    assert pgd["strongest"] <= min(pgd["off"], pgd["bpda"], pgd["exact"])
+    every = [pgd["strongest"], sound["apgd_ce"]["strongest"], sound["apgd_t"]["strongest"], sound["square"]]
+    assert sound["strongest_overall"] <= min(every)
+    assert sound["apgd_ce"]["strongest"] <= sound["clean"] and sound["strongest_overall"] < sound["clean"]
+
+
+def test_sound_evaluation_passes_every_check(sound):
+    assert {name: c["ok"] for name, c in sound["checks"].items()} == dict.fromkeys(CHECKS, True), sound["checks"]
+    assert sound["warnings"] == []
+    assert sound["zero_grad"] == {"off": 0.0, "bpda": 0.0, "exact": 1.0}  # exact is masked, as expected
+    assert sound["eps_curve"]["acc"][-1] == 0.0
+
+
+def test_masked_evaluation_fails_the_checks_that_catch_it(masked):
+    ok = {name: c["ok"] for name, c in masked["checks"].items()}
+    assert ok == {"steps_monotone": True,  # a masked attack is flat, not rising: this check cannot see it
+                  "unbounded_attack_wins": False, "gradient_free_not_stronger": False, "gradients_not_masked": False}
+    assert masked["apgd_ce"] is None and masked["apgd_t"] is None  # no mode with a gradient to run APGD on
+    assert masked["pgd"]["exact"] >= masked["clean"] - CFG.tolerance  # PGD found (almost) nothing ...
+    assert masked["square"] < masked["pgd"]["exact"] - CFG.tolerance  # ... where a gradient-free attack did
+    assert masked["warnings"] == []  # failed checks live in `checks` only, so the report lists each once
+    assert all("FAILED" in c["detail"] for c in masked["checks"].values() if not c["ok"])
+    detail = masked["checks"]["gradients_not_masked"]["detail"]
+    assert "1.000" in detail and "0.05" in detail  # the numbers and the tolerance
+
+
+def test_missing_torchattacks_records_null_and_a_warning(models, monkeypatch):
+    rounding, _, x, y = models
+    monkeypatch.setitem(sys.modules, "torchattacks", None)  # `import torchattacks` now raises ImportError
+    cfg = FinalEvalConfig(n_eval=16, apgd_steps=2, square_queries=2, steps_curve=(1,), eps_curve=(255,))
+    out = diagnostics.final_evaluation(rounding, x, y, 8.0, ("bpda",), cfg, 2, 0.25, "fp32", 0)
+    assert out["apgd_ce"] is None and out["apgd_t"] is None and out["square"] is None
+    assert diagnostics.MISSING_LIBRARY in out["warnings"]
+    assert not out["checks"]["gradient_free_not_stronger"]["ok"]  # unverified is not passed
+    assert out["strongest_overall"] == out["pgd"]["strongest"]
+
+
+def test_library_attacks_are_deterministic_and_leave_the_global_rng_alone(models):
+    torchattacks = pytest.importorskip("torchattacks")
+    rounding, _, x, y = models
+    x, y = x[:32], y[:32]
+    clean = attacks.predict(rounding, x, "fp32", 500) == y
+    make = lambda net: torchattacks.APGD(net, eps=8 / 255, steps=3, seed=1)
+    torch.manual_seed(123)
+    first = diagnostics._attack_with(rounding, x, y, clean, "bpda", "fp32", make)
+    after = torch.rand(1)
+    torch.manual_seed(123)
+    assert torch.equal(first, diagnostics._attack_with(rounding, x, y, clean, "bpda", "fp32", make))
+    assert torch.equal(after, torch.rand(1))
+    assert not rounding.training  # torchattacks puts the wrapper's training flag back, not ours
+
+
+def test_transfer_check_passes_when_whitebox_is_sound_and_fails_when_masked(models, sound, masked):
+    rounding, baseline, x, y = models
+    x, y = x[:CFG.n_eval], y[:CFG.n_eval]
+    args = dict(eps_units=EPS, steps=5, step_ratio=0.25, precision="fp32", seed=0, tolerance=CFG.tolerance)
+    honest = diagnostics.transfer_check(baseline, rounding, x, y, whitebox_acc=sound["pgd"]["strongest"], **args)
+    fooled = diagnostics.transfer_check(baseline, rounding, x, y, whitebox_acc=masked["pgd"]["strongest"], **args)
+    assert set(honest) == {"eps", "transfer_acc", "whitebox_acc", "ok", "detail"} and _plain_json(honest)
+    assert honest["ok"] and not fooled["ok"]
+    assert honest["transfer_acc"] == fooled["transfer_acc"] < masked["pgd"]["strongest"] - CFG.tolerance
+    assert "FAILED" in fooled["detail"] and f"{CFG.tolerance:g}" in fooled["detail"]
+
+
+def test_unknown_modes_are_a_clear_error(models):
+    rounding, _, x, y = models
+    with pytest.raises(ConfigError, match=r"attack modes \['soft'\].*off, bpda, exact, pgd"):
+        diagnostics.final_evaluation(rounding, x, y, modes=("soft",), **RUN)

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The one prepared GPU check (run through the device tool, whose machine has torch, timm, pytest-xdist,
+# scipy and matplotlib but no torchattacks: carry .benchdeps, and the data in .data/).
+#   H2 in full on the paper profile (pytest -n 3), and beside it the H1 five-epoch three-mode check.
+set -u
+OUT=${OUT:-/tmp/device-out}; mkdir -p "$OUT"
+export PYTHONPATH="$PWD/.benchdeps:$PWD" PYTHONUNBUFFERED=1
+DATA=cifar10=.data/cifar10-jpeg75.zip
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$OUT/gpu.txt" 2>&1
+python3 -c "import harness.data as d, pathlib; d.load('cifar10', d.Sources(bindings=(('cifar10', '.data/cifar10-jpeg75.zip'),)), pathlib.Path('.cache/advhyp'))"  # decode once for all
+start=$(date +%s)
+(python3 -m pytest hypotheses/test_pooling_type.py -n 3 -p no:cacheprovider --profile paper \
+   --data-source $DATA --reports-dir "$OUT/h2" -rA > "$OUT/h2.log" 2>&1; echo "h2 done $(( $(date +%s) - start ))s" >> "$OUT/h2.log") &
+for i in 1 2; do  # two copies split Baseline and Round through the cache
+  out="$OUT/h1.json"; [ $i = 2 ] && out=/tmp/h1-2.json  # $OUT takes 8 files at most
+  python3 tools/device_h1.py --data-source $DATA --epochs ${H1_EPOCHS:-5} --cache .cache/advhyp --out "$out" > "$OUT/h1-$i.log" 2>&1 &
+done
+wait
+echo "all done $(( $(date +%s) - start ))s"; tail -5 "$OUT/h2.log"; tail -30 "$OUT/h1-1.log"
