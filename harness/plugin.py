@@ -176,6 +176,14 @@ def pytest_configure_node(node):
     node.workerinput["advhyp_device"] = f"cuda:{index % gpus}" if gpus else ""
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto` on GPUs: three workers per GPU (on an H200, three ResNet18 processes trained 2.9x one
+    process's images/s, and ViT-tiny lost nothing); elsewhere xdist's default (one per CPU)."""
+    gpus = _gpu_count()
+    return 3 * gpus if gpus else None
+
+
 def _gpu_count() -> int:
     # CUDA_VISIBLE_DEVICES narrows what device_count sees; cuda:N then indexes the visible ones.
     import torch

@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# The one prepared GPU check (run through the device tool, whose machine has torch, timm, pytest-xdist,
-# scipy and matplotlib but no torchattacks: carry .benchdeps, and the data in .data/).
-#   H2 in full on the paper profile (pytest -n 3), and beside it the H1 five-epoch three-mode check.
+# The one prepared GPU check: H2 in full on the paper profile (pytest -n 3), and beside it the H1
+# five-epoch, three-rounding-mode check with APGD on the final checkpoint (tools/device_h1.py).
+# The device machine has torch, timm, pytest-xdist, scipy and matplotlib, but no torchattacks and no data.
+# Prepare here, once:
+#   mkdir -p .data && cp ../shared/data/cifar10-jpeg75.zip .data/
+#   .venv/bin/pip install --no-deps --target .benchdeps torchattacks==3.5.1
+# then call the device tool's run with command "bash tools/device_check.sh", carry [".data", ".benchdeps"],
+# timeout_s 300. The benchmark is a separate call: python3 -m harness.bench --out $OUT/bench.json
 set -u
 OUT=${OUT:-/tmp/device-out}; mkdir -p "$OUT"
 export PYTHONPATH="$PWD/.benchdeps:$PWD" PYTHONUNBUFFERED=1
