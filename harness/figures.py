@@ -14,7 +14,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display: the report is rendered in pytest's controller and in CI
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 
 from . import stats  # noqa: E402
 from .config import STRONGEST  # noqa: E402
@@ -163,6 +163,7 @@ def diagnostics_figure(finals: list[tuple[str, str, dict]]) -> bytes | None:
     ax_steps.set(title="PGD steps: accuracy must not rise", xlabel="steps", ylabel="adv accuracy")
     ax_eps.set(title="eps: accuracy must fall to ~0", xlabel="eps (1/255)", ylabel="adv accuracy", xscale="symlog")
     ax_steps.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax_eps.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # plain numbers, not mathtext
     for ax in (ax_steps, ax_eps):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6)

@@ -196,13 +196,15 @@ def per_mode_table(case: dict) -> str:
 
 
 def diagnostics(case: dict, runs: dict[str, list[dict]]) -> str:
-    """Final-checkpoint attacks and masking checks, whatever fields the runs carry; empty when none.
-    A run's final block is shown with the case at its eps (the claim's deciding eps), not at every eps."""
+    """Final-checkpoint attacks, masking checks and transfer checks, whatever fields the runs carry; empty
+    when none. They were computed at the claim's deciding eps, so they show with that case only."""
     finals = [(v, r["label"], r["final"]) for v, rs in runs.items() for r in rs
               if isinstance(r.get("final"), dict) and r["final"].get("eps") in (None, case["eps"])]
-    warnings = [str(w) for w in case.get("masking_warnings") or []] + failures(case.get("transfer"), "transfer")
-    if not (finals or warnings or case.get("transfer")):
+    transfers = [t for t in case.get("transfer") or [] if isinstance(t, dict) and t.get("eps") in (None, case["eps"])]
+    if not (finals or transfers):
         return ""
+    # The failed checks, as the runner named them for the test's message; then other problems.
+    warnings = [str(w) for w in case.get("masking_warnings") or []]
     not_scalars = ("steps_curve", "eps_curve", "checks", "warnings")  # drawn, counted, or listed above
     leaves = [dict(flat({k: x for k, x in f.items() if k not in not_scalars})) for _, _, f in finals]
     columns = list(dict.fromkeys(name for run in leaves for name in run))
@@ -211,7 +213,7 @@ def diagnostics(case: dict, runs: dict[str, list[dict]]) -> str:
         checks = f.get("checks") if isinstance(f.get("checks"), dict) else {}
         ok = sum(1 for c in checks.values() if isinstance(c, dict) and c.get("ok"))
         rows.append([v, label, *[values.get(c) for c in columns], f"{ok}/{len(checks)} ok" if checks else None])
-        warnings += failures(checks, f"{label}: check") + [f"{label}: {w}" for w in f.get("warnings") or []]
+        warnings += [f"{label}: {w}" for w in f.get("warnings") or []]
     parts = ["<h3>Final-checkpoint diagnostics</h3>"]
     if warnings:
         parts.append('<ul class="warn">' + "".join(f"<li>{esc(w)}</li>" for w in warnings) + "</ul>")
@@ -220,18 +222,12 @@ def diagnostics(case: dict, runs: dict[str, list[dict]]) -> str:
         png = figures.diagnostics_figure(finals)
         if png:
             parts.append(img(png, f"final-checkpoint curves of {case['nodeid']}"))
-    if case.get("transfer"):
-        parts.append("<h4>Transfer</h4>" + table(["field", "value"], [list(r) for r in flat(case["transfer"])], "kv"))
+    if transfers:
+        rows = [[t.get("source"), t.get("target"), t.get("transfer_acc"), t.get("whitebox_acc"),
+                 "ok" if t.get("ok") else "FAILED", t.get("detail")] for t in transfers]
+        parts.append("<h4>Transfer: PGD crafted on the worse variant, scored on the better</h4>" + table(
+            ["source", "target", "transfer acc", "white-box acc", "check", "detail"], rows, "diag"))
     return "\n".join(parts)
-
-
-def failures(obj, where: str) -> list[str]:
-    """Every check ({"ok": false, "detail": ...}) that failed in a nested block, named by its path."""
-    if not isinstance(obj, dict):
-        return []
-    if obj.get("ok") is False:
-        return [f"{where} failed: {obj.get('detail', '')}"]
-    return [w for k, v in obj.items() for w in failures(v, f"{where} {k}")]
 
 
 def runs_table(runs: dict[str, list[dict]], ek: str) -> str:
