@@ -323,6 +323,7 @@ class Collector:
     def _install_sigterm():
         # SIGTERM (a CI timeout, a preempted job) ends the session like Ctrl-C: a partial report is written.
         def interrupt(signum, frame):
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: the shutdown that follows must finish
             raise KeyboardInterrupt("SIGTERM")
         signal.signal(signal.SIGTERM, interrupt)
 
@@ -351,11 +352,18 @@ class Collector:
             return
         self.doc["partial"] = bool(interrupted)
         self.doc["session"].update(finished=time.strftime("%Y-%m-%d %H:%M:%S"), exit_status=int(exitstatus))
-        self._write()
+        # An interrupted xdist session gets more signals while its workers shut down (a second Ctrl-C, the
+        # workers' SIGTERM): they must not cut the last write of the results short.
+        held = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self._write()
+        finally:
+            for sig, handler in held.items():
+                signal.signal(sig, handler)
         try:
             from . import report  # matplotlib: loaded by the controller only, at the end
             report.render(self.folder)
-        except Exception as e:  # results.json is saved: the page can be rebuilt from it
+        except (Exception, KeyboardInterrupt) as e:  # results.json is saved: the page can be rebuilt from it
             sys.stderr.write(f"advhyp: could not render {self.folder / 'index.html'} ({type(e).__name__}: {e}); "
                              f"rebuild it with: python -m harness.report {self.folder}\n")
 

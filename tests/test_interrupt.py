@@ -22,7 +22,7 @@ EPOCH_LINE = re.compile(r"\] ([0-9a-f]{8}) \S+ epoch (\d+)/(\d+) ")  # runner.Su
 class Session:
     """One `pytest hypotheses/...` process on the smoke profile, 2 epochs, seeds 0 and 1."""
 
-    def __init__(self, tmp: Path, images: Path, *extra: str):
+    def __init__(self, tmp: Path, images: Path, *extra: str, own_group: bool = False):
         self.reports = tmp / "reports"
         self.before = set(self.reports.iterdir()) if self.reports.exists() else set()
         self._folder: Path | None = None
@@ -31,7 +31,8 @@ class Session:
                f"--data-source=cifar10={images}", "--device=cpu", *extra]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                      env={**os.environ, "OMP_NUM_THREADS": "1"},
-                                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+                                     start_new_session=own_group)  # a group of its own, as a terminal job
 
     @property
     def folder(self) -> Path | None:
@@ -52,9 +53,9 @@ class Session:
             assert time.monotonic() < deadline, "timed out waiting for the run to progress"
             time.sleep(0.05)
 
-    def end(self, sig: int | None = None) -> tuple[int, dict]:
-        if sig is not None:
-            self.proc.send_signal(sig)
+    def end(self, sig: int | None = None, group: bool = False) -> tuple[int, dict]:
+        if sig is not None:  # a terminal's Ctrl-C reaches the whole group: the xdist workers too
+            os.killpg(self.proc.pid, sig) if group else self.proc.send_signal(sig)
         out, _ = self.proc.communicate(timeout=180)
         return self.proc.returncode, results.load(self.folder)  # load validates against the schema
 
@@ -95,3 +96,13 @@ def test_interrupted_sessions_leave_finished_epochs_resumable_and_a_partial_repo
     assert [(k, e) for (k, e), n in logged.items() if n > 1 and k != key] == [], "a finished epoch was retrained"
     assert [e for k, e in third.epochs() if k == key] == [1, 2]
     assert not list(cache.rglob(store.TMP_PREFIX + "*"))
+
+
+def test_ctrl_c_under_xdist_stops_the_workers_and_writes_a_partial_report(tiny_images, tmp_path):
+    session = Session(tmp_path, tiny_images, "-n", "2", own_group=True)
+    session.wait_until(lambda: session.epochs())
+    rc, doc = session.end(signal.SIGINT, group=True)
+    assert rc == 2 and doc["partial"] is True
+    key = session.epochs()[0][0]
+    run = _run_dir(tmp_path / "cache", key)
+    assert (run / "result.json").exists() or (run / "checkpoint.pt").exists()  # the finished epoch is kept
