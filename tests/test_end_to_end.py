@@ -1,15 +1,20 @@
-"""The main job end to end, twice: the second run trains nothing and gives identical numbers."""
+"""The main job end to end, twice: the second run trains nothing and gives identical numbers, and the
+report it writes renders in a real browser with every figure and the control hypothesis."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+from test_report_browser import CHROMIUM, body_attributes, chromium
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _pytest(tmp_path, sources, *args):
     bindings = [f"--data-source={n}={p}" for n, p in sources.bindings]
-    return subprocess.run([sys.executable, "-m", "pytest", "hypotheses/test_pooling_type.py", "-q", "-p",
+    return subprocess.run([sys.executable, "-m", "pytest", "hypotheses/test_pooling_type.py",
+                           "hypotheses/test_control_seed_null.py", "-q", "-p",
                            "no:cacheprovider", "--seeds", "0,1", "--epochs", "1", "--eps", "1,8",
                            "--cache-dir", str(tmp_path / "cache"), "--reports-dir", str(tmp_path / "reports"),
                            *bindings, *args], cwd=ROOT, capture_output=True, text=True, timeout=900)
@@ -27,10 +32,23 @@ def test_second_run_is_all_cache_hits_with_identical_numbers(tmp_path, sources):
     docs = [json.loads((f / "results.json").read_text()) for f in folders]
     for doc in docs:
         assert doc["partial"] is False and doc["session"]["profile"] == "smoke"
-        assert {c["eps"] for c in doc["cases"]} == {1.0, 8.0}
+        assert {(c["module"], c["eps"]) for c in doc["cases"]} == {  # --eps 1,8 overrides every claim's eps
+            (m, e) for m in ("test_pooling_type", "test_control_seed_null") for e in (1.0, 8.0)}
         assert all(c["verdict"] in ("supported", "contradicted", "inconclusive") for c in doc["cases"])
         assert all(c["outcome"] == "skipped" for c in doc["cases"])  # smoke decides nothing
-        assert len(doc["runs"]) == 4 and all(len(r["records"]) == 1 for r in doc["runs"].values())
+        # Max s0, s1 (shared by the control's Seeds A), Avg s0, s1, and the control's Seeds B s100, s101
+        assert len(doc["runs"]) == 6 and all(len(r["records"]) == 1 for r in doc["runs"].values())
     numbers = [sorted((c["nodeid"], json.dumps(c["scores"]), json.dumps(c["test"])) for c in d["cases"]) for d in docs]
     assert numbers[0] == numbers[1]
     assert docs[0]["runs"] == docs[1]["runs"]
+
+    if CHROMIUM.exists():  # the smoke run's own page, in a real browser (CI installs chromium)
+        page = folders[1] / "index.html"
+        seen = body_attributes(chromium(tmp_path, page, "--dump-dom"))
+        assert seen.get("data-checked") == "yes" and seen["data-js-errors"] == ""
+        assert int(seen["data-images-total"]) == int(seen["data-images-ok"]) == page.read_text().count("<img ") > 3
+        assert "test_control_seed_null" in page.read_text()
+        shots = Path(os.environ.get("ADVHYP_SCREENSHOT_DIR") or tmp_path)
+        shots.mkdir(parents=True, exist_ok=True)
+        chromium(tmp_path, page, f"--screenshot={shots / 'smoke-report.png'}", "--window-size=1400,4000")
+        assert (shots / "smoke-report.png").stat().st_size > 50_000
