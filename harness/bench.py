@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from . import attacks, models, reference, runtime, train
+from . import attacks, models, reference, runtime
 from .bench_concurrency import concurrency, harness_trainer, sync, synthetic
 from .config import ADAMW_VIT, SGD_RESNET, ConfigError, Recipe
 from .data import Dataset, Sources, load, parse_binding

@@ -52,8 +52,8 @@ def harness_trainer(model: str, input_size: int | None, recipe: Recipe, ds: Data
     cfg = run_config(model, input_size, recipe, ds, precision)
     net = train.build(cfg, ds, device)
     stepper = torch.compile(net) if compiled else net
-    opt = train._optimizer(net, recipe, device)
-    sched = train._schedule(opt, warmup_steps=1, total_steps=10**9)
+    opt = train.make_optimizer(net, recipe, device)
+    sched = train.make_schedule(opt, warmup_steps=1, total_steps=10**9)
     channels_last = models.is_convolutional(net[1]) and device.type == "cuda"
     x, y = ds.train_x.to(device), ds.train_y.to(device)
     gen = torch.Generator(device=device).manual_seed(0)
@@ -75,13 +75,14 @@ def lockstep_trainer(model: str, input_size: int | None, recipe: Recipe, ds: Dat
             for s in range(seeds)]
     params, buffers = stack_module_state(nets)
     skeleton = copy.deepcopy(nets[0]).to("meta")
-    stacked = list(params.values())  # weight decay as train._optimizer: on kernels (ndim >= 2 before stacking)
+    # weight decay as train.make_optimizer: on kernels (ndim >= 2 before stacking)
+    stacked = list(params.values())
     groups = [{"params": [p for p in stacked if p.ndim >= 3], "weight_decay": recipe.weight_decay},
               {"params": [p for p in stacked if p.ndim < 3], "weight_decay": 0.0}]
     fused = device.type == "cuda"
     opt = (torch.optim.SGD(groups, lr=recipe.lr, momentum=0.9, nesterov=True, fused=fused)
            if recipe.optimizer == "sgd" else torch.optim.AdamW(groups, lr=recipe.lr, fused=fused))
-    sched = train._schedule(opt, warmup_steps=1, total_steps=10**9)
+    sched = train.make_schedule(opt, warmup_steps=1, total_steps=10**9)
     x, y = ds.train_x.to(device), ds.train_y.to(device)
     gen = torch.Generator(device=device).manual_seed(0)
 

@@ -30,11 +30,11 @@ NUMERIC_MODULES = ("config.py", "data.py", "models.py", "pipelines.py", "attacks
 CHECKPOINT_FIELDS = ("key", "model", "optimizer", "scheduler", "records")
 
 
-def code_version(folder: Path | None = None) -> str:
-    """A hash of the numeric modules' source in `folder` (default: this package) and the library versions."""
+def code_version(folder: Path | None = None, modules: tuple[str, ...] = NUMERIC_MODULES) -> str:
+    """A hash of `modules`' source in `folder` (default: this package) and the library versions."""
     h = hashlib.sha256(f"torch {torch.__version__} timm {timm.__version__}".encode())
     here = Path(folder or Path(__file__).parent)
-    for name in NUMERIC_MODULES:
+    for name in modules:
         h.update((here / name).read_bytes())
     return h.hexdigest()[:16]
 

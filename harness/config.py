@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 ROUNDING_MODES = ("off", "bpda", "exact")  # how a rounding pipeline behaves while PGD crafts
 NO_ROUNDING = "pgd"  # the single attack of a pipeline that does not round

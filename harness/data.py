@@ -13,7 +13,6 @@ import functools
 import gzip
 import hashlib
 import io
-import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path

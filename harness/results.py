@@ -74,7 +74,8 @@ def load(folder_or_file: Path) -> dict:
     try:
         doc = json.loads(path.read_text())
     except FileNotFoundError:
-        raise ResultsError(f"{path} does not exist: pass a reports/<timestamp> folder written by a pytest run") from None
+        raise ResultsError(f"{path} does not exist: pass a reports/<timestamp> folder written by a pytest "
+                           f"run") from None
     except json.JSONDecodeError as e:
         raise ResultsError(f"{path} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); "
                            f"it was truncated or edited") from None

@@ -8,7 +8,6 @@ import math
 import time
 import traceback
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -17,7 +16,7 @@ import torch
 from . import data, diagnostics, results, stats, train
 from .attacks import eps_key
 from .cache import RunCache, code_version
-from .config import (NO_ROUNDING, ROUNDING_MODES, STRONGEST, Claim, ConfigError, Profile, RunConfig,
+from .config import (NO_ROUNDING, STRONGEST, Claim, ConfigError, Profile, RunConfig,
                      Variant, key)
 from .data import Sources, fixed_subset
 
@@ -162,7 +161,8 @@ class Suite:
         t = case["test"]
         case.update(module=module, statement=claim.statement, better=claim.better, worse=claim.worse,
                     expect=claim.expect, dataset=dataset, eps=eps, decides=decides,
-                    deciding_eps=claim.deciding_eps, profile_decides=self.profile.decides, profile=self.profile.name, alpha=self.alpha, seeds=list(self.profile.seeds),
+                    deciding_eps=claim.deciding_eps, profile_decides=self.profile.decides,
+                    profile=self.profile.name, alpha=self.alpha, seeds=list(self.profile.seeds),
                     verdict=stats.verdict(t["p_adj_greater"], t["p_adj_less"], self.alpha),
                     _runs={r["key"]: r for rs in runs.values() for r in rs})
         return case
@@ -174,7 +174,9 @@ class Suite:
         "masking_warnings". Each is computed once and kept in the cache beside its run."""
         ds = data.load(dataset, self.sources, self.cache.root)
         fe, eps = self.profile.final_eval, claim.deciding_eps
-        tag = hashlib.sha256(repr((fe, eps, _diagnostics_version())).encode()).hexdigest()[:12]
+        # Recomputed when the settings, the eps, or the attack and diagnostics code change.
+        attack_code = code_version(modules=("attacks.py", "diagnostics.py"))
+        tag = hashlib.sha256(repr((fe, eps, attack_code)).encode()).hexdigest()[:12]
         warnings, transfers = [], []
         for r in (r for rs in runs.values() for r in rs if r["status"] == "done"):
             cfg = self.configs[r["key"]]
@@ -215,12 +217,6 @@ class Suite:
         """The first n of the run's per-epoch evaluation subset, on the device, images in [0, 1]."""
         idx = fixed_subset(len(ds.test_x), cfg.attack.n_eval, cfg.attack.eval_seed)[:self.profile.final_eval.n_eval]
         return ds.test_x[idx].to(self.device).float().div_(255), ds.test_y[idx].to(self.device)
-
-
-def _diagnostics_version() -> str:
-    """Final evaluations are recomputed when the attack or diagnostics code changes."""
-    here = Path(__file__).parent
-    return hashlib.sha256(b"".join((here / f).read_bytes() for f in ("attacks.py", "diagnostics.py"))).hexdigest()
 
 
 def _pipeline_rounds(name: str) -> bool:

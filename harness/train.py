@@ -43,7 +43,7 @@ def build(cfg: RunConfig, ds: Dataset, device: torch.device) -> pipelines.Deploy
     return model
 
 
-def _optimizer(model: torch.nn.Module, r: Recipe, device: torch.device) -> torch.optim.Optimizer:
+def make_optimizer(model: torch.nn.Module, r: Recipe, device: torch.device) -> torch.optim.Optimizer:
     # Weight decay on weight matrices and kernels only, not on biases and norm scales.
     decay = [p for p in model.parameters() if p.ndim >= 2]
     rest = [p for p in model.parameters() if p.ndim < 2]
@@ -56,7 +56,7 @@ def _optimizer(model: torch.nn.Module, r: Recipe, device: torch.device) -> torch
     raise ValueError(f"unknown optimizer {r.optimizer!r}: choose sgd or adamw")
 
 
-def _schedule(opt, warmup_steps: int, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+def make_schedule(opt, warmup_steps: int, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / warmup_steps
@@ -102,8 +102,8 @@ def run(cfg: RunConfig, ds: Dataset, device: torch.device, checkpoint: Checkpoin
 
     batch = min(r.batch_size, len(train_x))
     steps_per_epoch = len(train_x) // batch  # the last partial batch is dropped: every step the same shape
-    opt = _optimizer(model, r, device)
-    sched = _schedule(opt, round(r.warmup_epochs * steps_per_epoch), cfg.epochs * steps_per_epoch)
+    opt = make_optimizer(model, r, device)
+    sched = make_schedule(opt, round(r.warmup_epochs * steps_per_epoch), cfg.epochs * steps_per_epoch)
     records: list[dict] = []
     state = checkpoint.load() if checkpoint else None
     if state is not None:
