@@ -22,8 +22,10 @@ ATTACK_PRECISIONS = ("fp32", "bf16")  # resolved precisions ("auto" is resolved 
 
 
 def check_attack_inputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, step_size: float,
-                        steps: int) -> None:
-    """Clear errors before any attack runs (eps in [0, 1] units here: 8/255, not 8)."""
+                        steps: int, probe: bool = True) -> None:
+    """Clear errors before any attack runs (eps in [0, 1] units here: 8/255, not 8). `probe` runs the model
+    on a few images to check that it returns logits; pass False when the caller checks the first logits it
+    computes anyway (`predict(..., check=True)`), which saves a forward pass per attack."""
     if not 0 < eps <= 1:
         raise ConfigError(f"eps {eps:g} is out of range: pass a fraction in (0, 1], e.g. 8/255")
     if not 0 < step_size <= 1:
@@ -40,10 +42,14 @@ def check_attack_inputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps:
                           f"in [0, 1]; put normalization inside the model's pipeline")
     if len(x) != len(y):
         raise ConfigError(f"{len(x)} images but {len(y)} labels")
-    if not len(x):
-        return
-    with torch.no_grad():
-        out = model(x[:8]).float()
+    if probe and len(x):
+        with torch.no_grad():
+            check_logits(model(x[:8]))
+
+
+def check_logits(out: torch.Tensor) -> None:
+    """A model under attack returns logits: probabilities saturate the loss and hide its gradient."""
+    out = out.float()
     if out.ndim != 2:
         raise ConfigError(f"the model returns shape {tuple(out.shape)}: it must return logits (batch, classes)")
     if out.min() >= 0 and torch.allclose(out.sum(1), torch.ones(len(out), device=out.device), atol=1e-3):
@@ -70,11 +76,15 @@ def crafting_mode(attack: str) -> str:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, precision: str, batch: int) -> torch.Tensor:
+def predict(model: nn.Module, x: torch.Tensor, precision: str, batch: int, check: bool = False) -> torch.Tensor:
+    """Predicted classes, in chunks of `batch`; `check` runs `check_logits` on the first chunk's outputs."""
     out = []
     for i in range(0, len(x), batch):
         with autocast(x.device, precision):
-            out.append(model(x[i:i + batch]).argmax(1))
+            logits = model(x[i:i + batch])
+        if check and not i:
+            check_logits(logits)
+        out.append(logits.argmax(1))
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.long, device=x.device)
 
 
@@ -98,10 +108,11 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: i
     the deployed model. Early exit attacks only the examples still robust. `clean_correct`, when given,
     replaces the clean predictions (pass a robustness mask to attack only what earlier attacks left).
     """
-    check_attack_inputs(model, x, y, eps, step_size, steps)
+    # Without `clean_correct`, the clean predictions are this attack's first forward pass: they check the logits.
+    check_attack_inputs(model, x, y, eps, step_size, steps, probe=clean_correct is not None)
     check_attack_settings(mode, precision, restarts)
     if clean_correct is None:
-        clean_correct = predict(model, x, precision, batch) == y
+        clean_correct = predict(model, x, precision, batch, check=True) == y
     robust = clean_correct.clone()
     for restart in range(restarts):
         start = random_start(x, eps, seed * 1000 + restart)

@@ -23,6 +23,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -57,13 +58,14 @@ class Size:
     pgd_batch: int
     train_images: int  # synthetic training set
     concurrency_steps: int  # timed steps per process in --concurrency
+    repeats: int  # timings per measurement, the fastest kept (small sizes are noisy)
 
 
 SIZES = {  # full: about 3-4 minutes on one H200 for all three models and --concurrency
     "small": Size(batch=16, warmup=1, steps=3, pgd_images=16, pgd_steps=2, pgd_batch=16, train_images=512,
-                  concurrency_steps=3),
+                  concurrency_steps=3, repeats=3),
     "full": Size(batch=None, warmup=10, steps=50, pgd_images=2000, pgd_steps=10, pgd_batch=1000,
-                 train_images=50_000, concurrency_steps=200),
+                 train_images=50_000, concurrency_steps=200, repeats=1),
 }
 PGD_EPS, PGD_STEP = 8 / 255, 2 / 255
 
@@ -116,20 +118,25 @@ def project(work: tuple[Work, ...], train_img_s: dict, pgd_img_s: dict, pgd_step
             "concurrency_speedup": speedup}
 
 
+def best_seconds(fn: Callable[[], None], repeats: int, device: torch.device) -> float:
+    """The fastest of `repeats` timings of fn(): the least disturbed by other work on the machine."""
+    best = float("inf")
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
 def matmul_peak(device: torch.device) -> tuple[float, str]:
     """FLOP/s of a large square matmul: bf16 on a GPU, fp32 on the CPU (best of a few timings)."""
     n, dtype, reps = (8192, torch.bfloat16, 20) if device.type == "cuda" else (1024, torch.float32, 3)
     a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
     a @ b
-    best = float("inf")
-    for _ in range(5):
-        sync(device)
-        start = time.perf_counter()
-        for _ in range(reps):
-            a @ b
-        sync(device)
-        best = min(best, (time.perf_counter() - start) / reps)
-    return 2 * n ** 3 / best, str(dtype).removeprefix("torch.")
+    seconds = best_seconds(lambda: [a @ b for _ in range(reps)], 5, device) / reps
+    return 2 * n ** 3 / seconds, str(dtype).removeprefix("torch.")
 
 
 def bench_model(name: str, ds: Dataset, device: torch.device, precision: str, size: Size, compile_: bool,
@@ -137,46 +144,46 @@ def bench_model(name: str, ds: Dataset, device: torch.device, precision: str, si
     spec = SPECS[name]
     r = spec.recipe
     batch = size.batch or r.batch_size
-    train_s = {}
+    x, y = ds.test_x[:size.pgd_images].float().div(255), ds.test_y[:size.pgd_images]
+    x_dev, y_dev = x.to(device), y.to(device)  # the harness holds its eval subset on the device
+    train_s, pgd = {}, {}
     for path in ("eager", "compiled") if compile_ else ("eager",):
-        run_steps, model = harness_trainer(spec.model, spec.input_size, r, ds, device, precision, batch,
-                                           compiled=path == "compiled")
+        run_steps, model, stepper = harness_trainer(spec.model, spec.input_size, r, ds, device, precision, batch,
+                                                    compiled=path == "compiled")
         run_steps(size.warmup)
-        start = time.perf_counter()
-        run_steps(size.steps)
-        train_s[f"harness_{path}"] = batch * size.steps / (time.perf_counter() - start)
+        train_s[f"harness_{path}"] = batch * size.steps / best_seconds(lambda: run_steps(size.steps),
+                                                                      size.repeats, device)
+        stepper.eval()
+
+        def harness_pgd(n: int, steps: int) -> None:
+            attacks.pgd(stepper, x_dev[:n], y_dev[:n], PGD_EPS, steps, PGD_STEP, early_exit=False,
+                        precision=precision, batch=size.pgd_batch)
+        harness_pgd(size.pgd_batch, 1)  # warm-up: cuDNN autotuning and compilation for the attack's shapes
+        pgd[f"harness_{path}"] = len(x) / best_seconds(lambda: harness_pgd(len(x), size.pgd_steps),
+                                                       size.repeats, device)
     flops = models.forward_flops(model, (ds.channels, ds.size, ds.size))
 
     mean, std = ds.mean_std
     net = models.create(spec.model, ds.num_classes, ds.channels, spec.input_size or ds.size)
     data = reference.loader(ds.train_x, ds.train_y, reference.train_transform(mean, std, r.crop_padding,
                             ds.size, spec.input_size), batch, workers, device)
-    train_s["reference"] = batch * size.steps / reference.time_training(net, data, r, device, size.warmup,
-                                                                        size.steps)
+    train_s["reference"] = batch * size.steps / min(
+        reference.time_training(net, data, r, device, size.warmup, size.steps) for _ in range(size.repeats))
     del data
 
-    x, y = ds.test_x[:size.pgd_images].float().div(255), ds.test_y[:size.pgd_images]
-    x_dev, y_dev = x.to(device), y.to(device)  # the harness holds its eval subset on the device
-    model.eval()
-
-    def harness_pgd(n: int, steps: int) -> None:
-        attacks.pgd(model, x_dev[:n], y_dev[:n], PGD_EPS, steps, PGD_STEP, early_exit=False, precision=precision,
-                    batch=size.pgd_batch)
-    harness_pgd(size.pgd_batch, 1)  # warm-up on each side: cuDNN autotuning for the attack's shapes
-    sync(device)
-    start = time.perf_counter()
-    harness_pgd(len(x), size.pgd_steps)
-    sync(device)
-    pgd = {"harness": len(x) / (time.perf_counter() - start)}
     attacked = reference.attacked_model(net, mean, std, spec.input_size)
     reference.time_pgd(attacked, x[:size.pgd_batch], y[:size.pgd_batch], PGD_EPS, 1, PGD_STEP, size.pgd_batch,
                        device)
-    ref_s = reference.time_pgd(attacked, x, y, PGD_EPS, size.pgd_steps, PGD_STEP, size.pgd_batch, device)
-    pgd["reference"] = len(x) / ref_s if ref_s else None  # None: torchattacks is not installed
-    best = max((k for k in train_s if k.startswith("harness")), key=train_s.get)
-    return {"batch": batch, "forward_flops": flops, "train": {**train_s, "harness": train_s[best],
-            "harness_path": best, "ratio": train_s[best] / train_s["reference"]},
-            "pgd": {**pgd, "ratio": pgd["harness"] / pgd["reference"] if pgd["reference"] else None,
+    ref_s = [reference.time_pgd(attacked, x, y, PGD_EPS, size.pgd_steps, PGD_STEP, size.pgd_batch, device)
+             for _ in range(size.repeats)]
+    pgd["reference"] = len(x) / min(ref_s) if None not in ref_s else None  # None: torchattacks is not installed
+    # The suite's own paths: training compiled where --compile asks (train.run compiles the same models on
+    # GPUs), the attack eager (train.run evaluates the eager model; harness_compiled shows what compiling would give).
+    best_train = max((k for k in train_s if k.startswith("harness")), key=train_s.get)
+    return {"batch": batch, "forward_flops": flops, "train": {**train_s, "harness": train_s[best_train],
+            "harness_path": best_train, "ratio": train_s[best_train] / train_s["reference"]},
+            "pgd": {**pgd, "harness": pgd["harness_eager"], "harness_path": "harness_eager",
+                    "ratio": pgd["harness_eager"] / pgd["reference"] if pgd["reference"] else None,
                     "steps": size.pgd_steps, "eps": PGD_EPS, "early_exit": False}}
 
 
@@ -215,11 +222,10 @@ def table(report: dict) -> str:
         for path in ("reference", "harness_eager", "harness_compiled"):
             if path not in m["train"]:
                 continue
-            rate = m["train"][path]
-            pgd = ref_pgd if path == "reference" else m["pgd"]["harness"] if path == "harness_eager" else None
+            rate, pgd = m["train"][path], m["pgd"][path]
             tflops = 3 * m["forward_flops"] * rate / 1e12
             ratio = rate / m["train"]["reference"]
-            pgd_ratio = m["pgd"]["ratio"] if path == "harness_eager" and m["pgd"]["ratio"] else None
+            pgd_ratio = pgd / ref_pgd if path != "reference" and ref_pgd else None
             lines.append(f"{name:12} {path:18} {_rate(rate):>11} {_rate(pgd):>10} {ratio:8.2f} "
                          f"{_fmt(pgd_ratio, '.2f'):>6} {tflops:8.2f} {100 * tflops * 1e12 / peak:6.1f}%")
     proj = report["projection"]

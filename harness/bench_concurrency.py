@@ -46,9 +46,10 @@ def run_config(model: str, input_size: int | None, recipe: Recipe, ds: Dataset, 
 
 
 def harness_trainer(model: str, input_size: int | None, recipe: Recipe, ds: Dataset, device: torch.device,
-                    precision: str, batch: int, compiled: bool = False) -> tuple[Callable[[int], None], torch.nn.Module]:
-    """(run_steps(n): n steps of train.run's loop then a device sync, the model) on ds's images moved to
-    the device, as train.run holds them."""
+                    precision: str, batch: int, compiled: bool = False
+                    ) -> tuple[Callable[[int], None], torch.nn.Module, torch.nn.Module]:
+    """(run_steps(n): n steps of train.run's loop then a device sync, the model, the model as the steps
+    call it: compiled or the model itself) on ds's images moved to the device, as train.run holds them."""
     cfg = run_config(model, input_size, recipe, ds, precision)
     net = train.build(cfg, ds, device)
     stepper = torch.compile(net) if compiled else net
@@ -64,7 +65,7 @@ def harness_trainer(model: str, input_size: int | None, recipe: Recipe, ds: Data
             idx = torch.randint(len(x), (batch,), device=device, generator=gen)
             train.train_step(stepper, opt, sched, x[idx], y[idx], recipe, gen, precision, channels_last)
         sync(device)
-    return run_steps, net
+    return run_steps, net, stepper
 
 
 def lockstep_trainer(model: str, input_size: int | None, recipe: Recipe, ds: Dataset, device: torch.device,
@@ -113,7 +114,7 @@ def _worker(args: tuple, barrier, queue) -> None:
     try:
         runtime.set_deterministic(False)
         ds = synthetic(max(4096, batch), 0, *shape)
-        run_steps, _ = harness_trainer(model, input_size, recipe, ds, torch.device(device), precision, batch)
+        run_steps, _, _ = harness_trainer(model, input_size, recipe, ds, torch.device(device), precision, batch)
         run_steps(warmup)
         barrier.wait()
         start = time.monotonic()  # CLOCK_MONOTONIC: one clock for all processes of the machine

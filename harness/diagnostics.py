@@ -48,9 +48,9 @@ def final_evaluation(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_uni
     check_attack_settings(None, precision)
     x, y = x[:cfg.n_eval], y[:cfg.n_eval]
     eps = eps_units / 255
-    check_attack_inputs(model, x, y, eps, eps * step_ratio, steps)
+    check_attack_inputs(model, x, y, eps, eps * step_ratio, steps, probe=False)
+    clean = predict(model, x, precision, BATCH, check=True) == y
     n_classes = _num_classes(model, x)
-    clean = predict(model, x, precision, BATCH) == y
 
     def strongest_pgd(eps_: float, steps_: int) -> torch.Tensor:  # each mode attacks what the last left
         robust = clean

@@ -35,6 +35,18 @@ def real_dataset(sources, pytestconfig) -> data.Dataset:
                                test_x=ds.test_x[te], test_y=ds.test_y[te])
 
 
+# The L-inf radius each dataset is usually attacked at, in 1/255 units (8/255 on CIFAR, 0.1 on Fashion-MNIST):
+# tests that need an attack to fool a trained net attack there. Fashion-MNIST's mostly black images leave a
+# small net largely robust at 8/255, so one radius for both would make those tests test the data, not the code.
+STANDARD_EPS_UNITS = {"fashion-mnist": 25.5}
+DEFAULT_EPS_UNITS = 8.0
+
+
+@pytest.fixture(scope="session")
+def eps_units(real_dataset) -> float:
+    return STANDARD_EPS_UNITS.get(real_dataset.name, DEFAULT_EPS_UNITS)
+
+
 @pytest.fixture(scope="session")
 def tiny_images(real_dataset, tmp_path_factory):
     """64 training and 32 test images of real_dataset as a PNG folder, for subprocesses that must start

@@ -20,6 +20,12 @@ def rounding(trained_small_net):
     return model, x, y, attacks.predict(model, x, "fp32", 500) == y
 
 
+@pytest.fixture(scope="module")
+def eps(eps_units):
+    """The radius the real dataset is usually attacked at (tests/conftest.py), in [0, 1] units."""
+    return eps_units / 255
+
+
 def _acc(mask):
     return mask.float().mean().item()
 
@@ -80,18 +86,18 @@ def test_a_good_tiny_model_passes_the_checks_and_is_attacked():
 
 
 # ---- rounding: masking reproduced, and undone by bpda and off -----------------------------------------
-def test_exact_gradient_is_masked_while_bpda_and_off_break_the_model(rounding):
+def test_exact_gradient_is_masked_while_bpda_and_off_break_the_model(rounding, eps):
     model, x, y, clean = rounding
-    acc = {mode: _acc(attacks.pgd(model, x, y, EPS, 10, EPS / 4, mode=mode)) for mode in ("exact", "bpda", "off")}
+    acc = {mode: _acc(attacks.pgd(model, x, y, eps, 10, eps / 4, mode=mode)) for mode in ("exact", "bpda", "off")}
     assert _acc(clean) > 0.25  # the fixture's net is good enough for robustness to mean something
     assert acc["exact"] >= _acc(clean) - 0.03  # the true gradient of round is zero: PGD barely moves
     assert acc["bpda"] <= _acc(clean) / 3 and acc["off"] <= _acc(clean) / 3
 
 
 # ---- PGD's own properties -------------------------------------------------------------------------------
-def test_accuracy_never_rises_with_more_steps_on_a_fixed_seed(rounding):
+def test_accuracy_never_rises_with_more_steps_on_a_fixed_seed(rounding, eps):
     model, x, y, clean = rounding
-    acc = [_acc(attacks.pgd(model, x, y, EPS, s, EPS / 4, seed=3, mode="bpda", clean_correct=clean))
+    acc = [_acc(attacks.pgd(model, x, y, eps, s, eps / 4, seed=3, mode="bpda", clean_correct=clean))
            for s in (0, 1, 2, 5, 10, 20)]
     assert all(b <= a + 1 / len(x) for a, b in zip(acc, acc[1:])), acc  # at most one example of noise
     assert acc[-1] < acc[0] - 0.1, acc  # and the steps do something

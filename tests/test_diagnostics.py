@@ -9,10 +9,8 @@ import torch
 from harness import attacks, diagnostics, pipelines
 from harness.config import ConfigError, FinalEvalConfig
 
-EPS = 8.0  # 1/255 units: large enough that Square, with few queries, fools this small net
 CFG = FinalEvalConfig(n_eval=64, apgd_steps=5, square_queries=100, steps_curve=(1, 2, 5),
                       eps_curve=(2, 8, 255), tolerance=0.05)  # 0.05 = 3 of 64 examples
-RUN = dict(eps_units=EPS, cfg=CFG, steps=5, step_ratio=0.25, precision="fp32", seed=0)
 CHECKS = {"steps_monotone", "unbounded_attack_wins", "gradient_free_not_stronger", "gradients_not_masked"}
 
 
@@ -28,19 +26,26 @@ def models(trained_small_net):
 
 
 @pytest.fixture(scope="module")
-def sound(models):
-    """All three modes: the strongest per example is BPDA's or off's, which have gradients."""
-    rounding, _, x, y = models
-    pytest.importorskip("torchattacks")
-    return diagnostics.final_evaluation(rounding, x, y, modes=("off", "bpda", "exact"), **RUN)
+def run_args(eps_units):
+    """final_evaluation's settings at the dataset's usual radius (tests/conftest.py): large enough that
+    Square, with few queries, fools this small net."""
+    return dict(eps_units=eps_units, cfg=CFG, steps=5, step_ratio=0.25, precision="fp32", seed=0)
 
 
 @pytest.fixture(scope="module")
-def masked(models):
+def sound(models, run_args):
+    """All three modes: the strongest per example is BPDA's or off's, which have gradients."""
+    rounding, _, x, y = models
+    pytest.importorskip("torchattacks")
+    return diagnostics.final_evaluation(rounding, x, y, modes=("off", "bpda", "exact"), **run_args)
+
+
+@pytest.fixture(scope="module")
+def masked(models, run_args):
     """Only `exact`: the verdict would rest on an attack whose gradient is zero (the post's trap)."""
     rounding, _, x, y = models
     pytest.importorskip("torchattacks")
-    return diagnostics.final_evaluation(rounding, x, y, modes=("exact",), **RUN)
+    return diagnostics.final_evaluation(rounding, x, y, modes=("exact",), **run_args)
 
 
 def _plain_json(value) -> bool:
@@ -51,11 +56,11 @@ def _plain_json(value) -> bool:
     return value is None or type(value) in (bool, int, float, str)
 
 
-def test_output_schema_is_plain_json_with_every_field(sound):
+def test_output_schema_is_plain_json_with_every_field(sound, eps_units):
     assert set(sound) == {"n", "clean", "eps", "pgd", "apgd_ce", "apgd_t", "square", "zero_grad", "steps_curve",
                           "eps_curve", "strongest_overall", "checks", "warnings", "seconds"}
     assert _plain_json(sound) and json.loads(json.dumps(sound)) == sound
-    assert sound["n"] == CFG.n_eval and sound["eps"] == EPS
+    assert sound["n"] == CFG.n_eval and sound["eps"] == eps_units
     assert set(sound["pgd"]) == {"off", "bpda", "exact", "strongest"}
     assert set(sound["apgd_ce"]) == set(sound["apgd_t"]) == {"off", "bpda", "strongest"}  # exact: no gradient
     assert sound["steps_curve"]["steps"] == list(CFG.steps_curve) and len(sound["steps_curve"]["acc"]) == 3
@@ -118,10 +123,10 @@ def test_library_attacks_are_deterministic_and_leave_the_global_rng_alone(models
     assert not rounding.training  # torchattacks puts the wrapper's training flag back, not ours
 
 
-def test_transfer_check_passes_when_whitebox_is_sound_and_fails_when_masked(models, sound, masked):
+def test_transfer_check_passes_when_whitebox_is_sound_and_fails_when_masked(models, sound, masked, eps_units):
     rounding, baseline, x, y = models
     x, y = x[:CFG.n_eval], y[:CFG.n_eval]
-    args = dict(eps_units=EPS, steps=5, step_ratio=0.25, precision="fp32", seed=0, tolerance=CFG.tolerance)
+    args = dict(eps_units=eps_units, steps=5, step_ratio=0.25, precision="fp32", seed=0, tolerance=CFG.tolerance)
     honest = diagnostics.transfer_check(baseline, rounding, x, y, whitebox_acc=sound["pgd"]["strongest"], **args)
     fooled = diagnostics.transfer_check(baseline, rounding, x, y, whitebox_acc=masked["pgd"]["strongest"], **args)
     assert set(honest) == {"eps", "transfer_acc", "whitebox_acc", "ok", "detail"} and _plain_json(honest)
@@ -130,7 +135,7 @@ def test_transfer_check_passes_when_whitebox_is_sound_and_fails_when_masked(mode
     assert "FAILED" in fooled["detail"] and f"{CFG.tolerance:g}" in fooled["detail"]
 
 
-def test_unknown_modes_are_a_clear_error(models):
+def test_unknown_modes_are_a_clear_error(models, run_args):
     rounding, _, x, y = models
     with pytest.raises(ConfigError, match=r"attack modes \['soft'\].*off, bpda, exact, pgd"):
-        diagnostics.final_evaluation(rounding, x, y, modes=("soft",), **RUN)
+        diagnostics.final_evaluation(rounding, x, y, modes=("soft",), **run_args)

@@ -27,6 +27,12 @@ def suite(sources, real_dataset, tmp_path, pytestconfig):
 
 
 @pytest.fixture
+def name(real_dataset) -> str:
+    """The real dataset the runs train on: CIFAR-10 where bound, else Debian's Fashion-MNIST."""
+    return real_dataset.name
+
+
+@pytest.fixture
 def count_trainings(monkeypatch):
     calls = []
     real = train.run
@@ -38,32 +44,32 @@ def count_trainings(monkeypatch):
     return calls
 
 
-def test_a_finished_run_is_never_trained_twice(suite, count_trainings):
-    first = suite.curves(CLAIM, "cifar10")
+def test_a_finished_run_is_never_trained_twice(suite, count_trainings, name):
+    first = suite.curves(CLAIM, name)
     assert len(count_trainings) == 4  # 2 variants x 2 seeds
-    second = suite.curves(CLAIM, "cifar10")
+    second = suite.curves(CLAIM, name)
     assert len(count_trainings) == 4  # all hits
     assert first == second  # identical numbers from the cache
     assert all(r["status"] == "done" and len(r["records"]) == 1 for rs in first.values() for r in rs)
 
 
-def test_a_changed_setting_misses_the_cache(suite, count_trainings):
-    suite.curves(CLAIM, "cifar10")
+def test_a_changed_setting_misses_the_cache(suite, count_trainings, name):
+    suite.curves(CLAIM, name)
     suite.profile = dataclasses.replace(TINY, attack=dataclasses.replace(TINY.attack, steps=2))
-    suite.curves(CLAIM, "cifar10")
+    suite.curves(CLAIM, name)
     assert len(count_trainings) == 8
 
 
-def test_a_diverging_run_is_reported_failed_not_cached_and_others_finish(suite, count_trainings):
+def test_a_diverging_run_is_reported_failed_not_cached_and_others_finish(suite, count_trainings, name):
     exploding = dataclasses.replace(CLAIM, variants={**CLAIM.variants,
                                                      "B": Variant("resnet18", "baseline", Recipe(lr=1e12, batch_size=32))})
-    runs = suite.curves(exploding, "cifar10")
+    runs = suite.curves(exploding, name)
     assert [r["status"] for r in runs["A"]] == ["done", "done"]
     assert [r["status"] for r in runs["B"]] == ["failed", "failed"]
     assert "loss became" in runs["B"][0]["error"] and "lower the learning rate" in runs["B"][0]["error"]
     assert suite.cache.lookup(runs["B"][0]["key"]) is None  # nothing finished is published
     assert suite.cache.lookup(runs["A"][0]["key"]) is not None
-    case = suite.evaluate(exploding, "cifar10", 1.0)
+    case = suite.evaluate(exploding, name, 1.0)
     assert case["verdict"] == "inconclusive" and any("failed" in p for p in case["problems"])
 
 
