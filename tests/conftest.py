@@ -22,13 +22,19 @@ def sources(pytestconfig) -> Sources:
 
 
 @pytest.fixture(scope="session")
-def real_dataset(sources, pytestconfig) -> data.Dataset:
-    """The first real dataset reachable (CI passes CIFAR-10 from the shared zip; else Debian's
-    Fashion-MNIST), cut to 512 training and 256 test images."""
+def real_dataset_name(sources) -> str:
+    """The name of the first real dataset reachable: cifar10 where bound (CI passes the shared zip), else
+    Debian's fashion-mnist."""
     name = data.first_reachable(("cifar10",), sources)
     if name is None:
         pytest.skip("no dataset reachable: pass --data-source cifar10=PATH or install dataset-fashion-mnist")
-    ds = data.load(name, sources, pytestconfig.advhyp_settings.cache_dir)  # decoded once per machine
+    return name
+
+
+@pytest.fixture(scope="session")
+def real_dataset(real_dataset_name, sources, pytestconfig) -> data.Dataset:
+    """The first real dataset reachable, cut to 512 training and 256 test images."""
+    ds = data.load(real_dataset_name, sources, pytestconfig.advhyp_settings.cache_dir)  # decoded once per machine
     # A seeded shuffle, not the first N: the CIFAR-10 zip is sorted by class (its first 256 are all class 0).
     tr, te = data.fixed_subset(len(ds.train_x), 512, 0), data.fixed_subset(len(ds.test_x), 256, 0)
     return dataclasses.replace(ds, train_x=ds.train_x[tr], train_y=ds.train_y[tr],
@@ -43,8 +49,8 @@ DEFAULT_EPS_UNITS = 8.0
 
 
 @pytest.fixture(scope="session")
-def eps_units(real_dataset) -> float:
-    return STANDARD_EPS_UNITS.get(real_dataset.name, DEFAULT_EPS_UNITS)
+def eps_units(real_dataset_name) -> float:
+    return STANDARD_EPS_UNITS.get(real_dataset_name, DEFAULT_EPS_UNITS)
 
 
 @pytest.fixture(scope="session")

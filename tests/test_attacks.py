@@ -158,3 +158,53 @@ def test_same_examples_as_torchattacks_pgd_from_the_same_start(trained_small_net
     ours_pred, theirs_pred = (attacks.predict(model, a, "fp32", 500) for a in (ours, theirs))
     assert torch.equal(ours_pred, theirs_pred)
     assert (ours_pred == y).float().mean() < (attacks.predict(model, x, "fp32", 500) == y).float().mean()
+
+
+# ---- examples with an exactly zero gradient stop stepping ----------------------------------------------
+class Counting(nn.Module):
+    """Counts the forward passes `model` makes with gradients on."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.grad_calls = model, 0
+
+    def forward(self, x):
+        self.grad_calls += torch.is_grad_enabled()
+        return self.model(x)
+
+
+def test_a_masked_attack_takes_one_step_and_leaves_each_image_at_its_start(rounding):
+    model, x, y, _ = rounding
+    counting, eps = Counting(model).eval(), 4 / 255
+    start = attacks.random_start(x, eps, 0)
+    adv = attacks.craft(counting, x, y, start, eps, 10, eps / 4, "exact", batch=100)
+    assert counting.grad_calls == 3  # one step per chunk of 100 (256 images), not 10
+    assert torch.equal(adv, torch.min(torch.max(start, (x - eps).clamp(min=0)), (x + eps).clamp(max=1)))
+
+
+class HalfMasked(nn.Module):
+    """`net` for images brighter on average than `threshold`, constant logits (a zero gradient) for the others."""
+
+    def __init__(self, net, threshold):
+        super().__init__()
+        self.net, self.threshold = net, threshold
+
+    def forward(self, x):
+        return self.net(x) * (x.flatten(1).mean(1, keepdim=True) > self.threshold)
+
+
+def test_examples_that_stop_early_leave_the_others_as_torchattacks_steps_them(trained_small_net):
+    torchattacks = pytest.importorskip("torchattacks")
+    net, x, y = trained_small_net
+    x, y = x[:128], y[:128]
+    model = HalfMasked(net, x.flatten(1).mean(1).median()).eval()
+    eps, alpha, steps = 4 / 255, 1 / 255, 10
+    torch.manual_seed(7)  # torchattacks draws its start from the global RNG: draw the same noise here
+    start = x + torch.empty_like(x).uniform_(-eps, eps)
+    frozen = attacks.craft(model, x, y, start, eps, 0, alpha) == attacks.craft(model, x, y, start, eps, steps, alpha)
+    ours = attacks.craft(model, x, y, start, eps, steps, alpha)
+    torch.manual_seed(7)
+    theirs = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=True)(x, y)
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
+    stopped = frozen.flatten(1).all(1)
+    assert 0.2 < stopped.float().mean() < 0.8  # both kinds of example are there

@@ -3,6 +3,7 @@ arithmetic and workload; lockstep seeds train what separate runs train. Nothing 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import importlib.util
 import json
 from pathlib import Path
@@ -62,6 +63,9 @@ def test_projection_arithmetic_on_constructed_rates():
     assert out["one_process_s"] == pytest.approx(60) and out["concurrent_s"] == pytest.approx(30)
     full = project(work, {"m": 12_500.0, "n": 50_000.0}, {"m": 1_000.0, "n": 1_000.0}, 10, speedup={})
     assert full["complete"] and full["one_process_s"] == pytest.approx(60 + (1 + 1)) == full["concurrent_s"]
+    # A masked mode (exact rounding) stops after one step: 4 passes instead of 22, so 2 x 22 + 4 = 48 of 66
+    masked = project((dataclasses.replace(work[0], masked=1),), {"m": 12_500.0}, {"m": 1_000.0}, 10, speedup={})
+    assert masked["parts"][0]["epoch_eval_s"] == pytest.approx(1_000 * 2 * 48 / 22 / 1_000)
 
 
 def _claim(module: str):
@@ -83,10 +87,11 @@ def test_paper_workload_is_what_the_runner_trains_for_the_hypotheses():
             for variant in claim.variants.values():
                 for cfg in suite.run_configs(claim, variant, dataset):
                     runs[key(cfg, "data", "code")] = (cfg.variant.model, cfg.variant.input_size, cfg.epochs,
-                                                            len(cfg.attack.eps), len(cfg.attack.modes))
+                                                            len(cfg.attack.eps), len(cfg.attack.modes),
+                                                            cfg.attack.modes.count("exact"))
     expected = collections.Counter()
     for w in PAPER:
-        expected[(SPECS[w.model].model, SPECS[w.model].input_size, w.epochs, w.eps, w.modes)] += w.runs
+        expected[(SPECS[w.model].model, SPECS[w.model].input_size, w.epochs, w.eps, w.modes, w.masked)] += w.runs
     assert collections.Counter(runs.values()) == expected
 
 

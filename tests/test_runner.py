@@ -27,9 +27,9 @@ def suite(sources, real_dataset, tmp_path, pytestconfig):
 
 
 @pytest.fixture
-def name(real_dataset) -> str:
-    """The real dataset the runs train on: CIFAR-10 where bound, else Debian's Fashion-MNIST."""
-    return real_dataset.name
+def name(real_dataset_name) -> str:
+    """The real dataset the runs train on: cifar10 where bound, else Debian's fashion-mnist."""
+    return real_dataset_name
 
 
 @pytest.fixture
