@@ -1,9 +1,11 @@
 """PGD, L-inf, with random start and restarts (Madry et al. 2018), and the per-epoch evaluation.
 
 Contract of every attack here: `model` is in eval mode and maps images in [0, 1] to logits; the input
-pipeline is part of `model`. Robust accuracy counts an example as robust when the deployed model is
-right on the clean image and on every adversarial image found (the AutoAttack convention), so skipping
-examples that are already wrong (early exit) never changes the result, only the cost.
+pipeline is part of `model`, and it is deterministic and scores each example on its own (as eval-mode
+BatchNorm, ViTs and the rounding pipelines do). Robust accuracy counts an example as robust when the
+deployed model is right on the clean image and on every adversarial image found (the AutoAttack
+convention), so skipping examples that are already wrong (early exit), or that have stopped moving (an
+exactly zero gradient), never changes the result, only the cost.
 
 Rounding modes (harness.pipelines) change only how rounding layers behave while an attack crafts;
 every adversarial image is scored on the deployed model, rounding on.

@@ -268,7 +268,7 @@ def parse(argv) -> argparse.Namespace:
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: a GPU if any)")
     p.add_argument("--data-source", help="NAME=PATH: real images (default: synthetic uint8 images)")
     p.add_argument("--cache-dir", default=".cache/advhyp", help="where decoded datasets are cached")
-    p.add_argument("--out", default="bench.json", help="where the JSON results go")
+    p.add_argument("--out", default="reports/bench.json", help="where the JSON results go")
     return p.parse_args(argv)
 
 
@@ -309,6 +309,7 @@ def main(argv=None) -> dict:
               "data": ds.name, "reference_workers": workers, "peak_flops": peak, "peak_dtype": peak_dtype,
               "models": results, "concurrency": conc, "projection": projection,
               "targets": targets(results, peak, projection) if gpu else {}}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=1))
     print(table(report))
     print(f"written to {args.out}")

@@ -169,7 +169,9 @@ def check_eps(eps: tuple[float, ...]) -> tuple[float, ...]:
 
 
 def check_seeds(seeds: tuple[int, ...]) -> tuple[int, ...]:
-    if len(set(seeds)) < 2:
+    if len(set(seeds)) != len(seeds):  # a repeated seed is the same run counted twice: false evidence
+        raise ConfigError(f"seeds {list(seeds)} repeat a seed: list each once, e.g. --seeds 0,1,2")
+    if len(seeds) < 2:
         raise ConfigError(f"seeds {list(seeds)}: a comparison across seeds needs at least 2 distinct seeds "
                           f"per variant, e.g. --seeds 0,1,2")
     return tuple(seeds)

@@ -95,6 +95,10 @@ def final_evaluation(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_uni
         "unbounded_attack_wins": _unbounded_wins(cfg.eps_curve, eps_acc, tol),
         # Square's accuracy (gradient-free) is >= strongest-PGD accuracy - tol.
         "gradient_free_not_stronger": _gradient_free(square, pgd_strongest, tol),
+        # APGD's accuracy (every APGD run, worst case per example) is >= strongest-PGD accuracy - tol: the
+        # per-epoch PGD is not a weak attack whose curves a stronger one would lower.
+        "apgd_not_stronger": _apgd_agrees([*(apgd_ce or {}).values(), *(apgd_t or {}).values()], pgd_strongest,
+                                          library is not None, tol),
         # The fraction of examples whose input gradient is exactly zero under EVERY mode is <= tol.
         "gradients_not_masked": _gradients_flow(zero_grad, tol),
     }
@@ -198,7 +202,7 @@ def _unbounded_wins(eps_curve: tuple[float, ...], acc: list[float], tol: float) 
 def _gradient_free(square: torch.Tensor | None, pgd_strongest: torch.Tensor, tol: float) -> dict:
     pgd_acc = _mean(pgd_strongest)
     if square is None:
-        return {"ok": False, "detail": f"not checked: Square did not run (torchattacks missing); "
+        return {"ok": False, "detail": f"FAILED, not checked: Square did not run (torchattacks missing); "
                                        f"strongest-PGD accuracy {pgd_acc:.3f}"}
     sq_acc = _mean(square)
     only_square = _mean(pgd_strongest & ~square)
@@ -206,6 +210,18 @@ def _gradient_free(square: torch.Tensor | None, pgd_strongest: torch.Tensor, tol
     return {"ok": ok, "detail": f"Square accuracy {sq_acc:.3f}, strongest-PGD accuracy {pgd_acc:.3f} (Square "
                                 f"alone fools {only_square:.3f} of the examples); {'ok' if ok else 'FAILED'}: "
                                 f"Square must be >= PGD - {tol:g}"}
+
+
+def _apgd_agrees(apgd: list[torch.Tensor], pgd_strongest: torch.Tensor, have_library: bool, tol: float) -> dict:
+    pgd_acc = _mean(pgd_strongest)
+    if not apgd:
+        why = "torchattacks missing" if not have_library else "no attack mode has a gradient (only exact)"
+        return {"ok": False, "detail": f"FAILED, not checked: APGD did not run ({why}); "
+                                       f"strongest-PGD accuracy {pgd_acc:.3f}"}
+    apgd_acc = _mean(_all(apgd))
+    ok = apgd_acc >= pgd_acc - tol
+    return {"ok": ok, "detail": f"APGD accuracy {apgd_acc:.3f}, strongest-PGD accuracy {pgd_acc:.3f}; "
+                                f"{'ok' if ok else 'FAILED'}: APGD must be >= PGD - {tol:g}"}
 
 
 def _gradients_flow(zero_grad: dict[str, torch.Tensor], tol: float) -> dict:
@@ -235,6 +251,13 @@ def _library():
     except ImportError:
         return None
     return torchattacks
+
+
+def library_version() -> str | None:
+    """torchattacks' version, None when it is missing: part of a cached final evaluation's identity, so an
+    evaluation made without the library is redone once it is installed."""
+    library = _library()
+    return getattr(library, "__version__", "unknown") if library else None
 
 
 def _accuracies(per_mode: dict[str, torch.Tensor] | None) -> dict | None:

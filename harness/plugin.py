@@ -57,7 +57,8 @@ def pytest_addoption(parser):
     for dest, (flag, env, ini, default, help_) in OPTIONS.items():
         where = f" [env {env}]" if env else ""
         action = "append" if dest == "data_sources" else "store"
-        group.addoption(flag, dest=f"advhyp_{dest}", action=action, default=None, help=help_ + where)
+        group.addoption(flag, dest=f"advhyp_{dest}", action=action, default=None, help=help_ + where,
+                        metavar=flag.lstrip("-").replace("-", "_").upper())  # not the dest, which reads as a variable
         if ini:
             parser.addini(ini, help_, default=default)
     group.addoption("--no-early-exit", dest="advhyp_no_early_exit", action="store_true",
@@ -257,29 +258,33 @@ class SuiteFixture:
         payload = {"case": case, "runs": runs, "warnings": list(self.suite.cache.warnings),
                    "env": {self.request.config.advhyp_report.name + ":" + str(self.suite.device):
                            runtime.environment(self.suite.device)}}
-        case["outcome"] = _outcome(case)
+        case["outcome"] = outcome(case)
         self.request.node.user_properties.append((PAYLOAD, json.dumps(results.plain(payload))))
 
     def conclude(self, case: dict) -> None:
-        outcome, message = _outcome(case), _message(case)
-        if outcome == "skipped":
+        result, message = outcome(case), _message(case)
+        if result == "skipped":
             pytest.skip(message)
-        if outcome == "failed":
+        if result == "failed":
             pytest.fail(message, pytrace=False)
 
 
-def _outcome(case: dict) -> str:
+def outcome(case: dict) -> str:
+    """The test's outcome for one case: skipped (not deciding), passed or failed."""
     if case["profile_decides"] is False or not case["decides"]:
         return "skipped"
+    if case["problems"]:  # a failed run or an untestable comparison: neither a claim nor a null is shown
+        return "failed"
     if case["expect"] == "null":
         return "passed" if case["verdict"] == "inconclusive" else "failed"
     # A gain the masking checks cannot vouch for is not evidence: supported + a failed check fails.
-    return "passed" if case["verdict"] == "supported" and not case.get("masking_warnings") else "failed"
+    return "passed" if case["verdict"] == "supported" and not case["masking_warnings"] else "failed"
 
 
 def _message(case: dict) -> str:
     t = case["test"]
-    lines = [f"{case['statement']} [{case['dataset']}, eps {case['eps']:g}/255, {case['profile']} profile]",
+    lines = [f"{case['statement']} [{case['dataset']}, eps {case['eps']:g}/255, {case['profile']} profile, "
+             f"{case['epochs']} epochs, seeds {case['seeds']}, alpha {case['alpha']:g}]",
              f"verdict: {case['verdict']}; effect {case['better']} - {case['worse']} on {case['primary']} = "
              f"{t['effect']:+.4f} (95% CI {t['ci'][0]:+.4f} .. {t['ci'][1]:+.4f}); one-sided Welch p = "
              f"{t['p_greater']:.3g} (Holm-adjusted {t['p_adj_greater']:.3g}); permutation p = {t['p_perm']:.3g} "
@@ -291,7 +296,7 @@ def _message(case: dict) -> str:
         lines.append(f"seeds per variant a t-test would need for 80% power at this effect: {need or why}")
     for p in case["problems"]:
         lines.append(f"problem: {p}")
-    for w in case.get("masking_warnings", []):
+    for w in case["masking_warnings"]:
         lines.append(f"masking check failed: {w}")
     if case["profile_decides"] is False:
         lines.insert(0, f"not decided: the {case['profile']} profile computes everything and decides no claim")

@@ -8,6 +8,8 @@ figures decoded and any JavaScript error as attributes of <body> (the browser te
 """
 from __future__ import annotations
 
+import argparse
+
 import base64
 import html
 import math
@@ -284,12 +286,12 @@ window.addEventListener('load', function () {
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m harness.report reports/<timestamp>", file=sys.stderr)
-        return 2
+    parser = argparse.ArgumentParser(prog="python -m harness.report",
+                                     description="Rebuild a session's index.html from its results.json alone.")
+    parser.add_argument("folder", help="a session folder, reports/<timestamp>, holding results.json")
+    args = parser.parse_args(argv)
     try:
-        print(render(args[0]))
+        print(render(args.folder))
     except results.ResultsError as e:
         print(f"harness.report: {e}", file=sys.stderr)
         return 2

@@ -80,6 +80,10 @@ class Suite:
         fingerprint, code = ds.fingerprint, code_version()
         wanted = {name: self.run_configs(claim, v, dataset) for name, v in claim.variants.items()}
         keyed = {key(c, fingerprint, code): c for cfgs in wanted.values() for c in cfgs}
+        if len(keyed) < sum(map(len, wanted.values())):  # one run counted in two arms, or twice in one
+            raise ConfigError(f"{claim.statement}: seeds {list(self.profile.seeds)} make the variants share runs "
+                              f"(a variant's seed_offset maps its seeds onto another's): pick seeds below the "
+                              f"smallest nonzero offset, e.g. --seeds 0,1,2")
         self.configs.update(keyed)
         done: dict[str, dict] = {}
         pending = list(keyed)
@@ -146,6 +150,11 @@ class Suite:
         case = _compare_case(claim, runs, eps, self.alpha)
         if self.profile.final_eval is not None:
             case.update(self.final_checks(claim, dataset, runs))
+        else:
+            case.update(transfer=[], masking_warnings=[])
+            if claim.expect == "better":
+                case["problems"].append("no final-checkpoint checks ran (the profile has no final evaluation), "
+                                        "so nothing vouches that the attacks were not masked")
         family = self.datasets(claim) if decides else [dataset]
         if decides:
             raw = {ds: (case if ds == dataset else _compare_case(claim, self.curves(claim, ds), eps, self.alpha))
@@ -163,6 +172,7 @@ class Suite:
                     expect=claim.expect, dataset=dataset, eps=eps, decides=decides,
                     deciding_eps=claim.deciding_eps, profile_decides=self.profile.decides,
                     profile=self.profile.name, alpha=self.alpha, seeds=list(self.profile.seeds),
+                    epochs=self.profile.epochs or claim.epochs,
                     verdict=stats.verdict(t["p_adj_greater"], t["p_adj_less"], self.alpha),
                     _runs={r["key"]: r for rs in runs.values() for r in rs})
         return case
@@ -171,12 +181,13 @@ class Suite:
     def final_checks(self, claim: Claim, dataset: str, runs: dict[str, list[dict]]) -> dict:
         """Attach each finished run's final evaluation (run["final"], at the claim's deciding eps) and,
         seed by seed, a transfer check from the worse variant to the better; failed checks are named in
-        "masking_warnings". Each is computed once and kept in the cache beside its run."""
+        "masking_warnings". Each is computed once and kept in the cache beside its run (recomputed when the
+        settings, the attack code or the attack library's version change)."""
         ds = data.load(dataset, self.sources, self.cache.root)
         fe, eps = self.profile.final_eval, claim.deciding_eps
         # Recomputed when the settings, the eps, or the attack and diagnostics code change.
         attack_code = code_version(modules=("attacks.py", "diagnostics.py"))
-        tag = hashlib.sha256(repr((fe, eps, attack_code)).encode()).hexdigest()[:12]
+        tag = hashlib.sha256(repr((fe, eps, attack_code, diagnostics.library_version())).encode()).hexdigest()[:12]
         warnings, transfers = [], []
         for r in (r for rs in runs.values() for r in rs if r["status"] == "done"):
             cfg = self.configs[r["key"]]

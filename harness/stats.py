@@ -80,7 +80,9 @@ def welch(a, b) -> dict:
     diff = float(a.mean() - b.mean())
     va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
     se = math.sqrt(va + vb)
-    if se == 0:  # identical scores within each variant: no test is possible, decide nothing
+    # Identical scores within each variant: no test is possible, decide nothing. Relative, because the
+    # variance of equal floats can come out as 1e-33 instead of 0, which would make any difference "significant".
+    if se <= 1e-12 * max(1.0, abs(a.mean()), abs(b.mean())):
         return {"effect": diff, "ci": [diff, diff], "p_greater": float("nan"), "p_less": float("nan"),
                 "df": float("nan")}
     df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
@@ -115,13 +117,14 @@ def permutation_p(a, b, max_exact: int = 200_000, samples: int = 20_000) -> tupl
 
 
 def holm(pvalues: list[float]) -> list[float]:
-    """Holm's step-down adjustment; NaN p-values stay NaN and do not count in the family."""
+    """Holm's step-down adjustment. A NaN p-value (a case that could not be tested) stays NaN but still
+    counts in the family's size: a failed case must not make the others' correction milder."""
     p = np.asarray(pvalues, float)
     valid = np.flatnonzero(~np.isnan(p))
     out = np.full(len(p), np.nan)
     running = 0.0
     for rank, i in enumerate(valid[np.argsort(p[valid], kind="stable")]):
-        running = max(running, min(1.0, (len(valid) - rank) * p[i]))
+        running = max(running, min(1.0, (len(p) - rank) * p[i]))
         out[i] = running
     return out.tolist()
 

@@ -11,7 +11,8 @@ from harness.config import ConfigError, FinalEvalConfig
 
 CFG = FinalEvalConfig(n_eval=64, apgd_steps=5, square_queries=100, steps_curve=(1, 2, 5),
                       eps_curve=(2, 8, 255), tolerance=0.05)  # 0.05 = 3 of 64 examples
-CHECKS = {"steps_monotone", "unbounded_attack_wins", "gradient_free_not_stronger", "gradients_not_masked"}
+CHECKS = {"steps_monotone", "unbounded_attack_wins", "gradient_free_not_stronger", "apgd_not_stronger",
+          "gradients_not_masked"}
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,7 @@ def models(trained_small_net):
 def run_args(eps_units):
     """final_evaluation's settings at the dataset's usual radius (tests/conftest.py): large enough that
     Square, with few queries, fools this small net."""
-    return dict(eps_units=eps_units, cfg=CFG, steps=5, step_ratio=0.25, precision="fp32", seed=0)
+    return dict(eps_units=eps_units, cfg=CFG, steps=10, step_ratio=0.25, precision="fp32", seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +88,8 @@ def test_sound_evaluation_passes_every_check(sound):
 def test_masked_evaluation_fails_the_checks_that_catch_it(masked):
     ok = {name: c["ok"] for name, c in masked["checks"].items()}
     assert ok == {"steps_monotone": True,  # a masked attack is flat, not rising: this check cannot see it
-                  "unbounded_attack_wins": False, "gradient_free_not_stronger": False, "gradients_not_masked": False}
+                  "unbounded_attack_wins": False, "gradient_free_not_stronger": False, "gradients_not_masked": False,
+                  "apgd_not_stronger": False}  # not checked: no mode with a gradient, so APGD could not run
     assert masked["apgd_ce"] is None and masked["apgd_t"] is None  # no mode with a gradient to run APGD on
     assert masked["pgd"]["exact"] >= masked["clean"] - CFG.tolerance  # PGD found (almost) nothing ...
     assert masked["square"] < masked["pgd"]["exact"] - CFG.tolerance  # ... where a gradient-free attack did
@@ -95,6 +97,16 @@ def test_masked_evaluation_fails_the_checks_that_catch_it(masked):
     assert all("FAILED" in c["detail"] for c in masked["checks"].values() if not c["ok"])
     detail = masked["checks"]["gradients_not_masked"]["detail"]
     assert "1.000" in detail and "0.05" in detail  # the numbers and the tolerance
+
+
+def test_a_weak_per_epoch_pgd_fails_the_apgd_check(models, run_args):
+    """One PGD step of eps/20 barely moves an image; APGD, at the same eps, finds what it missed."""
+    pytest.importorskip("torchattacks")
+    rounding, _, x, y = models
+    weak = diagnostics.final_evaluation(rounding, x, y, modes=("bpda",), **{**run_args, "steps": 1, "step_ratio": 0.05})
+    check = weak["checks"]["apgd_not_stronger"]
+    assert not check["ok"] and "FAILED" in check["detail"]
+    assert weak["apgd_ce"]["strongest"] < weak["pgd"]["strongest"] - CFG.tolerance
 
 
 def test_missing_torchattacks_records_null_and_a_warning(models, monkeypatch):
@@ -105,6 +117,8 @@ def test_missing_torchattacks_records_null_and_a_warning(models, monkeypatch):
     assert out["apgd_ce"] is None and out["apgd_t"] is None and out["square"] is None
     assert diagnostics.MISSING_LIBRARY in out["warnings"]
     assert not out["checks"]["gradient_free_not_stronger"]["ok"]  # unverified is not passed
+    assert not out["checks"]["apgd_not_stronger"]["ok"] and "torchattacks missing" in \
+        out["checks"]["apgd_not_stronger"]["detail"]
     assert out["strongest_overall"] == out["pgd"]["strongest"]
 
 

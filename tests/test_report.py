@@ -293,9 +293,14 @@ def test_bad_input_gives_one_clear_line_and_exit_2(tmp_path, capsys, make, messa
     assert not (folder / "index.html").exists()
 
 
-def test_cli_without_a_folder_prints_usage(capsys):
-    assert report.main([]) == 2
-    assert "usage: python -m harness.report reports/<timestamp>" in capsys.readouterr().err
+def test_cli_without_a_folder_prints_usage_and_help_describes_it(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        report.main([])
+    assert exit_.value.code == 2
+    assert "usage: python -m harness.report [-h] folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        report.main(["--help"])
+    assert exit_.value.code == 0 and "reports/<timestamp>, holding results.json" in capsys.readouterr().out
 
 
 def test_names_with_dollar_signs_are_drawn_as_text_not_tex():

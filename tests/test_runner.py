@@ -6,7 +6,7 @@ import torch
 
 from harness import train
 from harness.cache import RunCache
-from harness.config import PROFILES, AttackConfig, Claim, Recipe, Variant
+from harness.config import PROFILES, AttackConfig, Claim, ConfigError, Recipe, Variant
 from harness.runner import Suite
 
 TINY = dataclasses.replace(PROFILES["smoke"], seeds=(0, 1), epochs=1, train_subset=64,
@@ -82,3 +82,18 @@ def test_profile_shapes_the_runs(suite):
     assert cfgs[0].variant.seed_offset == 0  # the seed itself is in the key, not the offset
     assert cfgs[0].attack.modes == ("off", "bpda", "exact")
     assert suite.run_configs(claim, CLAIM.variants["A"], "cifar10")[0].attack.modes == ("pgd",)
+
+
+def test_seeds_that_make_two_arms_share_a_run_are_refused_before_training(suite, count_trainings, name):
+    """Seeds 0,1 with an arm offset by 1 would count run seed 1 in both arms: the same evidence twice."""
+    twin = dataclasses.replace(CLAIM, variants={"A": CLAIM.variants["A"],
+                                                "B": dataclasses.replace(CLAIM.variants["A"], seed_offset=1)})
+    with pytest.raises(ConfigError, match=r"seeds \[0, 1\] make the variants share runs.*--seeds"):
+        suite.curves(twin, name)
+    assert count_trainings == []
+
+
+def test_a_claim_without_final_checks_cannot_pass(suite, name):
+    case = suite.evaluate(CLAIM, name, 1.0)  # TINY has no final evaluation
+    assert any("no final-checkpoint checks ran" in p for p in case["problems"])
+    assert case["masking_warnings"] == [] and case["transfer"] == []
