@@ -154,7 +154,7 @@ def _locate(name, sources):
             return [path], path.stem, lambda: _read_image_zip(path)
         if path.is_dir() and _idx_folder(path):
             idx = _idx_folder(path)
-            return idx, name, lambda: _read_idx(idx)
+            return idx, path.name, lambda: _read_idx(idx)  # the folder's name, as for image folders, not the bound name
         if path.is_dir() and (path / "train").is_dir() and (path / "test").is_dir():
             files = sorted(p for p in path.rglob("*") if p.is_file())
             return files, path.name, lambda: _read_image_folder(path)

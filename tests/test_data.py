@@ -85,11 +85,14 @@ def _idx(path, arr: np.ndarray):
 def test_idx_folder_loads_grayscale(tmp_path):
     rng = np.random.default_rng(0)
     imgs = rng.integers(0, 256, (5, 6, 6), dtype=np.uint8)
+    folder = tmp_path / "my-idx"
+    folder.mkdir()
     for stem, arr in zip(data.IDX_FILES, (imgs, np.arange(5, dtype=np.uint8), imgs[:2], np.arange(2, dtype=np.uint8))):
-        _idx(tmp_path / f"{stem}.gz", arr)
-    ds = data.load("fm", Sources(bindings=(("fm", str(tmp_path)),)), tmp_path / "cache")
+        _idx(folder / f"{stem}.gz", arr)
+    ds = data.load("cifar10", Sources(bindings=(("cifar10", str(folder)),)), tmp_path / "cache")
     assert ds.train_x.shape == (5, 1, 6, 6) and torch.equal(ds.train_x[:, 0], torch.from_numpy(imgs))
     assert ds.num_classes == 5
+    assert ds.name == "my-idx"  # the results say which files were used, not the name they were bound to
 
 
 def test_truncated_idx_file_is_reported(tmp_path):
