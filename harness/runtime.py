@@ -63,7 +63,8 @@ def environment(device: torch.device) -> dict:
     env = {"python": platform.python_version(), "torch": torch.__version__, "timm": timm.__version__,
            "platform": platform.platform(), "device": str(device), "cpu_count": os.cpu_count(),
            "torch_threads": torch.get_num_threads(), "git": git_revision(),
-           "deterministic": {"algorithms": torch.are_deterministic_algorithms_enabled(),  # as set_deterministic left them
+           # as set_deterministic left them
+           "deterministic": {"algorithms": torch.are_deterministic_algorithms_enabled(),
                              "cudnn_deterministic": torch.backends.cudnn.deterministic,
                              "cudnn_benchmark": torch.backends.cudnn.benchmark,
                              "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG", "")}}

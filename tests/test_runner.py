@@ -61,8 +61,8 @@ def test_a_changed_setting_misses_the_cache(suite, count_trainings, name):
 
 
 def test_a_diverging_run_is_reported_failed_not_cached_and_others_finish(suite, count_trainings, name):
-    exploding = dataclasses.replace(CLAIM, variants={**CLAIM.variants,
-                                                     "B": Variant("resnet18", "baseline", Recipe(lr=1e12, batch_size=32))})
+    diverging = Variant("resnet18", "baseline", Recipe(lr=1e12, batch_size=32))
+    exploding = dataclasses.replace(CLAIM, variants={**CLAIM.variants, "B": diverging})
     runs = suite.curves(exploding, name)
     assert [r["status"] for r in runs["A"]] == ["done", "done"]
     assert [r["status"] for r in runs["B"]] == ["failed", "failed"]
