@@ -107,7 +107,7 @@ def verdict_cell(case: dict) -> Markup:
     elif not case["decides"]:
         notes.append("reported only")
     if case.get("expect") == "null":
-        notes.append("control: passes when inconclusive")
+        notes.append("control: passes when inconclusive, with every run finished")
     note = "".join(f' <span class="note">{esc(n)}</span>' for n in notes)
     return Markup(f'<span class="verdict {cls}">{esc(v)}</span>{note}')
 
@@ -150,7 +150,10 @@ def guide(doc: dict) -> str:
             f"count allows. Deciding cases (the claim's deciding eps) are Holm-adjusted across the claim's "
             f"datasets; other eps are reported only. Verdict at alpha = {esc(alpha)}: supported when the "
             f"Holm-adjusted p (better &gt; worse) ≤ alpha, contradicted when the Holm-adjusted p (better &lt; "
-            f"worse) ≤ alpha, otherwise inconclusive. A null control passes when inconclusive.</p>")
+            f"worse) ≤ alpha, otherwise inconclusive. A deciding case fails whatever its verdict when a run "
+            f"failed or the comparison could not be made (listed under problems), and a supported claim fails "
+            f"when a final-checkpoint masking check failed. A null control passes when inconclusive on "
+            f"complete evidence.</p>")
 
 
 def case_runs(case: dict, runs: dict) -> dict[str, list[dict]]:
