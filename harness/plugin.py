@@ -114,8 +114,8 @@ def _settings(config) -> Settings:
         alpha = float(setting(config, "alpha"))
     except ValueError:
         alpha = -1
-    if not 0 < alpha < 1:
-        raise cfg.ConfigError(f"--alpha {setting(config, 'alpha')!r} must be a number in (0, 1), e.g. 0.05")
+    if not 0 < alpha < 0.5:  # at 0.5 a one-sided test calls every effect in the claimed direction supported
+        raise cfg.ConfigError(f"--alpha {setting(config, 'alpha')!r} must be a number in (0, 0.5), e.g. 0.05")
     compile_ = setting(config, "compile")
     if compile_ not in ("auto", "on", "off"):
         raise cfg.ConfigError(f"--compile {compile_!r}: use auto, on or off")
