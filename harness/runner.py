@@ -137,6 +137,10 @@ class Suite:
         result = results.plain({"key": k, "status": "done", "label": cfg.label, "config": cfg.to_dict(),
                   "dataset_used": ds.name, "data_fingerprint": ds.fingerprint, "code_version": code_version(),
                   "device": str(self.device), "records": records,
+                  # what a cache hit in a later session was trained under (its session may differ)
+                  "trained_with": {"compile": self.compile_mode, "early_exit": self.early_exit,
+                                   "deterministic": torch.are_deterministic_algorithms_enabled(),
+                                   "session": self.session},
                   "train_wall_seconds": time.perf_counter() - start})  # as the cache returns it
         self.cache.publish(k, result, final_state)
         return result
