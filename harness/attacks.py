@@ -115,6 +115,11 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: i
     check_attack_settings(mode, precision, restarts)
     if clean_correct is None:
         clean_correct = predict(model, x, precision, batch, check=True) == y
+    return _pgd(model, x, y, eps, steps, step_size, restarts, seed, mode, early_exit, precision, batch, clean_correct)
+
+
+def _pgd(model, x, y, eps, steps, step_size, restarts, seed, mode, early_exit, precision, batch, clean_correct):
+    """`pgd` without its checks, for callers that made them once for many attacks."""
     robust = clean_correct.clone()
     for restart in range(restarts):
         start = random_start(x, eps, seed * 1000 + restart)
@@ -139,29 +144,27 @@ def craft(model: nn.Module, x: torch.Tensor, y: torch.Tensor, start: torch.Tenso
 def _craft_chunk(model, x, y, start, eps, steps, step_size, mode, precision):
     lo, hi = (x - eps).clamp_(min=0), (x + eps).clamp_(max=1)
     xa = torch.min(torch.max(start, lo), hi)
-    moving = None  # indices of the examples still stepping; None: all of them
+    moving = None  # after the first step: indices of the examples still stepping (None: all of them)
+    xs, ys, los, his = xa, y, lo, hi  # the stepping examples' images, labels and bounds
     with crafting(model, mode or "exact"):
         for step in range(steps):
-            grad = _input_gradient(model, xa if moving is None else xa[moving], y if moving is None else y[moving],
-                                   precision)
-            if step == 0:
+            grad = input_gradient(model, xs, ys, precision)
+            if step == 0 and not (nonzero := grad.flatten(1).ne(0).any(1)).all():
                 # An example whose gradient is exactly zero never moves (sign(0) = 0: the next step sees the
                 # same image, so the same zero), and the model scores examples independently: it needs no more
                 # steps. Under `exact` rounding that is every example, so the masked attack costs one step.
-                nonzero = grad.flatten(1).ne(0).any(1)
-                if not nonzero.all():
-                    moving = nonzero.nonzero().squeeze(1)
-                    grad = grad[moving]
-            if moving is None:
-                xa = torch.min(torch.max(xa + step_size * grad.sign(), lo), hi)
-            elif len(moving):
-                xa[moving] = torch.min(torch.max(xa[moving] + step_size * grad.sign(), lo[moving]), hi[moving])
-            else:
-                break
+                moving = nonzero.nonzero().squeeze(1)
+                xs, ys, los, his, grad = (t[moving] for t in (xs, ys, los, his, grad))
+                if not len(moving):
+                    break
+            xs = torch.min(torch.max(xs + step_size * grad.sign(), los), his)
+    if moving is None:
+        return xs
+    xa[moving] = xs  # the others stay at their (projected) start
     return xa
 
 
-def _input_gradient(model, x, y, precision) -> torch.Tensor:
+def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, precision: str) -> torch.Tensor:
     """Gradient of the summed cross-entropy with respect to the images (each example's own gradient)."""
     x = x.detach().requires_grad_(True)
     with autocast(x.device, precision):
@@ -180,19 +183,22 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: AttackConf
     robust. A pipeline that does not round has a single attack, named `pgd`.
     """
     model.eval()
-    clean = predict(model, x, precision, batch) == y
     modes = cfg.modes if rounds else (NO_ROUNDING,)
+    for eps_units in cfg.eps:  # here for all the epoch's attacks: `_pgd` does not check again
+        check_attack_inputs(model, x, y, eps_units / 255, eps_units / 255 * cfg.step_ratio, cfg.steps, probe=False)
+    for mode in modes:
+        check_attack_settings(crafting_mode(mode), precision, cfg.restarts)
+    clean = predict(model, x, precision, batch, check=True) == y
     robust = {mode: clean for mode in modes}
     adv = {}
     for i, eps_units in sorted(enumerate(cfg.eps), key=lambda pair: pair[1]):
         eps = eps_units / 255
         for mode in modes:
-            robust[mode] = pgd(model, x, y, eps, cfg.steps, eps * cfg.step_ratio, cfg.restarts,
-                               seed=seed * 100 + i, mode=crafting_mode(mode), early_exit=early_exit,
-                               precision=precision, batch=batch, clean_correct=robust[mode])
-        strongest = torch.stack(list(robust.values())).all(0)
-        adv[eps_key(eps_units)] = {**{m: _mean(r) for m, r in robust.items()}, STRONGEST: _mean(strongest)}
-    return {"clean": _mean(clean), "adv": adv}
+            robust[mode] = _pgd(model, x, y, eps, cfg.steps, eps * cfg.step_ratio, cfg.restarts, seed * 100 + i,
+                                crafting_mode(mode), early_exit, precision, batch, robust[mode])
+        adv[eps_key(eps_units)] = {**{m: accuracy(r) for m, r in robust.items()},
+                                   STRONGEST: accuracy(worst_case(robust.values()))}
+    return {"clean": accuracy(clean), "adv": adv}
 
 
 def eps_key(eps_units: float) -> str:
@@ -200,5 +206,10 @@ def eps_key(eps_units: float) -> str:
     return f"{eps_units:g}"
 
 
-def _mean(mask: torch.Tensor) -> float:
+def worst_case(masks) -> torch.Tensor:
+    """Robust under every attack at once: the per-example AND of robustness masks."""
+    return torch.stack(list(masks)).all(0)
+
+
+def accuracy(mask: torch.Tensor) -> float:
     return mask.float().mean().item() if mask.numel() else float("nan")

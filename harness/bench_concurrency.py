@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 
-from . import models, runtime, train
+from . import runtime, train
 from .config import AttackConfig, Recipe, RunConfig, Variant
 from .data import Dataset, augment
 
@@ -53,9 +53,9 @@ def harness_trainer(model: str, input_size: int | None, recipe: Recipe, ds: Data
     cfg = run_config(model, input_size, recipe, ds, precision)
     net = train.build(cfg, ds, device)
     stepper = torch.compile(net) if compiled else net
-    opt = train.make_optimizer(net, recipe, device)
+    opt = train.make_optimizer(net.parameters(), recipe, device)
     sched = train.make_schedule(opt, warmup_steps=1, total_steps=10**9)
-    channels_last = models.is_convolutional(net[1]) and device.type == "cuda"
+    channels_last = train.channels_last(net, device)
     x, y = ds.train_x.to(device), ds.train_y.to(device)
     gen = torch.Generator(device=device).manual_seed(0)
 
@@ -76,13 +76,7 @@ def lockstep_trainer(model: str, input_size: int | None, recipe: Recipe, ds: Dat
             for s in range(seeds)]
     params, buffers = stack_module_state(nets)
     skeleton = copy.deepcopy(nets[0]).to("meta")
-    # weight decay as train.make_optimizer: on kernels (ndim >= 2 before stacking)
-    stacked = list(params.values())
-    groups = [{"params": [p for p in stacked if p.ndim >= 3], "weight_decay": recipe.weight_decay},
-              {"params": [p for p in stacked if p.ndim < 3], "weight_decay": 0.0}]
-    fused = device.type == "cuda"
-    opt = (torch.optim.SGD(groups, lr=recipe.lr, momentum=0.9, nesterov=True, fused=fused)
-           if recipe.optimizer == "sgd" else torch.optim.AdamW(groups, lr=recipe.lr, fused=fused))
+    opt = train.make_optimizer(params.values(), recipe, device, stacked=True)
     sched = train.make_schedule(opt, warmup_steps=1, total_steps=10**9)
     x, y = ds.train_x.to(device), ds.train_y.to(device)
     gen = torch.Generator(device=device).manual_seed(0)

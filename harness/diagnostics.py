@@ -3,7 +3,7 @@
 Per-epoch PGD (harness.attacks) decides the claims; this module checks, once per run, that it was not
 fooled (Athalye, Carlini & Wagner 2018; Carlini et al. 2019, "On evaluating adversarial robustness"):
 APGD-CE and APGD-T (Croce & Hein 2020) and the gradient-free Square attack (Andriushchenko et al. 2020),
-all from torchattacks, plus four checks on the attack the verdict relies on, the strongest over the
+all from torchattacks, plus five checks on the attack the verdict relies on, the strongest over the
 rounding modes per example. `exact` alone is expected to be masked on a rounding pipeline (that is the
 masking the suite demonstrates), so a check fails only when the strongest attack is masked or weak.
 
@@ -16,11 +16,10 @@ import time
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .attacks import (check_attack_inputs, check_attack_settings, craft, crafting_mode, pgd, predict,
-                      random_start)
+from .attacks import (accuracy, check_attack_inputs, check_attack_settings, craft, crafting_mode, input_gradient,
+                      pgd, predict, random_start, worst_case)
 from .config import NO_ROUNDING, ROUNDING_MODES, STRONGEST, ConfigError, FinalEvalConfig
 from .pipelines import crafting
 from .runtime import autocast
@@ -61,7 +60,7 @@ def final_evaluation(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_uni
 
     per_mode = {m: pgd(model, x, y, eps, steps, eps * step_ratio, seed=seed, mode=crafting_mode(m),
                        precision=precision, batch=BATCH, clean_correct=clean) for m in modes}
-    pgd_strongest = _all(per_mode.values())
+    pgd_strongest = worst_case(per_mode.values())
     warnings: list[str] = []
     library = _library()
     if library is None:
@@ -81,11 +80,11 @@ def final_evaluation(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_uni
             net, norm="Linf", eps=eps, n_queries=cfg.square_queries, n_restarts=1, seed=seed, loss="margin"))
 
     zero_grad = {m: zero_gradient(model, x, y, m, precision) for m in modes}
-    steps_acc = [_mean(strongest_pgd(eps, s)) for s in cfg.steps_curve]
+    steps_acc = [accuracy(strongest_pgd(eps, s)) for s in cfg.steps_curve]
     # As many steps as the steps curve's longest: with a profile's few steps, an unbounded attack may not arrive.
-    eps_acc = [_mean(strongest_pgd(e / 255, max(steps, *cfg.steps_curve))) for e in cfg.eps_curve]
+    eps_acc = [accuracy(strongest_pgd(e / 255, max(steps, *cfg.steps_curve))) for e in cfg.eps_curve]
     everything = [pgd_strongest, *(apgd_ce or {}).values(), *(apgd_t or {}).values()]
-    strongest_overall = _all(everything + ([square] if square is not None else []))
+    strongest_overall = worst_case(everything + ([square] if square is not None else []))
 
     tol = cfg.tolerance
     checks = {
@@ -103,13 +102,13 @@ def final_evaluation(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_uni
         "gradients_not_masked": _gradients_flow(zero_grad, tol),
     }
     return {
-        "n": len(x), "clean": _mean(clean), "eps": float(eps_units),
+        "n": len(x), "clean": accuracy(clean), "eps": float(eps_units),
         "pgd": _accuracies(per_mode), "apgd_ce": _accuracies(apgd_ce), "apgd_t": _accuracies(apgd_t),
-        "square": None if square is None else _mean(square),
-        "zero_grad": {m: _mean(z) for m, z in zero_grad.items()},
+        "square": None if square is None else accuracy(square),
+        "zero_grad": {m: accuracy(z) for m, z in zero_grad.items()},
         "steps_curve": {"steps": [int(s) for s in cfg.steps_curve], "acc": steps_acc},
         "eps_curve": {"eps": [float(e) for e in cfg.eps_curve], "acc": eps_acc},
-        "strongest_overall": _mean(strongest_overall),
+        "strongest_overall": accuracy(strongest_overall),
         "checks": checks, "warnings": warnings, "seconds": time.perf_counter() - start_time,
     }
 
@@ -131,7 +130,7 @@ def transfer_check(source_model: nn.Module, target_model: nn.Module, x: torch.Te
     start = random_start(x, eps, seed)[todo]
     adv = craft(source_model, x[todo], y[todo], start, eps, steps, eps * step_ratio, mode, precision, BATCH)
     robust[todo] &= predict(target_model, adv, precision, BATCH) == y[todo]
-    acc = _mean(robust)
+    acc = accuracy(robust)
     # Transfer accuracy >= white-box accuracy - tolerance.
     ok = acc >= whitebox_acc - tolerance
     detail = (f"PGD-{steps} crafted on the source ({mode or 'as deployed'}) at eps {eps_units:g}/255 leaves "
@@ -147,10 +146,7 @@ def zero_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mode: str,
     zero = []
     with crafting(model, crafting_mode(mode)):
         for i in range(0, len(x), BATCH):
-            xb = x[i:i + BATCH].clone().requires_grad_(True)
-            with autocast(x.device, precision):
-                loss = F.cross_entropy(model(xb).float(), y[i:i + BATCH], reduction="sum")
-            grad, = torch.autograd.grad(loss, xb)
+            grad = input_gradient(model, x[i:i + BATCH], y[i:i + BATCH], precision)
             zero.append(grad.flatten(1).abs().amax(1) == 0)
     return torch.cat(zero) if zero else torch.zeros(0, dtype=torch.bool, device=x.device)
 
@@ -200,12 +196,12 @@ def _unbounded_wins(eps_curve: tuple[float, ...], acc: list[float], tol: float) 
 
 
 def _gradient_free(square: torch.Tensor | None, pgd_strongest: torch.Tensor, tol: float) -> dict:
-    pgd_acc = _mean(pgd_strongest)
+    pgd_acc = accuracy(pgd_strongest)
     if square is None:
         return {"ok": False, "detail": f"FAILED, not checked: Square did not run (torchattacks missing); "
                                        f"strongest-PGD accuracy {pgd_acc:.3f}"}
-    sq_acc = _mean(square)
-    only_square = _mean(pgd_strongest & ~square)
+    sq_acc = accuracy(square)
+    only_square = accuracy(pgd_strongest & ~square)
     ok = sq_acc >= pgd_acc - tol
     return {"ok": ok, "detail": f"Square accuracy {sq_acc:.3f}, strongest-PGD accuracy {pgd_acc:.3f} (Square "
                                 f"alone fools {only_square:.3f} of the examples); {'ok' if ok else 'FAILED'}: "
@@ -213,20 +209,20 @@ def _gradient_free(square: torch.Tensor | None, pgd_strongest: torch.Tensor, tol
 
 
 def _apgd_agrees(apgd: list[torch.Tensor], pgd_strongest: torch.Tensor, have_library: bool, tol: float) -> dict:
-    pgd_acc = _mean(pgd_strongest)
+    pgd_acc = accuracy(pgd_strongest)
     if not apgd:
         why = "torchattacks missing" if not have_library else "no attack mode has a gradient (only exact)"
         return {"ok": False, "detail": f"FAILED, not checked: APGD did not run ({why}); "
                                        f"strongest-PGD accuracy {pgd_acc:.3f}"}
-    apgd_acc = _mean(_all(apgd))
+    apgd_acc = accuracy(worst_case(apgd))
     ok = apgd_acc >= pgd_acc - tol
     return {"ok": ok, "detail": f"APGD accuracy {apgd_acc:.3f}, strongest-PGD accuracy {pgd_acc:.3f}; "
                                 f"{'ok' if ok else 'FAILED'}: APGD must be >= PGD - {tol:g}"}
 
 
 def _gradients_flow(zero_grad: dict[str, torch.Tensor], tol: float) -> dict:
-    every_mode = _mean(_all(zero_grad.values()))
-    per_mode = ", ".join(f"{m} {_mean(z):.3f}" for m, z in zero_grad.items())
+    every_mode = accuracy(worst_case(zero_grad.values()))
+    per_mode = ", ".join(f"{m} {accuracy(z):.3f}" for m, z in zero_grad.items())
     ok = every_mode <= tol
     return {"ok": ok, "detail": f"fraction of examples with an exactly zero input gradient under every mode "
                                 f"{every_mode:.3f} (per mode: {per_mode}); {'ok' if ok else 'FAILED'}: it must be "
@@ -263,15 +259,7 @@ def library_version() -> str | None:
 def _accuracies(per_mode: dict[str, torch.Tensor] | None) -> dict | None:
     if per_mode is None:
         return None
-    return {**{m: _mean(r) for m, r in per_mode.items()}, STRONGEST: _mean(_all(per_mode.values()))}
-
-
-def _all(masks) -> torch.Tensor:
-    return torch.stack(list(masks)).all(0)
-
-
-def _mean(mask: torch.Tensor) -> float:
-    return mask.float().mean().item() if mask.numel() else float("nan")
+    return {**{m: accuracy(r) for m, r in per_mode.items()}, STRONGEST: accuracy(worst_case(per_mode.values()))}
 
 
 def _fmt(values: list[float]) -> str:

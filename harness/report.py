@@ -9,7 +9,6 @@ figures decoded and any JavaScript error as attributes of <body> (the browser te
 from __future__ import annotations
 
 import argparse
-
 import base64
 import html
 import math

@@ -185,11 +185,10 @@ class Suite:
     def final_checks(self, claim: Claim, dataset: str, runs: dict[str, list[dict]]) -> dict:
         """Attach each finished run's final evaluation (run["final"], at the claim's deciding eps) and,
         seed by seed, a transfer check from the worse variant to the better; failed checks are named in
-        "masking_warnings". Each is computed once and kept in the cache beside its run (recomputed when the
-        settings, the attack code or the attack library's version change)."""
+        "masking_warnings". Each is computed once and kept in the cache beside its run."""
         ds = data.load(dataset, self.sources, self.cache.root)
         fe, eps = self.profile.final_eval, claim.deciding_eps
-        # Recomputed when the settings, the eps, or the attack and diagnostics code change.
+        # Recomputed when the settings, the eps, the attack and diagnostics code or torchattacks' version change.
         attack_code = code_version(modules=("attacks.py", "diagnostics.py"))
         tag = hashlib.sha256(repr((fe, eps, attack_code, diagnostics.library_version())).encode()).hexdigest()[:12]
         warnings, transfers = [], []

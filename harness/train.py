@@ -38,15 +38,23 @@ def build(cfg: RunConfig, ds: Dataset, device: torch.device) -> pipelines.Deploy
     net = models.create(v.model, ds.num_classes, ds.channels, size, v.pooling)
     mean, std = ds.mean_std
     model = pipelines.Deployed(pipelines.create(v.pipeline, mean, std, v.input_size), net).to(device)
-    if models.is_convolutional(net) and device.type == "cuda":
+    if channels_last(model, device):
         model = model.to(memory_format=torch.channels_last)
     return model
 
 
-def make_optimizer(model: torch.nn.Module, r: Recipe, device: torch.device) -> torch.optim.Optimizer:
-    # Weight decay on weight matrices and kernels only, not on biases and norm scales.
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    rest = [p for p in model.parameters() if p.ndim < 2]
+def channels_last(model: pipelines.Deployed, device: torch.device) -> bool:
+    """Whether `model` runs channels-last (with its inputs): convolutional networks on GPUs."""
+    return models.is_convolutional(model[1]) and device.type == "cuda"
+
+
+def make_optimizer(params, r: Recipe, device: torch.device, stacked: bool = False) -> torch.optim.Optimizer:
+    """The recipe's optimizer over `params`. Weight decay on weight matrices and kernels only, not on biases
+    and norm scales; `stacked`: parameters carry a leading seed dimension (harness.bench_concurrency)."""
+    params = list(params)
+    matrix_ndim = 3 if stacked else 2
+    decay = [p for p in params if p.ndim >= matrix_ndim]
+    rest = [p for p in params if p.ndim < matrix_ndim]
     groups = [{"params": decay, "weight_decay": r.weight_decay}, {"params": rest, "weight_decay": 0.0}]
     fused = device.type == "cuda"
     if r.optimizer == "sgd":
@@ -91,8 +99,8 @@ def run(cfg: RunConfig, ds: Dataset, device: torch.device, checkpoint: Checkpoin
     """
     r = cfg.variant.recipe
     model = build(cfg, ds, device)
-    channels_last = models.is_convolutional(model[1]) and device.type == "cuda"
-    compiled = compile_mode == "on" or (compile_mode == "auto" and device.type == "cuda" and not channels_last)
+    conv_layout = channels_last(model, device)
+    compiled = compile_mode == "on" or (compile_mode == "auto" and device.type == "cuda" and not conv_layout)
     net_for_steps = torch.compile(model) if compiled else model
     train_idx = fixed_subset(len(ds.train_x), cfg.train_subset, SUBSET_SEED)
     train_x, train_y = ds.train_x[train_idx].to(device), ds.train_y[train_idx].to(device)
@@ -102,7 +110,7 @@ def run(cfg: RunConfig, ds: Dataset, device: torch.device, checkpoint: Checkpoin
 
     batch = min(r.batch_size, len(train_x))
     steps_per_epoch = len(train_x) // batch  # the last partial batch is dropped: every step the same shape
-    opt = make_optimizer(model, r, device)
+    opt = make_optimizer(model.parameters(), r, device)
     sched = make_schedule(opt, round(r.warmup_epochs * steps_per_epoch), cfg.epochs * steps_per_epoch)
     records: list[dict] = []
     state = checkpoint.load() if checkpoint else None
@@ -122,7 +130,7 @@ def run(cfg: RunConfig, ds: Dataset, device: torch.device, checkpoint: Checkpoin
         for step in range(steps_per_epoch):
             idx = order[step * batch:(step + 1) * batch]
             loss_sum += train_step(net_for_steps, opt, sched, train_x[idx], train_y[idx], r, gen, cfg.precision,
-                                   channels_last)
+                                   conv_layout)
         train_loss = loss_sum.item() / steps_per_epoch  # the one host sync of the epoch
         if not math.isfinite(train_loss):
             raise TrainingDiverged(f"{cfg.label}: the training loss became {train_loss} in epoch {epoch}: "

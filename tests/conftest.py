@@ -62,12 +62,23 @@ def tiny_images(real_dataset, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def clean_runs(tiny_images, tmp_path_factory) -> dict:
+def worker_epochs() -> int:
+    """Epochs of every `python -m harness.chaos work` process the tests start (clean_runs' too)."""
+    return 3
+
+
+@pytest.fixture(scope="session")
+def worker_options(tiny_images, worker_epochs) -> list[str]:
+    """The options of a `python -m harness.chaos work` process on tiny_images, for worker_epochs epochs."""
+    return [f"--data-source=cifar10={tiny_images}", f"--epochs={worker_epochs}"]
+
+
+@pytest.fixture(scope="session")
+def clean_runs(worker_options, tmp_path_factory) -> dict:
     """{key: summary} of ResNet18 seeds 0 and 1, 3 epochs on tiny_images, trained undisturbed by one
     `python -m harness.chaos work` process: what killed, resumed and racing workers must reproduce."""
     from harness import chaos
-    return chaos.clean_run(tmp_path_factory.mktemp("clean-cache"), f"--data-source=cifar10={tiny_images}",
-                           "--epochs=3", "--seeds=0,1")
+    return chaos.clean_run(tmp_path_factory.mktemp("clean-cache"), *worker_options, "--seeds=0,1")
 
 
 class SmallNet(nn.Module):

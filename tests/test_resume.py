@@ -6,33 +6,26 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from harness import chaos, store
 
-EPOCHS = 3
 
-
-@pytest.fixture
-def options(tiny_images) -> list[str]:
-    return [f"--data-source=cifar10={tiny_images}", f"--epochs={EPOCHS}"]
-
-
-def test_sigkill_mid_epoch_resumes_from_last_finished_epoch_with_identical_numbers(options, clean_runs, tmp_path):
+def test_sigkill_mid_epoch_resumes_from_last_finished_epoch_with_identical_numbers(worker_options, worker_epochs,
+                                                                                    clean_runs, tmp_path):
     cache = tmp_path / "cache"
-    first = chaos.Worker(cache, *options, "--seeds=0")
+    first = chaos.Worker(cache, *worker_options, "--seeds=0")
     first.wait_for_epochs(1)
     time.sleep(0.1)  # into epoch 2's training
     first.kill()
     key = first.epochs[0][0]
     checkpoint = store.load_tensors(cache / "runs" / key / "checkpoint.pt")
     finished = len(checkpoint["records"])
-    assert 1 <= finished < EPOCHS, "the kill did not land mid-run"
+    assert 1 <= finished < worker_epochs, "the kill did not land mid-run"
     assert not (cache / "runs" / key / "result.json").exists()
 
-    second = chaos.Worker(cache, *options, "--seeds=0")
+    second = chaos.Worker(cache, *worker_options, "--seeds=0")
     summary = second.finish()
-    assert second.epochs == [(key, e) for e in range(finished + 1, EPOCHS + 1)], "did not resume where it stopped"
+    resumed = [(key, e) for e in range(finished + 1, worker_epochs + 1)]
+    assert second.epochs == resumed, "did not resume where it stopped"
     assert summary["runs"][key]["records"] == clean_runs[key]["records"]
     assert summary["runs"][key]["weights"] == clean_runs[key]["weights"]
-    assert len(clean_runs[key]["records"]) == EPOCHS and clean_runs[key]["weights"]
+    assert len(clean_runs[key]["records"]) == worker_epochs and clean_runs[key]["weights"]
