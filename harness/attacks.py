@@ -18,7 +18,7 @@ from torch import nn
 
 from .config import NO_ROUNDING, ROUNDING_MODES, STRONGEST, AttackConfig, ConfigError
 from .pipelines import crafting
-from .runtime import autocast
+from .runtime import autocast, without_autotuning
 
 ATTACK_PRECISIONS = ("fp32", "bf16")  # resolved precisions ("auto" is resolved before any attack)
 
@@ -98,6 +98,7 @@ def random_start(x: torch.Tensor, eps: float, seed: int) -> torch.Tensor:
     return x + (torch.rand(x.shape, device=x.device, generator=gen) * 2 - 1) * eps
 
 
+@without_autotuning()
 def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int, step_size: float,
         restarts: int = 1, seed: int = 0, mode: str | None = None, early_exit: bool = True,
         precision: str = "fp32", batch: int = 500, clean_correct: torch.Tensor | None = None) -> torch.Tensor:
@@ -173,6 +174,7 @@ def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, precision
     return grad
 
 
+@without_autotuning()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: AttackConfig, rounds: bool,
              seed: int, precision: str, early_exit: bool = True, batch: int = 500) -> dict:
     """One epoch's point: clean accuracy and, per eps (1/255 units, as a string key) and attack mode,

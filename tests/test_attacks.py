@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from harness import attacks, pipelines
-from harness.config import ConfigError
+from harness.config import AttackConfig, ConfigError
 
 EPS = 8 / 255
 EARLY_EXIT_TOL = 1  # examples: early exit changes only which examples share a batch (float summation order)
@@ -208,3 +208,31 @@ def test_examples_that_stop_early_leave_the_others_as_torchattacks_steps_them(tr
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
     stopped = frozen.flatten(1).all(1)
     assert 0.2 < stopped.float().mean() < 0.8  # both kinds of example are there
+
+
+# ---- cuDNN's autotuner: off while attacking, as it was after -------------------------------------------
+class AutotunerSeen(nn.Module):
+    """Records torch.backends.cudnn.benchmark at every forward pass of `model`."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.seen = model, set()
+
+    def forward(self, x):
+        self.seen.add(torch.backends.cudnn.benchmark)
+        return self.model(x)
+
+
+@pytest.mark.parametrize("autotune_before", [True, False])
+def test_attacks_run_without_the_cudnn_autotuner_and_restore_it(rounding, autotune_before, monkeypatch):
+    # Early exit hands attacks a new batch size at nearly every call; the autotuner would time every
+    # convolution again for each (harness.runtime.without_autotuning).
+    model, x, y, _ = rounding
+    seen = AutotunerSeen(model).eval()
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", autotune_before)
+    cfg = AttackConfig(eps=(1.0, 4.0), steps=2, modes=("bpda", "exact"), n_eval=len(x))
+    point = attacks.evaluate(seen, x[:64], y[:64], cfg, rounds=True, seed=0, precision="fp32")
+    attacks.pgd(seen, x[:64], y[:64], 4 / 255, 2, 1 / 255, mode="bpda")
+    assert seen.seen == {False}
+    assert torch.backends.cudnn.benchmark is autotune_before
+    assert set(point["adv"]) == {"1", "4"}

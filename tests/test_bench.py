@@ -37,12 +37,14 @@ def test_bench_on_cpu_writes_positive_rates_and_their_ratios(tmp_path, monkeypat
     assert train_["ratio"] == pytest.approx(train_["harness"] / train_["reference"])
     assert pgd["reference"] > 0 and pgd["harness"] == pgd["harness_eager"] > 0 and not pgd["early_exit"]
     assert pgd["ratio"] == pytest.approx(pgd["harness"] / pgd["reference"])
+    assert pgd["harness_new_shapes"] > 0  # PGD on batch sizes 3, 2 and 1, each new to the process
     assert m["forward_flops"] > 1e7 and report["peak_flops"] > 0 and report["peak_dtype"] == "float32"
     assert report["environment"]["device"] == "cpu" and report["date"] and report["data"].startswith("synthetic")
     assert not report["projection"]["complete"]  # no vit_224: H1 cannot be projected
     assert [p["model"] for p in report["projection"]["parts"]] == ["resnet18_32", "resnet18_32"]
     assert report["targets"] == {}  # the targets are for GPUs
-    assert "resnet18_32  harness_eager" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "resnet18_32  harness_eager" in printed and "resnet18_32  harness, new shapes" in printed
 
 
 def test_unknown_model_is_refused_by_name():

@@ -6,7 +6,8 @@
 #   mkdir -p .data && cp ../shared/data/cifar10-jpeg75.zip .data/
 #   .venv/bin/pip install --no-deps --target .benchdeps torchattacks==3.5.1
 # then call the device tool's run with command "bash tools/device_check.sh", carry [".data", ".benchdeps"],
-# timeout_s 300. The benchmark is a separate call (about 4 minutes on an H200; torchattacks from .benchdeps):
+# timeout_s 380 (it took 253 s on an H100, 2026-11-26). The benchmark is a separate call (about 4 minutes on
+# an H200 or H100; torchattacks from .benchdeps):
 #   PYTHONPATH=$PWD/.benchdeps python3 -m harness.bench --out $OUT/bench.json   (ViTs also timed compiled)
 set -u
 OUT=${OUT:-/tmp/device-out}; mkdir -p "$OUT"
