@@ -22,7 +22,7 @@ from .attacks import (accuracy, check_attack_inputs, check_attack_settings, craf
                       pgd, predict, random_start, worst_case)
 from .config import NO_ROUNDING, ROUNDING_MODES, STRONGEST, ConfigError, FinalEvalConfig
 from .pipelines import crafting
-from .runtime import autocast
+from .runtime import autocast, without_autotuning
 
 BATCH = 500  # images per attack call
 APGD_T_MAX_CLASSES = 10  # APGD-T runs one targeted attack per other class: cheap only with few classes
@@ -30,6 +30,7 @@ MISSING_LIBRARY = ("torchattacks is not installed: APGD-CE, APGD-T and Square ar
                    "(install the reference with: pip install --no-deps torchattacks==3.5.1)")
 
 
+@without_autotuning()
 def final_evaluation(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_units: float,
                      modes: tuple[str, ...], cfg: FinalEvalConfig, steps: int, step_ratio: float,
                      precision: str, seed: int) -> dict:
@@ -113,6 +114,7 @@ def final_evaluation(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_uni
     }
 
 
+@without_autotuning()
 def transfer_check(source_model: nn.Module, target_model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                    eps_units: float, steps: int, step_ratio: float, precision: str, seed: int,
                    whitebox_acc: float, tolerance: float) -> dict:

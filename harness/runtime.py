@@ -53,11 +53,12 @@ def set_deterministic(on: bool) -> None:
 
 @contextlib.contextmanager
 def without_autotuning():
-    """cuDNN's autotuner off inside, restored after: for attacks, which see a new batch size at nearly every
-    call (early exit leaves a different number of examples per radius, mode and epoch), and the autotuner
-    times every convolution again for each new shape. On an H100, with it on, ResNet18's per-epoch
-    evaluation took 3 to 12 s against about 0.3 s for the same attacks at one fixed shape, while ViT-tiny
-    (a single convolution) took its fixed-shape time. Training keeps it: its batch shape never changes."""
+    """cuDNN's autotuner off inside, restored after. Used by attacks (`attacks.pgd`, `attacks.evaluate`, the
+    final evaluation), which see a new batch size at nearly every call: early exit leaves a different
+    number of examples per radius, mode and epoch, and the autotuner times every convolution again for each
+    new shape. On an H100, with it on, ResNet18's per-epoch evaluation took 3 to 12 s against about 0.3 s
+    for the same attacks at one fixed shape, while ViT-tiny (a single convolution) took its fixed-shape
+    time. Training keeps it: its batch shape never changes."""
     before = torch.backends.cudnn.benchmark
     torch.backends.cudnn.benchmark = False
     try:

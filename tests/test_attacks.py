@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from harness import attacks, pipelines
-from harness.config import AttackConfig, ConfigError
+from harness import attacks, diagnostics, pipelines
+from harness.config import AttackConfig, ConfigError, FinalEvalConfig
 
 EPS = 8 / 255
 EARLY_EXIT_TOL = 1  # examples: early exit changes only which examples share a batch (float summation order)
@@ -226,13 +226,16 @@ class AutotunerSeen(nn.Module):
 @pytest.mark.parametrize("autotune_before", [True, False])
 def test_attacks_run_without_the_cudnn_autotuner_and_restore_it(rounding, autotune_before, monkeypatch):
     # Early exit hands attacks a new batch size at nearly every call; the autotuner would time every
-    # convolution again for each (harness.runtime.without_autotuning).
+    # convolution again for each (harness.runtime.without_autotuning). Per-epoch and final attacks alike.
     model, x, y, _ = rounding
     seen = AutotunerSeen(model).eval()
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", autotune_before)
     cfg = AttackConfig(eps=(1.0, 4.0), steps=2, modes=("bpda", "exact"), n_eval=len(x))
     point = attacks.evaluate(seen, x[:64], y[:64], cfg, rounds=True, seed=0, precision="fp32")
     attacks.pgd(seen, x[:64], y[:64], 4 / 255, 2, 1 / 255, mode="bpda")
+    tiny = FinalEvalConfig(n_eval=16, apgd_steps=2, square_queries=2, steps_curve=(1,), eps_curve=(255,))
+    diagnostics.final_evaluation(seen, x, y, 4.0, ("bpda",), tiny, 2, 0.25, "fp32", 0)
+    diagnostics.transfer_check(seen, seen, x[:16], y[:16], 4.0, 2, 0.25, "fp32", 0, whitebox_acc=0.0, tolerance=0.02)
     assert seen.seen == {False}
     assert torch.backends.cudnn.benchmark is autotune_before
     assert set(point["adv"]) == {"1", "4"}
