@@ -151,12 +151,7 @@ def new_shapes_rate(attack: Callable[[int], None], largest: int, device: torch.d
     process, timed once (a repeat would find them warm): the suite's early exit hands its attacks a new
     number of examples at nearly every call, which a fixed-shape timing never sees."""
     sizes = range(largest - 1, max(0, largest - 1 - NEW_SHAPES), -1)
-    sync(device)
-    start = time.perf_counter()
-    for n in sizes:
-        attack(n)
-    sync(device)
-    return sum(sizes) / (time.perf_counter() - start)
+    return sum(sizes) / best_seconds(lambda: [attack(n) for n in sizes], 1, device)
 
 
 def bench_model(name: str, ds: Dataset, device: torch.device, precision: str, size: Size, compile_: bool,

@@ -27,12 +27,6 @@ def suite(sources, real_dataset, tmp_path, pytestconfig):
 
 
 @pytest.fixture
-def name(real_dataset_name) -> str:
-    """The real dataset the runs train on: cifar10 where bound, else Debian's fashion-mnist."""
-    return real_dataset_name
-
-
-@pytest.fixture
 def count_trainings(monkeypatch):
     calls = []
     real = train.run
@@ -44,10 +38,10 @@ def count_trainings(monkeypatch):
     return calls
 
 
-def test_a_finished_run_is_never_trained_twice(suite, count_trainings, name):
-    first = suite.curves(CLAIM, name)
+def test_a_finished_run_is_never_trained_twice(suite, count_trainings, real_dataset_name):
+    first = suite.curves(CLAIM, real_dataset_name)
     assert len(count_trainings) == 4  # 2 variants x 2 seeds
-    second = suite.curves(CLAIM, name)
+    second = suite.curves(CLAIM, real_dataset_name)
     assert len(count_trainings) == 4  # all hits
     assert first == second  # identical numbers from the cache
     assert all(r["status"] == "done" and len(r["records"]) == 1 for rs in first.values() for r in rs)
@@ -55,23 +49,23 @@ def test_a_finished_run_is_never_trained_twice(suite, count_trainings, name):
                for rs in second.values() for r in rs)  # a cache hit says what it was trained under
 
 
-def test_a_changed_setting_misses_the_cache(suite, count_trainings, name):
-    suite.curves(CLAIM, name)
+def test_a_changed_setting_misses_the_cache(suite, count_trainings, real_dataset_name):
+    suite.curves(CLAIM, real_dataset_name)
     suite.profile = dataclasses.replace(TINY, attack=dataclasses.replace(TINY.attack, steps=2))
-    suite.curves(CLAIM, name)
+    suite.curves(CLAIM, real_dataset_name)
     assert len(count_trainings) == 8
 
 
-def test_a_diverging_run_is_reported_failed_not_cached_and_others_finish(suite, count_trainings, name):
+def test_a_diverging_run_is_reported_failed_not_cached_and_others_finish(suite, count_trainings, real_dataset_name):
     diverging = Variant("resnet18", "baseline", Recipe(lr=1e12, batch_size=32))
     exploding = dataclasses.replace(CLAIM, variants={**CLAIM.variants, "B": diverging})
-    runs = suite.curves(exploding, name)
+    runs = suite.curves(exploding, real_dataset_name)
     assert [r["status"] for r in runs["A"]] == ["done", "done"]
     assert [r["status"] for r in runs["B"]] == ["failed", "failed"]
     assert "loss became" in runs["B"][0]["error"] and "lower the learning rate" in runs["B"][0]["error"]
     assert suite.cache.lookup(runs["B"][0]["key"]) is None  # nothing finished is published
     assert suite.cache.lookup(runs["A"][0]["key"]) is not None
-    case = suite.evaluate(exploding, name, 1.0)
+    case = suite.evaluate(exploding, real_dataset_name, 1.0)
     assert case["verdict"] == "inconclusive" and any("failed" in p for p in case["problems"])
 
 
@@ -86,16 +80,16 @@ def test_profile_shapes_the_runs(suite):
     assert suite.run_configs(claim, CLAIM.variants["A"], "cifar10")[0].attack.modes == ("pgd",)
 
 
-def test_seeds_that_make_two_arms_share_a_run_are_refused_before_training(suite, count_trainings, name):
+def test_seeds_that_make_two_arms_share_a_run_are_refused_before_training(suite, count_trainings, real_dataset_name):
     """Seeds 0,1 with an arm offset by 1 would count run seed 1 in both arms: the same evidence twice."""
     twin = dataclasses.replace(CLAIM, variants={"A": CLAIM.variants["A"],
                                                 "B": dataclasses.replace(CLAIM.variants["A"], seed_offset=1)})
     with pytest.raises(ConfigError, match=r"seeds \[0, 1\] make the variants share runs.*--seeds"):
-        suite.curves(twin, name)
+        suite.curves(twin, real_dataset_name)
     assert count_trainings == []
 
 
-def test_a_claim_without_final_checks_cannot_pass(suite, name):
-    case = suite.evaluate(CLAIM, name, 1.0)  # TINY has no final evaluation
+def test_a_claim_without_final_checks_cannot_pass(suite, real_dataset_name):
+    case = suite.evaluate(CLAIM, real_dataset_name, 1.0)  # TINY has no final evaluation
     assert any("no final-checkpoint checks ran" in p for p in case["problems"])
     assert case["masking_warnings"] == [] and case["transfer"] == []
