@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 ROUNDING_MODES = ("off", "bpda", "exact")  # how a rounding pipeline behaves while PGD crafts
 NO_ROUNDING = "pgd"  # the single attack of a pipeline that does not round
@@ -37,13 +37,24 @@ ADAMW_VIT = Recipe(optimizer="adamw", lr=1e-3, weight_decay=0.05, batch_size=512
 
 @dataclass(frozen=True)
 class Variant:
-    """One arm of a hypothesis: a model, an input pipeline and a training recipe."""
-    model: str  # name in harness.models.MODELS
-    pipeline: str  # name in harness.pipelines.PIPELINES
+    """One arm of a hypothesis: a model, an input pipeline and a training recipe.
+
+    Keyword arguments go to the model's and the pipeline's constructors, as timm's `create_model` takes
+    them: `Variant("resnet18", "baseline", model_kwargs={"pooling": "avg"})`."""
+    model: str  # name in harness.models' registry
+    pipeline: str  # name in harness.pipelines' registry
     recipe: Recipe = SGD_RESNET
-    pooling: str = "max"  # "max" keeps the model's max pooling; "avg" swaps each for average pooling
+    model_kwargs: dict = field(default_factory=dict)  # e.g. {"pooling": "avg"}, {"act_layer": "relu"}
+    pipeline_kwargs: dict = field(default_factory=dict)  # e.g. {"bits": 4}
     input_size: int | None = None  # side in pixels the pipeline resizes to; None keeps the data's
     seed_offset: int = 0  # added to every profile seed (a control arm uses seeds disjoint from its twin)
+
+    @property
+    def name(self) -> str:
+        """model[k=v]/pipeline[k=v]: what the run labels and log lines show."""
+        def part(name, kwargs):
+            return name + ("[" + ",".join(f"{k}={v}" for k, v in sorted(kwargs.items())) + "]" if kwargs else "")
+        return f"{part(self.model, self.model_kwargs)}/{part(self.pipeline, self.pipeline_kwargs)}"
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,7 @@ class Claim:
     deciding_eps: float = 1.0  # the case per dataset that decides (Holm across datasets); others report
     modes: tuple[str, ...] = (NO_ROUNDING,)  # rounding modes to attack with (rounding pipelines only)
     expect: str = "better"  # "better"; or "null" for a control that must come out not significant
+    score: str = "dominated_area"  # the per-seed score that decides (harness.stats.SCORES)
 
     def __post_init__(self):
         for name in (self.better, self.worse):
@@ -106,8 +118,7 @@ class RunConfig:
 
     @property
     def label(self) -> str:
-        v = self.variant
-        return f"{v.model}/{v.pipeline}/{v.pooling}/{self.dataset}/s{self.seed}"
+        return f"{self.variant.name}/{self.dataset}/s{self.seed}"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

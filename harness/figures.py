@@ -1,6 +1,6 @@
 """The report's figures: matplotlib (Agg) -> PNG bytes. One figure per case, one per case's diagnostics.
 
-Inputs are the plain dicts of results.json (see harness.results): a case and, per variant, its runs.
+Inputs: a harness.case.Case and, per variant, its runs as the plain dicts of results.json.
 Runs that failed or have no records are left out of every plot; a panel with nothing to show says so.
 """
 from __future__ import annotations
@@ -75,7 +75,7 @@ def plain_text(draw):
 
 
 @plain_text
-def case_figure(case: dict, runs: dict[str, list[dict]], ek: str) -> bytes:
+def case_figure(case, runs: dict[str, list[dict]], ek: str) -> bytes:
     """Tradeoff, clean and adversarial accuracy per epoch, and the per-seed scores of one case."""
     fig = plt.figure(figsize=(14, 7))
     grid = fig.add_gridspec(2, 12, hspace=0.4, wspace=1.8, left=0.05, right=0.99, top=0.95, bottom=0.06)
@@ -121,8 +121,8 @@ def _adv_by_epoch(ax, done, ek, col) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
-def _strip(ax, case: dict, name: str, col) -> None:
-    scores = case.get("scores", {})
+def _strip(ax, case, name: str, col) -> None:
+    scores = case.scores
     shown = False
     for i, v in enumerate(scores):
         vals = [x for x in scores[v].get(name, []) if isinstance(x, (int, float)) and math.isfinite(x)]
@@ -134,7 +134,7 @@ def _strip(ax, case: dict, name: str, col) -> None:
         ax.hlines(np.mean(vals), i - 0.25, i + 0.25, color=col.get(v, "grey"), lw=2)
     ax.set_xticks(range(len(scores)), list(scores), fontsize=8)
     ax.set_xlim(-0.6, len(scores) - 0.4)
-    primary = name == case.get("primary", stats.PRIMARY)
+    primary = name == case.primary
     ax.set_title(name + (" (primary)" if primary else ""), fontsize=9, fontweight="bold" if primary else None)
     if primary:
         ax.set_facecolor("#fff6d5")

@@ -68,11 +68,11 @@ class Round(nn.Module):
 PIPELINES = {"baseline": Baseline, "round": Round}
 
 
-def create(name: str, mean, std, size: int | None) -> nn.Module:
+def create(name: str, mean, std, size: int | None, **kwargs) -> nn.Module:
     if name not in PIPELINES:
         raise ConfigError(f"unknown pipeline {name!r}: choose one of {', '.join(PIPELINES)} "
                           f"(harness/pipelines.py)")
-    return PIPELINES[name](mean, std, size)
+    return PIPELINES[name](mean, std, size, **kwargs)
 
 
 class Deployed(nn.Sequential):

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from . import figures, results, stats, store
+from .case import Case
 from .attacks import eps_key
 from .config import STRONGEST
 
@@ -74,7 +75,7 @@ def render(folder) -> Path:
 
 
 def page(doc: dict, title: str) -> str:
-    cases = sorted(doc["cases"], key=lambda c: (c["module"], c["dataset"], c["eps"]))
+    cases = sorted((Case.from_dict(c) for c in doc["cases"]), key=lambda c: (c.module, c.dataset, c.eps))
     stopped = (f'<p class="warn">{len(doc["errors"])} test(s) stopped before reaching a verdict: see '
                f'<a href="#errors">Errors</a>.</p>' if doc["errors"] else "")
     parts = [header(doc, title), summary(cases), stopped, guide(doc)]
@@ -97,41 +98,40 @@ def header(doc: dict, title: str) -> str:
     return f"<h1>advhyp report {esc(title)}</h1>{banner}{table(None, rows, 'meta')}"
 
 
-def verdict_cell(case: dict) -> Markup:
-    v = case["verdict"]
+def verdict_cell(case: Case) -> Markup:
+    v = case.verdict
     cls = v if v in stats.VERDICTS else "unknown"
     notes = []
-    if case.get("profile_decides") is False:
-        notes.append(f"not decided ({case['profile']})")
-    elif not case["decides"]:
+    if not case.profile_decides:
+        notes.append(f"not decided ({case.profile})")
+    elif not case.decides:
         notes.append("reported only")
-    if case.get("expect") == "null":
+    if case.expect == "null":
         notes.append("control: passes when inconclusive, with every run finished")
     note = "".join(f' <span class="note">{esc(n)}</span>' for n in notes)
     return Markup(f'<span class="verdict {cls}">{esc(v)}</span>{note}')
 
 
-def effect_text(case: dict) -> str:
-    t = case["test"]
-    ci = t.get("ci") or [None, None]
-    return (f"{case.get('better', '?')} − {case.get('worse', '?')}: {num(t.get('effect'), '+.4f')} "
-            f"[{num(ci[0], '+.4f')}, {num(ci[1], '+.4f')}]")
+def effect_text(case: Case) -> str:
+    t = case.test
+    return (f"{case.better} − {case.worse}: {num(t.effect, '+.4f')} "
+            f"[{num(t.ci[0], '+.4f')}, {num(t.ci[1], '+.4f')}]")
 
 
-def case_name(case: dict) -> str:
-    return f"{case['dataset']}, eps {num(case['eps'], 'g')}/255"
+def case_name(case: Case) -> str:
+    return f"{case.dataset}, eps {num(case.eps, 'g')}/255"
 
 
-def summary(cases: list[dict]) -> str:
+def summary(cases: list[Case]) -> str:
     if not cases:
         return "<h2>Summary</h2><p>No case finished.</p>"
     rows = []
     for i, c in enumerate(cases):
-        t = c["test"]
-        rows.append([c["module"], Markup(f'<a href="#case-{i}">{esc(case_name(c))}</a>'),
-                     verdict_cell(c), effect_text(c), num(t.get("p_greater")), num(t.get("p_adj_greater")),
-                     f"{num(t.get('p_perm'))} (min {num(t.get('p_min'))})",
-                     " / ".join(str(n) for n in t.get("n", [])), c["profile"], c.get("dataset_used"), c["outcome"]])
+        t = c.test
+        rows.append([c.module, Markup(f'<a href="#case-{i}">{esc(case_name(c))}</a>'),
+                     verdict_cell(c), effect_text(c), num(t.p_greater), num(t.p_adj_greater),
+                     f"{num(t.p_perm)} (min {num(t.p_min)})",
+                     " / ".join(str(n) for n in t.n), c.profile, c.dataset_used, c.outcome])
     headers = ["hypothesis", "case", "verdict", "effect on the primary score [95% CI]", "p (Welch)",
                "p (Holm)", "p (permutation)", "seeds per variant", "profile", "dataset used", "pytest"]
     return f"<h2>Summary</h2>{table(headers, rows, 'summary')}"
@@ -155,22 +155,22 @@ def guide(doc: dict) -> str:
             f"complete evidence.</p>")
 
 
-def case_runs(case: dict, runs: dict) -> dict[str, list[dict]]:
+def case_runs(case: Case, runs: dict) -> dict[str, list[dict]]:
     """variant -> its runs, the better arm first, then the worse one, then any other."""
-    order = sorted(case["run_keys"], key=lambda v: (v != case.get("better"), v != case.get("worse")))
-    return {v: [runs[k] for k in case["run_keys"][v]] for v in order}
+    order = sorted(case.run_keys, key=lambda v: (v != case.better, v != case.worse))
+    return {v: [runs[k] for k in case.run_keys[v]] for v in order}
 
 
-def case_section(i: int, case: dict, all_runs: dict) -> str:
-    t, runs, ek = case["test"], case_runs(case, all_runs), eps_key(case["eps"])
-    test_rows = [[k, v] for k, v in t.items() if k not in ("effect", "ci")]
-    problems = "".join(f"<li>{esc(p)}</li>" for p in case.get("problems", []))
-    parts = [f'<section class="case" id="case-{i}"><h2>{esc(case["module"])}: {esc(case_name(case))}</h2>',
-             f'<p class="statement">{esc(case["statement"])}</p>',
-             f"<p>{verdict_cell(case)} &nbsp; effect {esc(effect_text(case))} &nbsp; pytest: {esc(case['outcome'])}"
-             f" &nbsp; <code>{esc(case['nodeid'])}</code></p>",
+def case_section(i: int, case: Case, all_runs: dict) -> str:
+    t, runs, ek = case.test, case_runs(case, all_runs), eps_key(case.eps)
+    test_rows = [[k, v] for k, v in vars(t).items() if k not in ("effect", "ci")]
+    problems = "".join(f"<li>{esc(p)}</li>" for p in case.failed_runs + case.problems + case.notes)
+    parts = [f'<section class="case" id="case-{i}"><h2>{esc(case.module)}: {esc(case_name(case))}</h2>',
+             f'<p class="statement">{esc(case.statement)}</p>',
+             f"<p>{verdict_cell(case)} &nbsp; effect {esc(effect_text(case))} &nbsp; pytest: {esc(case.outcome)}"
+             f" &nbsp; <code>{esc(case.nodeid)}</code></p>",
              f'<ul class="warn">{problems}</ul>' if problems else "",
-             img(figures.case_figure(case, runs, ek), f"tradeoff and scores of {case['nodeid']}"),
+             img(figures.case_figure(case, runs, ek), f"tradeoff and scores of {case.nodeid}"),
              per_mode_table(case),
              diagnostics(case, runs),
              "<details><summary>test details and runs</summary>", table(["field", "value"], test_rows, "kv"),
@@ -178,37 +178,37 @@ def case_section(i: int, case: dict, all_runs: dict) -> str:
     return "\n".join(parts)
 
 
-def per_mode_table(case: dict) -> str:
+def per_mode_table(case: Case) -> str:
     """The decision under each attack mode: the post's protocol (off) beside the strongest attack."""
-    per_mode = case.get("per_mode") or {}
+    per_mode = case.per_mode
     if not per_mode:
         return ""
-    better, worse = case.get("better"), case.get("worse")
+    better, worse = case.better, case.worse
 
     def mean(xs):
         xs = [x for x in xs or [] if isinstance(x, (int, float)) and math.isfinite(x)]
         return sum(xs) / len(xs) if xs else None
     rows = [[m, num(r.get("effect"), "+.4f"), num(r.get("p_greater")), num(mean(r.get("scores", {}).get(better))),
              num(mean(r.get("scores", {}).get(worse)))] for m, r in per_mode.items()]
-    sc = case.get("scores", {})
-    rows.append([Markup(f"<b>{STRONGEST}</b> (decides)"), num(case["test"].get("effect"), "+.4f"),
-                 num(case["test"].get("p_greater")), num(mean(sc.get(better, {}).get(case.get("primary")))),
-                 num(mean(sc.get(worse, {}).get(case.get("primary"))))])
-    headers = ["attack mode", "effect (primary)", "p (Welch, raw)", f"mean {case.get('primary')} {better}",
-               f"mean {case.get('primary')} {worse}"]
+    sc = case.scores
+    rows.append([Markup(f"<b>{STRONGEST}</b> (decides)"), num(case.test.effect, "+.4f"),
+                 num(case.test.p_greater), num(mean(sc.get(better, {}).get(case.primary))),
+                 num(mean(sc.get(worse, {}).get(case.primary)))])
+    headers = ["attack mode", "effect (primary)", "p (Welch, raw)", f"mean {case.primary} {better}",
+               f"mean {case.primary} {worse}"]
     return f"<h3>Per attack mode</h3>{table(headers, rows)}"
 
 
-def diagnostics(case: dict, runs: dict[str, list[dict]]) -> str:
+def diagnostics(case: Case, runs: dict[str, list[dict]]) -> str:
     """Final-checkpoint attacks, masking checks and transfer checks, whatever fields the runs carry; empty
     when none. They were computed at the claim's deciding eps, so they show with that case only."""
     finals = [(v, r["label"], r["final"]) for v, rs in runs.items() for r in rs
-              if isinstance(r.get("final"), dict) and r["final"].get("eps") in (None, case["eps"])]
-    transfers = [t for t in case.get("transfer") or [] if isinstance(t, dict) and t.get("eps") in (None, case["eps"])]
+              if isinstance(r.get("final"), dict) and r["final"].get("eps") in (None, case.eps)]
+    transfers = [t for t in case.transfer if t.get("eps") in (None, case.eps)]
     if not (finals or transfers):
         return ""
     # The failed checks, as the runner named them for the test's message; then other problems.
-    warnings = [str(w) for w in case.get("masking_warnings") or []]
+    warnings = list(case.masking_warnings)
     not_scalars = ("steps_curve", "eps_curve", "checks", "warnings")  # drawn, counted, or listed above
     leaves = [dict(flat({k: x for k, x in f.items() if k not in not_scalars})) for _, _, f in finals]
     columns = list(dict.fromkeys(name for run in leaves for name in run))
@@ -225,7 +225,7 @@ def diagnostics(case: dict, runs: dict[str, list[dict]]) -> str:
         parts.append(table(["variant", "run", *columns, "checks"], rows, "diag"))
         png = figures.diagnostics_figure(finals)
         if png:
-            parts.append(img(png, f"final-checkpoint curves of {case['nodeid']}"))
+            parts.append(img(png, f"final-checkpoint curves of {case.nodeid}"))
     if transfers:
         rows = [[t.get("source"), t.get("target"), t.get("transfer_acc"), t.get("whitebox_acc"),
                  "ok" if t.get("ok") else "FAILED", t.get("detail")] for t in transfers]

@@ -3,7 +3,7 @@
 {
   "schema": SCHEMA, "partial": bool,          # partial: the session was interrupted or is still running
   "session": {...},                           # profile, overrides, options, environment, times, exit status
-  "cases": [case, ...],                       # one per hypothesis test case (see runner.Suite.evaluate)
+  "cases": [case, ...],                       # one per hypothesis test case: harness.case.Case
   "runs": {key: run, ...},                    # every run a case refers to, with its per-epoch records
   "errors": [{"nodeid", "message"}],          # tests that stopped before producing a case
   "warnings": [str, ...]                      # what the harness noticed and handled
@@ -12,16 +12,12 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 from . import store
+from .case import Case, SchemaError, check, check_run
 
-SCHEMA = "advhyp-results/1"
-CASE_FIELDS = {"nodeid": str, "module": str, "statement": str, "dataset": str, "eps": (int, float),
-               "decides": bool, "verdict": str, "outcome": str, "test": dict, "scores": dict, "run_keys": dict,
-               "profile": str}
-RUN_FIELDS = {"key": str, "status": str, "label": str, "config": dict, "records": list}
+SCHEMA = "advhyp-results/2"
 
 
 class ResultsError(ValueError):
@@ -79,12 +75,17 @@ def load(folder_or_file: Path) -> dict:
     except json.JSONDecodeError as e:
         raise ResultsError(f"{path} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); "
                            f"it was truncated or edited") from None
+    except UnicodeDecodeError:
+        raise ResultsError(f"{path} is not text (a binary file): pass the results.json a pytest run wrote") from None
+    except OSError as e:
+        raise ResultsError(f"{path} cannot be read ({e.strerror}): check its permissions") from None
     validate(doc, str(path))
     return doc
 
 
 def validate(doc: dict, where: str = "results.json") -> None:
-    """Raise ResultsError naming the first field that is missing or of the wrong type."""
+    """Raise ResultsError naming the first field that is missing or of the wrong type: every field of every
+    case (harness.case.Case is the schema) and of every run."""
     if not isinstance(doc, dict):
         raise ResultsError(f"{where}: the top level must be an object")
     if doc.get("schema") != SCHEMA:
@@ -93,30 +94,20 @@ def validate(doc: dict, where: str = "results.json") -> None:
     for name, kind in (("partial", bool), ("session", dict), ("cases", list), ("runs", dict),
                        ("errors", list), ("warnings", list)):
         if not isinstance(doc.get(name), kind):
-            raise ResultsError(f"{where}: field {name!r} must be a {kind.__name__}")
-    for i, case in enumerate(doc["cases"]):
-        _fields(case, CASE_FIELDS, f"{where}: cases[{i}]")
-        for keys in case["run_keys"].values():
-            for k in keys:
-                if k not in doc["runs"]:
-                    raise ResultsError(f"{where}: cases[{i}] ({case['nodeid']}) refers to run {k!r}, "
-                                       f"which is not in 'runs'")
-    for k, run in doc["runs"].items():
-        _fields(run, RUN_FIELDS, f"{where}: runs[{k!r}]")
-        for j, rec in enumerate(run["records"]):
-            for f in ("epoch", "clean", "adv"):
-                if f not in rec:
-                    raise ResultsError(f"{where}: runs[{k!r}].records[{j}] lacks {f!r}")
-            if not (isinstance(rec["clean"], (int, float)) and (0 <= rec["clean"] <= 1 or math.isnan(rec["clean"]))):
-                raise ResultsError(f"{where}: runs[{k!r}].records[{j}].clean = {rec['clean']!r} is not an "
-                                   f"accuracy in [0, 1]")
-
-
-def _fields(obj, spec: dict, where: str) -> None:
-    if not isinstance(obj, dict):
-        raise ResultsError(f"{where} must be an object")
-    for name, kind in spec.items():
-        if name not in obj:
-            raise ResultsError(f"{where} lacks field {name!r}")
-        if not isinstance(obj[name], kind) or (kind is not bool and isinstance(obj[name], bool) and kind != bool):
-            raise ResultsError(f"{where}.{name} = {obj[name]!r} has the wrong type")
+            raise ResultsError(f"{where}: field {name!r} must be a {'list' if kind is list else 'an object' if kind is dict else kind.__name__}")
+    try:
+        for k, run in doc["runs"].items():
+            check_run(run, f"{where}: runs[{k!r}]")
+        for i, c in enumerate(doc["cases"]):
+            case = Case.from_dict(c, f"{where}: cases[{i}]")
+            for keys in case.run_keys.values():
+                for k in keys:
+                    if k not in doc["runs"]:
+                        raise ResultsError(f"{where}: cases[{i}] ({case.nodeid}) refers to run {k!r}, "
+                                           f"which is not in 'runs'")
+        for i, w in enumerate(doc["warnings"]):
+            check(w, str, f"{where}: warnings[{i}]")
+        for i, e in enumerate(doc["errors"]):
+            check(e, dict[str, str], f"{where}: errors[{i}]")
+    except SchemaError as e:
+        raise ResultsError(str(e)) from None

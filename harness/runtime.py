@@ -14,20 +14,41 @@ from .config import ConfigError
 PRECISIONS = ("auto", "bf16", "fp32")
 
 
+def check_device(requested: str) -> None:
+    """A ConfigError unless `requested` ("", "cpu", "cuda", "cuda:1") names a device this machine has."""
+    if not requested:
+        return
+    try:
+        dev = torch.device(requested)
+    except RuntimeError:
+        raise ConfigError(f"--device {requested!r} is not a device: use cpu, cuda or cuda:N") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"--device {requested!r}: the suite runs on cpu or cuda (cuda:N)")
+    if dev.type == "cuda" and gpu_count() <= (dev.index or 0):
+        raise ConfigError(f"--device {requested!r} asked for, but {gpu_count() or 'no'} CUDA GPU(s) are visible: "
+                          f"use --device cpu, or leave --device out to take a GPU when there is one")
+
+
+def gpu_count() -> int:
+    # CUDA_VISIBLE_DEVICES narrows what device_count sees; cuda:N then indexes the visible ones.
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
 def pick_device(requested: str | None = None) -> torch.device:
     """`requested` ("cpu", "cuda", "cuda:1") or the first GPU, else the CPU."""
     if requested:
-        dev = torch.device(requested)
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise ConfigError(f"device {requested!r} asked for, but no CUDA GPU is visible: use --device cpu")
-        return dev
+        check_device(requested)
+        return torch.device(requested)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """bf16 autocast where the device does it fast (CUDA with bf16), fp32 elsewhere (CPU autocast is slow)."""
+def resolve_precision(precision: str, device: torch.device | None) -> str:
+    """bf16 autocast where the device does it fast (CUDA with bf16), fp32 elsewhere (CPU autocast is slow);
+    with no device, only checks the name."""
     if precision not in PRECISIONS:
         raise ConfigError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if device is None:
+        return precision
     if precision == "auto":
         fast_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
         return "bf16" if fast_bf16 else "fp32"

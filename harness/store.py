@@ -31,11 +31,20 @@ class StoreError(OSError):
     """A write failed (disk full, read-only folder, ...): the message names the folder and the fix."""
 
 
-def write_error(path: Path, e: OSError) -> StoreError:
+def write_error(path: Path, e: OSError, flag: str = "--cache-dir / --reports-dir") -> StoreError:
     why = _WHY.get(e.errno, e.strerror or str(e))
-    return StoreError(e.errno, f"cannot write {path} ({why}): free space in {Path(path).parent} or point "
-                               f"--cache-dir / --reports-dir at a writable folder; finished results already "
-                               f"there are kept")
+    fix = (f"free space in {Path(path).parent} or point {flag} at another folder" if e.errno in (errno.ENOSPC,
+           errno.EDQUOT) else f"point {flag} at a writable folder")
+    return StoreError(e.errno, f"cannot write {path} ({why}): {fix}; finished results already there are kept")
+
+
+def check_writable(folder: Path, flag: str) -> None:
+    """A StoreError naming `folder` and `flag` unless a file can be written and removed there."""
+    try:
+        atomic_write(Path(folder) / f"{TMP_PREFIX}probe", bytes(65536))  # a full disk refuses 64 KiB
+        _unlink_quietly(Path(folder) / f"{TMP_PREFIX}probe")
+    except StoreError as e:
+        raise StoreError(e.errno, str(e).replace("--cache-dir / --reports-dir", flag)) from None
 
 
 def atomic_write(path: Path, data: bytes) -> None:

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from harness import data
+from harness import data, plugin
 from harness.data import Sources
 
 # One thread, as under `pytest -n 3` on two cores: float results (and so the trained test models) then do
@@ -18,7 +18,7 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="session")
 def sources(pytestconfig) -> Sources:
     """The data sources the run was given (--data-source / ADVHYP_DATA_SOURCES), as the plugin reads them."""
-    return pytestconfig.advhyp_settings.sources
+    return plugin.settings_of(pytestconfig).sources
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +34,7 @@ def real_dataset_name(sources) -> str:
 @pytest.fixture(scope="session")
 def real_dataset(real_dataset_name, sources, pytestconfig) -> data.Dataset:
     """The first real dataset reachable, cut to 512 training and 256 test images."""
-    ds = data.load(real_dataset_name, sources, pytestconfig.advhyp_settings.cache_dir)  # decoded once per machine
+    ds = data.load(real_dataset_name, sources, plugin.settings_of(pytestconfig).cache_dir)  # decoded once per machine
     # A seeded shuffle, not the first N: the CIFAR-10 zip is sorted by class (its first 256 are all class 0).
     tr, te = data.fixed_subset(len(ds.train_x), 512, 0), data.fixed_subset(len(ds.test_x), 256, 0)
     return dataclasses.replace(ds, train_x=ds.train_x[tr], train_y=ds.train_y[tr],

@@ -1,14 +1,24 @@
-"""How a case becomes a test outcome (harness.plugin.outcome): what may pass, and what must not."""
+"""How a case becomes a test outcome (harness.verdict.outcome): what may pass, and what must not."""
+import dataclasses
+import math
+
 import pytest
 
-from harness.plugin import outcome
+from harness.case import Case, Evidence
+from harness.verdict import outcome
 
-DECIDING = {"profile_decides": True, "decides": True, "expect": "better", "verdict": "supported", "problems": [],
-            "masking_warnings": []}
+EVIDENCE = Evidence(n=[3, 3], effect=0.05, ci=[0.01, 0.09], p_greater=0.01, p_less=0.99, p_perm=0.05, p_min=0.05,
+                    seeds_needed=None, problem=None)
+DECIDING = Case(nodeid="h.py::t[c-eps1]", module="h", statement="A beats B", better="A", worse="B", expect="better",
+                dataset="cifar10", dataset_used="cifar10", eps=1.0, deciding_eps=1.0, decides=True, profile="paper",
+                profile_decides=True, alpha=0.05, seeds=[0, 1, 2], epochs=10, primary="dominated_area",
+                attack="strongest", shared_clean_range=[0.1, 0.5], scores={}, test=EVIDENCE, per_mode={},
+                run_keys={}, transfer=[], masking_warnings=[], failed_runs=[], problems=[], notes=[],
+                verdict="supported", outcome="")
 
 
-def _case(**changes) -> dict:
-    return {**DECIDING, **changes}
+def _case(**changes) -> Case:
+    return dataclasses.replace(DECIDING, **changes)
 
 
 @pytest.mark.parametrize("case, expected", [
@@ -18,7 +28,7 @@ def _case(**changes) -> dict:
     # A supported claim whose attacks the masking checks cannot vouch for is not evidence.
     (_case(masking_warnings=["round/s0: gradients_not_masked: FAILED"]), "failed"),
     # Survivors only: a run of the seeds failed, so the test saw part of the evidence.
-    (_case(problems=["Round/s2 failed: TrainingDiverged"]), "failed"),
+    (_case(failed_runs=["Round/s2 failed: TrainingDiverged"]), "failed"),
     # The null control passes on no evidence of a difference, never on no evidence at all.
     (_case(expect="null", verdict="inconclusive"), "passed"),
     (_case(expect="null", verdict="supported"), "failed"),
@@ -28,6 +38,21 @@ def _case(**changes) -> dict:
     # Cases that do not decide are skips whatever they found: a pass would read as "supported".
     (_case(profile_decides=False), "skipped"),
     (_case(decides=False, verdict="contradicted"), "skipped"),
+    (_case(profile_decides=False, problems=["every seed of both variants has the same score"]), "skipped"),
+    # ... but a run that failed fails the test under every profile: a crash must turn CI red.
+    (_case(profile_decides=False, failed_runs=["Avg/s1 failed: RuntimeError"]), "failed"),
+    (_case(decides=False, failed_runs=["Avg/s1 missing: not in the cache"]), "failed"),
 ])
 def test_outcome(case, expected):
     assert outcome(case) == expected
+
+
+def test_case_round_trips_through_its_dict_and_rejects_a_wrong_type():
+    d = DECIDING.to_dict()
+    assert Case.from_dict(d) == DECIDING
+    from harness.case import SchemaError
+    with pytest.raises(SchemaError, match=r"case\.test\.p_greater = 'low' must be a number"):
+        Case.from_dict({**d, "test": {**d["test"], "p_greater": "low"}})
+    with pytest.raises(SchemaError, match=r"case lacks field 'verdict'"):
+        Case.from_dict({k: v for k, v in d.items() if k != "verdict"})
+    assert math.isnan(Case.from_dict(d).test.df)

@@ -9,10 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
+import dataclasses
+
 import pytest
 
-from harness import report, results, stats
+from harness import plan, report, results, verdict
+from harness.case import Case
+from harness.config import PROFILES, Claim, Variant
 
 HOSTILE = "<script>alert(1)</script>"
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,33 +39,15 @@ def _arm(name: str, adv0: float, seed_adv: list, offsets: dict, final: dict | No
 
 
 def _case(module: str, better: str, worse: str, runs: dict, eps: float = 1.0, expect: str = "better",
-          modes: tuple = ()) -> dict:
-    """The case the runner would build from these runs (single-dataset Holm family)."""
-    ek = f"{eps:g}"
-
-    def curves(rs, mode):
-        return (np.array([[r["clean"] for r in run["records"]] for run in rs]),
-                np.array([[r["adv"][ek].get(mode, r["adv"][ek]["strongest"]) for r in run["records"]] for run in rs]))
-    lo, hi = stats.shared_range([c for v in (better, worse) for c in curves(runs[v], "strongest")[0]])
-    scores = {v: stats.scores(*curves(runs[v], "strongest"), lo, hi) for v in (better, worse)}
-    test = stats.compare(scores[better][stats.PRIMARY], scores[worse][stats.PRIMARY], 0.05)
-    test.update(p_adj_greater=test["p_greater"], p_adj_less=test["p_less"], holm_family=[f"cifar10 eps={eps:g}"])
-    per_mode = {}
-    for m in modes:
-        s = {v: stats.scores(*curves(runs[v], m), lo, hi)[stats.PRIMARY] for v in (better, worse)}
-        c = stats.compare(s[better], s[worse], 0.05)
-        per_mode[m] = {"effect": c["effect"], "p_greater": c["p_greater"], "scores": s}
-    decides = eps == 1.0
-    verdict = stats.verdict(test["p_adj_greater"], test["p_adj_less"], 0.05)
-    passing = "inconclusive" if expect == "null" else "supported"
-    outcome = "skipped" if not decides else "passed" if verdict == passing else "failed"
-    return {"nodeid": f"hypotheses/{module}.py::test[cifar10-eps{eps:g}]", "module": module,
-            "statement": f"{better} beats {worse}", "dataset": "cifar10", "eps": eps, "decides": decides,
-            "deciding_eps": 1, "profile_decides": True, "profile": "paper", "alpha": 0.05, "seeds": [0, 1, 2],
-            "verdict": verdict, "outcome": outcome, "test": test, "scores": scores, "primary": stats.PRIMARY,
-            "attack": "strongest", "better": better, "worse": worse, "expect": expect,
-            "run_keys": {v: [r["key"] for r in rs] for v, rs in runs.items()}, "dataset_used": "cifar10-jpeg75",
-            "shared_clean_range": [lo, hi], "per_mode": per_mode, "problems": []}
+          modes: tuple = ("pgd",)) -> Case:
+    """The case the verdict module builds from these runs (single-dataset Holm family), paper profile."""
+    variants = {v: Variant("resnet18", "round" if len(modes) > 1 else "baseline") for v in runs}
+    claim = Claim(statement=f"{better} beats {worse}", better=better, worse=worse, variants=variants,
+                  datasets=("cifar10",), epochs=3, eps=(1.0, 2.0), deciding_eps=1.0, modes=modes, expect=expect)
+    p = plan.Plan(claim=claim, profile=PROFILES["paper"], datasets=("cifar10",), eps=(1.0, 2.0))
+    checks = {"transfer": [], "masking_warnings": []}
+    return verdict.judge(p, "cifar10", eps, {"cifar10": runs}, checks, 0.05,
+                         nodeid=f"hypotheses/{module}.py::test[cifar10-eps{eps:g}]", module=module)
 
 
 FINAL = {"n": 64, "clean": 0.6, "eps": 1.0,  # the shape harness.diagnostics.final_evaluation returns
@@ -87,9 +72,10 @@ def sample_doc() -> dict:
                "Seeds B": _arm("sb", 0.10, [0.01, 0.0, 0.02], {"pgd": 0.0})}
     pool["Max"][0]["label"] = "max/s0 " + HOSTILE
     quant = _case("test_quantized_input", "Round", "Baseline", rounding, modes=("off", "bpda", "exact"))
-    quant.update(masking_warnings=["round/s0: gradients_flow: 97% zero gradients " + HOSTILE],
-                 transfer=[{"source": "base/s0", "target": "round/s0", "eps": 1.0, "transfer_acc": 0.1,
-                            "whitebox_acc": 0.25, "ok": False, "detail": "transfer beats the white-box attack"}])
+    quant = dataclasses.replace(
+        quant, masking_warnings=["round/s0: gradients_flow: 97% zero gradients " + HOSTILE],
+        transfer=[{"source": "base/s0", "target": "round/s0", "eps": 1.0, "transfer_acc": 0.1,
+                   "whitebox_acc": 0.25, "ok": False, "detail": "transfer beats the white-box attack"}])
     cases = [_case("test_pooling_type", "Max", "Avg", pool), _case("test_pooling_type", "Max", "Avg", pool, eps=2.0),
              quant, _case("test_control_seed_null", "Seeds A", "Seeds B", control, expect="null")]
     env = {"python": "3.11.7", "torch": "2.14.1", "device": "cpu", "git": "abc1234"}
@@ -98,7 +84,7 @@ def sample_doc() -> dict:
                "started": "2026-11-26 01:00:00", "finished": "2026-11-26 02:00:00", "exit_status": 1,
                "controller": env, "workers": {"s:cuda:0": {**env, "device": "cuda:0", "gpu": "H100"}}}
     doc = results.new(session)
-    doc.update(partial=False, cases=cases, runs={r["key"]: r for rs in [*pool.values(), *rounding.values(),
+    doc.update(partial=False, cases=[c.to_dict() for c in cases], runs={r["key"]: r for rs in [*pool.values(), *rounding.values(),
                                                                           *control.values()] for r in rs},
                errors=[{"nodeid": "hypotheses/test_x.py::t", "message": "RuntimeError: " + HOSTILE}],
                warnings=["quarantined a corrupt checkpoint " + HOSTILE])
@@ -155,7 +141,9 @@ def test_summary_row_shows_effect_interval_p_values_and_seeds(rendered):
 
 
 def test_undecided_profile_is_marked_beside_the_verdict():
-    case = {"verdict": "contradicted", "profile_decides": False, "decides": True, "profile": "smoke"}
+    pool = {"Max": _arm("max", 0.20, [0.0, 0.01, 0.02], {"pgd": 0.0}),
+            "Avg": _arm("avg", 0.05, [0.0, 0.01, 0.02], {"pgd": 0.0})}
+    case = dataclasses.replace(_case("test_pooling_type", "Max", "Avg", pool), profile_decides=False, profile="smoke")
     assert 'not decided (smoke)' in report.verdict_cell(case)
     assert "reported only" not in report.verdict_cell(case)
 
@@ -174,7 +162,8 @@ def test_every_string_from_the_results_is_escaped(rendered):
 
 
 def test_unknown_verdict_text_is_escaped_and_gets_no_colour():
-    cell = report.verdict_cell({"verdict": '"><img src=x>', "profile_decides": True, "decides": True})
+    case = Case.from_dict(sample_doc()["cases"][0])
+    cell = report.verdict_cell(dataclasses.replace(case, verdict='"><img src=x>'))
     assert '<span class="verdict unknown">&quot;&gt;&lt;img src=x&gt;</span>' == cell
 
 
@@ -218,10 +207,10 @@ def test_diagnostics_table_and_warnings_come_from_the_final_block(rendered):
 
 def test_final_block_shows_only_with_the_case_at_its_eps():
     doc = sample_doc()
-    case = next(c for c in doc["cases"] if c["module"] == "test_quantized_input")
+    case = Case.from_dict(next(c for c in doc["cases"] if c["module"] == "test_quantized_input"))
     runs = report.case_runs(case, doc["runs"])
-    assert "round/s0" in report.diagnostics({**case, "masking_warnings": [], "transfer": None}, runs)
-    assert report.diagnostics({**case, "eps": 2.0, "masking_warnings": [], "transfer": None}, runs) == ""
+    assert "round/s0" in report.diagnostics(dataclasses.replace(case, masking_warnings=[], transfer=[]), runs)
+    assert report.diagnostics(dataclasses.replace(case, eps=2.0, masking_warnings=[], transfer=[]), runs) == ""
 
 
 def test_configuration_environment_errors_and_warnings_are_shown(rendered):
@@ -268,6 +257,13 @@ def _wrong_schema(folder: Path) -> None:
     write_doc(folder, {**sample_doc(), "schema": "advhyp-results/0"})
 
 
+def _edited(folder: Path, edit) -> None:
+    doc = sample_doc()
+    edit(doc)
+    folder.mkdir()
+    (folder / "results.json").write_text(json.dumps(doc))
+
+
 def _missing_run(folder: Path) -> None:
     doc = sample_doc()
     del doc["runs"]["avg1"]
@@ -280,9 +276,20 @@ def _missing_run(folder: Path) -> None:
     (lambda f: f.mkdir(), r"20261126-010000/results\.json does not exist"),
     (lambda f: f.mkdir() or (f / "results.json").write_text('{"schema": '),
      r"results\.json is not valid JSON \(line 1"),
-    (_wrong_schema, r"schema is 'advhyp-results/0', this harness reads 'advhyp-results/1'"),
+    (_wrong_schema, r"schema is 'advhyp-results/0', this harness reads 'advhyp-results/2'"),
     (_missing_run, r"cases\[\d\] \(hypotheses/test_pooling_type\.py::test\[cifar10-eps\d\]\) refers to run 'avg1'"),
-], ids=["no-folder", "no-results", "bad-json", "old-schema", "missing-run"])
+    (lambda f: f.mkdir() or (f / "results.json").write_bytes(bytes(range(256))), r"is not text \(a binary file\)"),
+    (lambda f: _edited(f, lambda d: d["cases"][0]["test"].update(p_greater="0.01")),
+     r"cases\[0\]\.test\.p_greater = '0\.01' must be a number"),
+    (lambda f: _edited(f, lambda d: d["cases"][1].update(seeds=[0, "1"])), r"cases\[1\]\.seeds\[1\] = '1' must be an int"),
+    (lambda f: _edited(f, lambda d: d["cases"][2].pop("verdict")), r"cases\[2\] lacks field 'verdict'"),
+    (lambda f: _edited(f, lambda d: d["cases"][0].update(scores=[])), r"cases\[0\]\.scores must be an object"),
+    (lambda f: _edited(f, lambda d: d["runs"]["max0"]["records"][0].update(clean=1.5)),
+     r"runs\['max0'\]\.records\[0\]\.clean = 1\.5 is not an accuracy in \[0, 1\]"),
+    (lambda f: _edited(f, lambda d: d["runs"]["max0"].update(records={})), r"runs\['max0'\]\.records must be a list"),
+    (lambda f: _edited(f, lambda d: d.update(warnings=[3])), r"warnings\[0\] = 3 must be a str"),
+], ids=["no-folder", "no-results", "bad-json", "old-schema", "missing-run", "binary", "p-as-text", "seed-as-text",
+        "no-verdict", "scores-list", "accuracy-1.5", "records-object", "warning-number"])
 def test_bad_input_gives_one_clear_line_and_exit_2(tmp_path, capsys, make, message):
     folder = tmp_path / "20261126-010000"
     make(folder)
@@ -306,10 +313,10 @@ def test_cli_without_a_folder_prints_usage_and_help_describes_it(capsys):
 def test_names_with_dollar_signs_are_drawn_as_text_not_tex():
     from harness import figures
     doc = sample_doc()
-    case = next(c for c in doc["cases"] if c["module"] == "test_control_seed_null")
+    case = Case.from_dict(next(c for c in doc["cases"] if c["module"] == "test_control_seed_null"))
     runs = report.case_runs(case, doc["runs"])
     odd = "$x^$"  # unbalanced TeX: matplotlib's mathtext would raise on it
-    png = figures.case_figure({**case, "scores": {odd: case["scores"]["Seeds A"]}}, {odd: runs["Seeds A"]}, "1")
+    png = figures.case_figure(dataclasses.replace(case, scores={odd: case.scores["Seeds A"]}), {odd: runs["Seeds A"]}, "1")
     assert png.startswith(b"\x89PNG")
     final = {**FINAL, "steps_curve": {"steps": [1, 2], "acc": [0.3, 0.2]}}
     assert figures.diagnostics_figure([(odd, odd, final)]).startswith(b"\x89PNG")

@@ -5,8 +5,6 @@ import numpy as np
 import pytest
 
 from harness import stats
-from harness.config import Claim, Variant
-from harness.runner import _compare_case
 
 
 # ---- scores -------------------------------------------------------------------------------------
@@ -112,27 +110,3 @@ def test_power_rises_with_the_effect_in_simulation_and_in_theory():
     assert theory == sorted(theory)
     assert stats.seeds_needed(2.0, 1.0, alpha) < stats.seeds_needed(1.0, 1.0, alpha)
     assert stats.seeds_needed(-0.1, 1.0, alpha) is None
-
-
-# ---- a case from constructed runs ------------------------------------------------------------------
-def _run(key, clean, adv):
-    return {"key": key, "status": "done", "label": key, "dataset_used": "toy",
-            "records": [{"epoch": i + 1, "clean": c, "adv": {"1": {"pgd": a, "strongest": a}}}
-                        for i, (c, a) in enumerate(zip(clean, adv))]}
-
-
-def test_case_compares_the_primary_score_across_seeds():
-    claim = Claim(statement="A beats B", better="A", worse="B", datasets=("toy",), epochs=2,
-                  variants={"A": Variant("resnet18", "baseline"), "B": Variant("resnet18", "baseline")})
-    runs = {"A": [_run("a0", [0.5, 0.6], [0.30, 0.20]), _run("a1", [0.5, 0.6], [0.31, 0.21]),
-                  _run("a2", [0.5, 0.6], [0.32, 0.22])],
-            "B": [_run("b0", [0.5, 0.6], [0.10, 0.05]), _run("b1", [0.5, 0.6], [0.11, 0.06]),
-                  _run("b2", [0.5, 0.6], [0.12, 0.04])]}
-    case = _compare_case(claim, runs, 1.0, 0.05)
-    # A's seed 0: .5*.3 + (.6-.5)*.2 = .17
-    assert case["scores"]["A"]["dominated_area"][0] == pytest.approx(0.17)
-    assert case["test"]["effect"] > 0 and case["test"]["p_greater"] < 0.05
-    failed = dict(runs, B=runs["B"][:1] + [{"key": "bx", "status": "failed", "label": "bx", "error": "boom",
-                                           "dataset_used": "toy", "records": []}] * 2)
-    case = _compare_case(claim, failed, 1.0, 0.05)
-    assert any("boom" in p for p in case["problems"]) and math.isnan(case["test"]["p_greater"])

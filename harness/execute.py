@@ -1,0 +1,204 @@
+"""Where runs come from: the cache, or training; and the final-checkpoint checks beside them.
+
+Every executor makes the same promise, `runs(configs) -> finished, failed or missing run dicts`, and the
+run cache is the rendezvous of all of them (keys, locks and atomic publish make a shared folder safe):
+- `LocalExecutor` trains in this process what the cache lacks. Workers that need the same runs share
+  them: a run another process is training is skipped and collected at the end, so three workers asking
+  for six runs train six, not eighteen.
+- `CollectExecutor` trains nothing: every verdict from the cache alone, and each absent run named.
+- `harness.slurm.SlurmExecutor` trains the absent runs as a SLURM job array (`perform` is the job).
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+import torch
+
+from . import data, diagnostics, results, train
+from .cache import RunCache, code_version
+from .config import STRONGEST, Claim, ConfigError, FinalEvalConfig, RunConfig, key
+from .data import fixed_subset
+
+Runs = dict[str, list[dict]]  # arm -> one run dict per seed
+
+
+class Executor(Protocol):
+    def runs(self, configs: dict[str, list[RunConfig]]) -> Runs:
+        """arm -> one run dict per config: status "done" (with per-epoch records), "failed" or "missing"."""
+
+    def final_checks(self, claim: Claim, configs: dict[str, list[RunConfig]], runs: Runs) -> dict | None:
+        """Each finished run's final-checkpoint evaluation (attached as run["final"]) and the transfer checks;
+        {"transfer", "masking_warnings"}, or None when the profile has no final evaluation."""
+
+
+@dataclass
+class LocalExecutor:
+    cache: RunCache
+    sources: data.Sources
+    device: torch.device
+    final_eval: FinalEvalConfig | None
+    compile_mode: str = "off"  # torch.compile: on, off, auto (see train.run)
+    early_exit: bool = True
+    session: str = ""  # the report folder's name: one pytest session across its workers
+    log: Callable[[str], None] = print
+    failures: dict = field(default_factory=dict)  # key -> error, in this process
+
+    def dataset(self, configs: dict[str, list[RunConfig]]) -> data.Dataset:
+        names = {c.dataset for cs in configs.values() for c in cs}
+        if len(names) != 1:
+            raise ValueError(f"one dataset per call, got {sorted(names)}")
+        return data.load(names.pop(), self.sources, self.cache.root)
+
+    def keys(self, configs: dict[str, list[RunConfig]], ds: data.Dataset) -> dict[str, RunConfig]:
+        code = code_version()
+        return {key(c, ds.fingerprint, code): c for cs in configs.values() for c in cs}
+
+    def runs(self, configs: dict[str, list[RunConfig]]) -> Runs:
+        ds = self.dataset(configs)
+        keyed = self.keys(configs, ds)
+        done: dict[str, dict] = {}
+        pending = list(keyed)
+        while pending:
+            progressed = False
+            for k in list(pending):
+                result = self.obtain(k, keyed[k], ds)
+                if result is not None:
+                    done[k] = result
+                    pending.remove(k)
+                    progressed = True
+            if pending and not progressed:
+                self.cache.lock(pending[0]).release()  # wait for the process training it
+        by_config = {id(c): k for k, c in keyed.items()}
+        return {name: [done[by_config[id(c)]] for c in cs] for name, cs in configs.items()}
+
+    def obtain(self, k: str, cfg: RunConfig, ds: data.Dataset) -> dict | None:
+        """The run's result (finished or failed), or None if another process holds it right now."""
+        if k in self.failures:
+            return absent(k, cfg, ds, "failed", self.failures[k])
+        hit = self.cache.lookup(k)
+        if hit is not None:
+            return hit
+        failure = self.cache.failure(k)
+        if failure and failure.get("session") == self.session:  # failed in this session: don't retry now
+            return absent(k, cfg, ds, "failed", failure["error"].splitlines()[0])
+        lock = self.cache.try_lock(k)
+        if lock is None:
+            return None
+        with lock:
+            hit = self.cache.lookup(k)
+            return hit if hit is not None else self.train(k, cfg, ds)
+
+    def train(self, k: str, cfg: RunConfig, ds: data.Dataset) -> dict:
+        start = time.perf_counter()
+
+        def progress(r: dict) -> None:
+            adv = "  ".join(f"adv@{e} {m[STRONGEST]:.3f}" for e, m in r["adv"].items())
+            self.log(f"{k[:8]} {cfg.label} epoch {r['epoch']}/{cfg.epochs} loss {r['train_loss']:.3f} "
+                     f"clean {r['clean']:.3f}  {adv}  {r['seconds']:.1f}s")
+        try:
+            records, final_state = train.run(cfg, ds, self.device, self.cache.checkpointer(k), progress,
+                                             compile_mode=self.compile_mode, early_exit=self.early_exit)
+        except (KeyboardInterrupt, SystemExit, OSError, ConfigError):
+            raise  # interrupts and bad input stop the session; finished epochs stay in the checkpoint
+        except Exception as e:  # a failed run is reported, never cached, and retried next session
+            error = f"{type(e).__name__}: {e}"
+            self.log(f"{k[:8]} {cfg.label} FAILED: {error}")
+            self.failures[k] = error
+            self.cache.record_failure(k, self.session, error + "\n" + traceback.format_exc(limit=5))
+            return absent(k, cfg, ds, "failed", error)
+        result = results.plain({"key": k, "status": "done", "label": cfg.label, "config": cfg.to_dict(),
+                  "dataset_used": ds.name, "data_fingerprint": ds.fingerprint, "code_version": code_version(),
+                  "device": str(self.device), "records": records,
+                  # what a cache hit in a later session was trained under (its session may differ)
+                  "trained_with": {"compile": self.compile_mode, "early_exit": self.early_exit,
+                                   "deterministic": torch.are_deterministic_algorithms_enabled(),
+                                   "session": self.session},
+                  "train_wall_seconds": time.perf_counter() - start})  # as the cache returns it
+        self.cache.publish(k, result, final_state)
+        return result
+
+    # ---- the final checkpoint: stronger attacks and masking diagnostics -----------------------------
+    def final_checks(self, claim: Claim, configs: dict[str, list[RunConfig]], runs: Runs) -> dict | None:
+        """Attach each finished run's final evaluation (run["final"], at the claim's deciding eps) and,
+        seed by seed, a transfer check from the worse variant to the better; failed checks are named in
+        "masking_warnings". Each is computed once and kept in the cache beside its run."""
+        fe = self.final_eval
+        if fe is None:
+            return None
+        ds = self.dataset(configs)
+        eps = claim.deciding_eps
+        cfg_of = {r["key"]: c for name in runs for r, c in zip(runs[name], configs[name])}
+        # Recomputed when the settings, the eps, the attack and diagnostics code or torchattacks' version change.
+        attack_code = code_version(modules=("attacks.py", "diagnostics.py"))
+        tag = hashlib.sha256(repr((fe, eps, attack_code, diagnostics.library_version())).encode()).hexdigest()[:12]
+        warnings, transfers = [], []
+        finished = [r for rs in runs.values() for r in rs if r["status"] == "done"]
+        for i, r in enumerate(finished, 1):
+            cfg = cfg_of[r["key"]]
+
+            def final(cfg=cfg, k=r["key"]):
+                start = time.perf_counter()
+                model, (x, y) = self.final_model(k, cfg, ds), self.eval_set(cfg, ds)
+                value = results.plain(diagnostics.final_evaluation(
+                    model, x, y, eps, cfg.attack.modes, fe, cfg.attack.steps, cfg.attack.step_ratio,
+                    cfg.precision, seed=cfg.attack.eval_seed))
+                self.log(f"{k[:8]} {cfg.label} final-checkpoint checks {i}/{len(finished)}: "
+                         f"{sum(c['ok'] for c in value['checks'].values())}/{len(value['checks'])} ok  "
+                         f"{time.perf_counter() - start:.1f}s")
+                return value
+            r["final"] = self.cache.derived(r["key"], f"final-{tag}", final)
+            warnings += [f"{r['label']}: {name}: {c['detail']}" for name, c in r["final"]["checks"].items()
+                         if not c["ok"]]
+        pairs = zip(runs[claim.worse], runs[claim.better]) if claim.expect == "better" else ()
+        for src, tgt in ((s, t) for s, t in pairs if s["status"] == t["status"] == "done"):
+            s_cfg, t_cfg = cfg_of[src["key"]], cfg_of[tgt["key"]]
+
+            def transfer(src=src, tgt=tgt, s_cfg=s_cfg, t_cfg=t_cfg):
+                x, y = self.eval_set(t_cfg, ds)
+                value = results.plain(diagnostics.transfer_check(
+                    self.final_model(src["key"], s_cfg, ds), self.final_model(tgt["key"], t_cfg, ds), x, y,
+                    eps, t_cfg.attack.steps, t_cfg.attack.step_ratio, t_cfg.precision, seed=t_cfg.attack.eval_seed,
+                    whitebox_acc=tgt["final"]["pgd"][STRONGEST], tolerance=fe.tolerance))
+                self.log(f"{tgt['key'][:8]} transfer {src['label']} -> {tgt['label']}: {value['transfer_acc']:.3f} "
+                         f"({'ok' if value['ok'] else 'FAILED'})")
+                return value
+            check = self.cache.derived(tgt["key"], f"transfer-{src['key'][:12]}-{tag}", transfer)
+            transfers.append({"source": src["label"], "target": tgt["label"], **check})
+            if not check["ok"]:
+                warnings.append(f"{tgt['label']}: transfer from {src['label']}: {check['detail']}")
+        return {"transfer": transfers, "masking_warnings": warnings}
+
+    def final_model(self, k: str, cfg: RunConfig, ds: data.Dataset) -> torch.nn.Module:
+        model = train.build(cfg, ds, self.device)
+        state = self.cache.final_state(k)
+        if state is None:
+            raise RuntimeError(f"{cfg.label}: final weights unreadable; moved aside, the run retrains next time")
+        model.load_state_dict(state)
+        return model.eval()
+
+    def eval_set(self, cfg: RunConfig, ds: data.Dataset) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first n of the run's per-epoch evaluation subset, on the device, images in [0, 1]."""
+        idx = fixed_subset(len(ds.test_x), cfg.attack.n_eval, cfg.attack.eval_seed)[:self.final_eval.n_eval]
+        return ds.test_x[idx].to(self.device).float().div_(255), ds.test_y[idx].to(self.device)
+
+
+class CollectExecutor(LocalExecutor):
+    """Trains nothing: runs come from the cache, and a run it lacks is "missing" (the case fails and names
+    it). Final-checkpoint checks are computed for the runs that are there."""
+
+    def obtain(self, k: str, cfg: RunConfig, ds: data.Dataset) -> dict:
+        hit = self.cache.lookup(k)
+        if hit is not None:
+            return hit
+        return absent(k, cfg, ds, "missing", "not in the cache (collect mode trains nothing): run the session "
+                                              "without --collect-only-runs, or with --executor slurm")
+
+
+def absent(k: str, cfg: RunConfig, ds: data.Dataset, status: str, error: str) -> dict:
+    """A run that has no numbers: failed in training, or missing from the cache."""
+    return results.plain({"key": k, "status": status, "label": cfg.label, "config": cfg.to_dict(),
+                          "dataset_used": ds.name, "error": error, "records": []})

@@ -1,0 +1,89 @@
+"""From a claim, a profile and the command line's overrides to the cases it has and the runs they need.
+
+Pure: no device, no cache, no decoding. pytest's collection calls `cases` for every hypothesis module, so
+`pytest --collect-only` stays cheap and leaves nothing behind; `run_configs` is called where runs execute,
+with the precision resolved for the device there.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from . import data, pipelines, stats
+from .config import NO_ROUNDING, Claim, ConfigError, Profile, RunConfig, Variant, key
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A claim under one profile: its datasets and eps cases after overrides and substitution."""
+    claim: Claim
+    profile: Profile  # with --seeds / --epochs applied
+    datasets: tuple[str, ...]  # the datasets the claim runs on here
+    eps: tuple[float, ...]  # one case per dataset and eps, in 1/255 units
+    notes: tuple[str, ...] = ()  # what the plan changed from the claim (a substituted dataset), for the report
+
+    @property
+    def epochs(self) -> int:
+        return self.profile.epochs or self.claim.epochs
+
+    def cases(self) -> list[tuple[str, float]]:
+        return [(d, e) for d in self.datasets for e in self.eps]
+
+    def family(self, dataset: str, eps: float) -> tuple[str, ...]:
+        """The cases a case's p-value is Holm-adjusted with: the deciding eps on every dataset."""
+        return self.datasets if eps == self.claim.deciding_eps else (dataset,)
+
+
+def plan(claim: Claim, profile: Profile, sources: data.Sources, datasets: tuple[str, ...] | None = None,
+         eps: tuple[float, ...] | None = None) -> Plan:
+    """The claim's cases here: its own datasets and eps, or the overrides; in a profile that substitutes
+    data, the first one reachable (a smoke run on a machine without CIFAR still runs)."""
+    check_claim(claim)
+    wanted = tuple(datasets or claim.datasets)
+    notes: tuple[str, ...] = ()
+    if profile.substitute_data:
+        found = data.first_reachable(wanted, sources) or wanted[0]
+        if found not in wanted:
+            notes = (f"{'/'.join(wanted)} not reachable: the {profile.name} profile runs on {found} instead",)
+        wanted = (found,)
+    return Plan(claim=claim, profile=profile, datasets=wanted, eps=tuple(eps or claim.eps), notes=notes)
+
+
+def check_claim(claim: Claim) -> None:
+    """Names a claim uses that the harness does not have: one clear error at collection."""
+    if claim.score not in stats.SCORES:
+        raise ConfigError(f"{claim.statement}: score {claim.score!r} is not one of {', '.join(stats.SCORES)}")
+    for name, v in claim.variants.items():
+        if v.pipeline not in pipelines.PIPELINES:
+            raise ConfigError(f"variant {name!r}: unknown pipeline {v.pipeline!r}: choose one of "
+                              f"{', '.join(pipelines.PIPELINES)}")
+
+
+def run_configs(p: Plan, dataset: str, precision: str) -> dict[str, list[RunConfig]]:
+    """arm -> one RunConfig per seed. Runs with the same settings are shared between hypotheses through
+    the cache (the control's first arm is the pooling hypothesis's Max), so every run evaluates the
+    profile's radii as well as the claim's."""
+    configs = {name: _configs(p, v, dataset, precision) for name, v in p.claim.variants.items()}
+    flat = [c for cs in configs.values() for c in cs]
+    if len({key(c, "", "") for c in flat}) < len(flat):  # one run counted in two arms, or twice in one
+        raise ConfigError(f"{p.claim.statement}: seeds {list(p.profile.seeds)} make the variants share runs "
+                          f"(a variant's seed_offset maps its seeds onto another's): pick seeds below the "
+                          f"smallest nonzero offset, e.g. --seeds 0,1,2")
+    return configs
+
+
+def _configs(p: Plan, v: Variant, dataset: str, precision: str) -> list[RunConfig]:
+    profile = p.profile
+    size = v.input_size
+    if size and profile.max_input_size:
+        size = min(size, profile.max_input_size)
+    rounds = pipelines.PIPELINES[v.pipeline].rounds
+    eps = tuple(sorted(set(profile.attack.eps) | set(p.eps)))
+    attack = dataclasses.replace(profile.attack, eps=eps, modes=p.claim.modes if rounds else (NO_ROUNDING,))
+    recipe = v.recipe
+    if profile.max_batch_size and recipe.batch_size > profile.max_batch_size:
+        recipe = dataclasses.replace(recipe, batch_size=profile.max_batch_size)
+    base = dataclasses.replace(v, input_size=size, recipe=recipe, seed_offset=0)
+    return [RunConfig(dataset=dataset, variant=base, seed=s + v.seed_offset, epochs=p.epochs,
+                      train_subset=profile.train_subset, attack=attack, precision=precision)
+            for s in profile.seeds]

@@ -1,0 +1,127 @@
+"""From claim to runs: the plan, the run cache's hits and misses, failed runs, collect mode, and the
+profile's effect on runs."""
+import dataclasses
+
+import pytest
+import torch
+
+from harness import plan, plugin, train, verdict
+from harness.cache import RunCache
+from harness.config import PROFILES, AttackConfig, Claim, ConfigError, Recipe, Variant
+from harness.execute import CollectExecutor, LocalExecutor
+
+TINY = dataclasses.replace(PROFILES["smoke"], seeds=(0, 1), epochs=1, train_subset=64,
+                           attack=AttackConfig(eps=(1.0,), steps=1, n_eval=16), final_eval=None)
+CLAIM = Claim(statement="toy", better="A", worse="B", datasets=("cifar10",), epochs=1, eps=(1.0,),
+              variants={"A": Variant("resnet18", "baseline", Recipe(batch_size=32)),
+                        "B": Variant("resnet18", "baseline", Recipe(batch_size=32), model_kwargs={"pooling": "avg"})})
+
+
+@pytest.fixture
+def cache(tmp_path, pytestconfig):
+    cache = RunCache(tmp_path / "cache")
+    (cache.root / "data").mkdir(parents=True)
+    for f in (plugin.settings_of(pytestconfig).cache_dir / "data").glob("*.pt"):  # decoded data, not runs
+        (cache.root / "data" / f.name).symlink_to(f)
+    return cache
+
+
+def executor(cache, sources, kind=LocalExecutor):
+    return kind(cache=cache, sources=sources, device=torch.device("cpu"), final_eval=None, session="test",
+                log=lambda line: None)
+
+
+def configs(claim, dataset, profile=TINY):
+    return plan.run_configs(plan.Plan(claim, profile, (dataset,), claim.eps), dataset, "fp32")
+
+
+@pytest.fixture
+def count_trainings(monkeypatch):
+    calls = []
+    real = train.run
+
+    def counting(cfg, *args, **kwargs):
+        calls.append(cfg.label)
+        return real(cfg, *args, **kwargs)
+    monkeypatch.setattr(train, "run", counting)
+    return calls
+
+
+def test_a_finished_run_is_never_trained_twice(cache, sources, count_trainings, real_dataset_name):
+    ex = executor(cache, sources)
+    first = ex.runs(configs(CLAIM, real_dataset_name))
+    assert len(count_trainings) == 4  # 2 variants x 2 seeds
+    second = ex.runs(configs(CLAIM, real_dataset_name))
+    assert len(count_trainings) == 4  # all hits
+    assert first == second  # identical numbers from the cache
+    assert all(r["status"] == "done" and len(r["records"]) == 1 for rs in first.values() for r in rs)
+    assert all(r["trained_with"] == {"compile": "off", "early_exit": True, "deterministic": False, "session": "test"}
+               for rs in second.values() for r in rs)  # a cache hit says what it was trained under
+
+
+def test_a_changed_setting_misses_the_cache(cache, sources, count_trainings, real_dataset_name):
+    ex = executor(cache, sources)
+    ex.runs(configs(CLAIM, real_dataset_name))
+    ex.runs(configs(CLAIM, real_dataset_name, dataclasses.replace(TINY, attack=dataclasses.replace(TINY.attack, steps=2))))
+    assert len(count_trainings) == 8
+
+
+def test_collect_mode_trains_nothing_and_names_the_missing_runs(cache, sources, count_trainings, real_dataset_name):
+    ex = executor(cache, sources)
+    ex.runs({"A": configs(CLAIM, real_dataset_name)["A"]})  # arm A is cached, arm B is not
+    count_trainings.clear()
+    runs = executor(cache, sources, CollectExecutor).runs(configs(CLAIM, real_dataset_name))
+    assert count_trainings == []
+    assert [r["status"] for r in runs["A"]] == ["done", "done"]
+    assert [r["status"] for r in runs["B"]] == ["missing", "missing"]
+    assert "collect mode trains nothing" in runs["B"][0]["error"]
+    p = plan.Plan(CLAIM, TINY, (real_dataset_name,), (1.0,))
+    case = verdict.judge(p, real_dataset_name, 1.0, {real_dataset_name: runs}, None, 0.05)
+    assert case.outcome == "failed" and len(case.failed_runs) == 2 and "missing" in case.failed_runs[0]
+
+
+def test_a_diverging_run_is_reported_failed_not_cached_and_others_finish(cache, sources, count_trainings,
+                                                                          real_dataset_name):
+    diverging = Variant("resnet18", "baseline", Recipe(lr=1e12, batch_size=32))
+    exploding = dataclasses.replace(CLAIM, variants={**CLAIM.variants, "B": diverging})
+    runs = executor(cache, sources).runs(configs(exploding, real_dataset_name))
+    assert [r["status"] for r in runs["A"]] == ["done", "done"]
+    assert [r["status"] for r in runs["B"]] == ["failed", "failed"]
+    assert "loss became" in runs["B"][0]["error"] and "lower the learning rate" in runs["B"][0]["error"]
+    assert cache.lookup(runs["B"][0]["key"]) is None  # nothing finished is published
+    assert cache.lookup(runs["A"][0]["key"]) is not None
+    p = plan.Plan(exploding, TINY, (real_dataset_name,), (1.0,))
+    case = verdict.judge(p, real_dataset_name, 1.0, {real_dataset_name: runs}, None, 0.05)
+    assert case.verdict == "inconclusive" and case.outcome == "failed"  # smoke decides nothing, yet fails
+    assert any("failed" in f for f in case.failed_runs)
+
+
+def test_profile_shapes_the_runs():
+    vit = Variant("vit_tiny", "round", input_size=224, seed_offset=100)
+    claim = dataclasses.replace(CLAIM, variants={"A": vit, "B": CLAIM.variants["A"]}, modes=("off", "bpda", "exact"))
+    cfgs = configs(claim, "cifar10")
+    assert [c.seed for c in cfgs["A"]] == [100, 101]
+    assert cfgs["A"][0].variant.input_size == TINY.max_input_size  # 224 is capped on the smoke profile
+    assert cfgs["A"][0].variant.seed_offset == 0  # the seed itself is in the key, not the offset
+    assert cfgs["A"][0].attack.modes == ("off", "bpda", "exact")
+    assert cfgs["B"][0].attack.modes == ("pgd",)
+
+
+def test_seeds_that_make_two_arms_share_a_run_are_refused_before_training():
+    """Seeds 0,1 with an arm offset by 1 would count run seed 1 in both arms: the same evidence twice."""
+    twin = dataclasses.replace(CLAIM, variants={"A": CLAIM.variants["A"],
+                                                "B": dataclasses.replace(CLAIM.variants["A"], seed_offset=1)})
+    with pytest.raises(ConfigError, match=r"seeds \[0, 1\] make the variants share runs.*--seeds"):
+        configs(twin, "cifar10")
+
+
+def test_a_claim_without_final_checks_cannot_pass():
+    runs = {arm: [{"key": f"{arm}{s}", "status": "done", "label": f"{arm}{s}", "dataset_used": "toy",
+                   "records": [{"epoch": 1, "clean": 0.5, "adv": {"1": {"pgd": 0.1 + 0.1 * (arm == "A") + 0.01 * s,
+                                                                       "strongest": 0.1 + 0.1 * (arm == "A") + 0.01 * s}}}]}
+                  for s in range(3)] for arm in ("A", "B")}
+    p = plan.Plan(CLAIM, PROFILES["paper"], ("toy",), (1.0,))
+    case = verdict.judge(p, "toy", 1.0, {"toy": runs}, None, 0.05)  # None: the profile ran no final checks
+    assert case.verdict == "supported" and case.outcome == "failed"
+    assert any("no final-checkpoint checks ran" in p for p in case.problems)
+    assert case.masking_warnings == [] and case.transfer == []
