@@ -89,8 +89,8 @@ def _read(names: list[str], read: Callable[[str], bytes], where: Callable[[str],
         order[split] = original_order([f for _, f, _ in files])
     n = sum(skipped.values())
     kinds = ", ".join(f"{count} {why}" for why, count in sorted(skipped.items()))
-    notes = [f"skipped {n} file{'s' if n > 1 else ''} that {'are' if n > 1 else 'is'} not a training image "
-             f"({kinds}; e.g. {example})"] if n else []
+    what = "files that are not training images" if n > 1 else "file that is not a training image"
+    notes = [f"skipped {n} {what} ({kinds}; e.g. {example})"] if n else []
     return arrays, {"classes": classes, "order": order, "skipped_files": n, "notes": notes}
 
 

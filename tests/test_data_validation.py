@@ -110,7 +110,7 @@ def test_macos_windows_and_text_files_are_skipped_and_counted(kind, tmp_path):
     ds = _load(_write(tmp_path, files, kind), tmp_path)
     assert ds.train_x.shape == (4, 3, 8, 8) and ds.test_x.shape == (2, 3, 8, 8) and ds.num_classes == 2
     assert ds.skipped_files == 5
-    assert len(ds.notes) == 1 and ds.notes[0].startswith("skipped 5 files that are not a training image (")
+    assert len(ds.notes) == 1 and ds.notes[0].startswith("skipped 5 files that are not training images (")
     assert "1 under __MACOSX/" in ds.notes[0] and "1 Thumbs.db" in ds.notes[0] and "2 not an image" in ds.notes[0]
     data._LOADED.clear()
     again = _load(_write(tmp_path, files, kind), tmp_path)  # from the decoded-data cache: the count survives
