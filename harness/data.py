@@ -1,19 +1,17 @@
-"""Datasets as uint8 tensors: finding, decoding once, caching, and augmenting on the device.
+"""Datasets as uint8 tensors: checking, decoding once, caching, and augmenting on the device.
 
-A dataset is named by a logical name (`cifar10`, `cifar100`, `fashion-mnist`, or any name bound to a
-path with `--data-source NAME=PATH`). Sources, in order: a bound path (a .zip of an ImageFolder tree
-with train/ and test/, such a folder, or a folder of IDX files); torchvision's files under the data
-directory (downloaded there only where the network allows); for fashion-mnist, Debian's
-`dataset-fashion-mnist` folder. Decoded arrays are cached under the cache folder, keyed by a sha256 of
-the source bytes, which is also the fingerprint that makes run results depend on the data's content.
+Where a dataset comes from, and which one a claim runs on (`resolve`), is `harness.sources` (its names
+are re-exported here); reading each file format is `harness.formats`. Decoded arrays pass `validate`
+(one class list, at least 2 classes, one image size of at least 8 px) before they are cached under the
+cache folder, keyed by a sha256 of the source bytes (also the fingerprint that makes run results depend
+on the data's content), and again when read back. A dataset whose decoded content is that of a known
+original (`GENUINE`) is reported under the original's name, whatever the container (the lossless PNG
+copy of CIFAR-10 is `cifar10`; its JPEG copy is not).
 """
 from __future__ import annotations
 
 import functools
-import gzip
 import hashlib
-import io
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,18 +19,24 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import ConfigError
-from . import store
+from . import formats, store
+from .formats import IDX_FILES, DataError, idx_folder as _idx_folder, read_idx as _read_idx  # noqa: F401
+from .sources import (DEBIAN_FASHION_MNIST, KNOWN, TORCHVISION, TORCHVISION_FOLDERS, Resolution,  # noqa: F401
+                      Sources, check_name, first_reachable, layout, not_found, parse_binding, reachable, resolve)
 
-DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-TORCHVISION = {"cifar10": "CIFAR10", "cifar100": "CIFAR100"}
-KNOWN = ("cifar10", "cifar100", "fashion-mnist")
-IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+ARRAYS = ("train_x", "train_y", "test_x", "test_y")
+MIN_SIDE = 8  # px: smaller images leave nothing for a conv net's stem or a ViT's patches to see
+CACHE_FORMAT = 2  # of the decoded-data cache files; files of another format are decoded again
 
-
-class DataError(ConfigError):
-    """A dataset cannot be found or read; the message says where to put it."""
+# Content fingerprints of original datasets (see `content_fingerprints`): sha256 of train pixels, train
+# labels, test pixels, test labels, in the original order. CIFAR-10: from the data README that comes with
+# the lossless PNG copy (pixel-identical to the original python batches, checked there).
+GENUINE = {
+    "cifar10": ("47af8b02cfcfb6cdf3dbbd1969ad7f1b70f4413f6f80f437b020ee4e5bc8304a",
+                "2b7cd2f24487317614016b72ffd53071c3062f592f0eb300c18a770d41ae1253",
+                "f9b1e2130bab680db56eb06d886f7f1ad0f1183907ceff4659d1735c890f5b04",
+                "cec8a24a1e92aa2ecaa0bbd3dbfa86bf6cd8759fbd209a832824c8cf0afca9d5"),
+}
 
 
 @dataclass
@@ -45,7 +49,9 @@ class Dataset:
     test_y: torch.Tensor
     num_classes: int
     fingerprint: str  # sha256 of the source bytes
-    source: str
+    source: str  # the bound path or the folder read
+    skipped_files: int = 0  # files in the source that are not images (hidden, __MACOSX/, Thumbs.db, text)
+    notes: tuple[str, ...] = ()  # one-line facts for the results: files skipped, content identified
 
     @property
     def channels(self) -> int:
@@ -69,108 +75,138 @@ class Dataset:
         return tuple(mean.tolist()), tuple(var.sqrt().tolist())
 
 
-@dataclass(frozen=True)
-class Sources:
-    """Where datasets may come from: explicit bindings, then torchvision's folder."""
-    bindings: tuple[tuple[str, str], ...] = ()  # (name, path) pairs from --data-source
-    data_dir: str = ".data"  # torchvision's root for cifar10/cifar100
-    allow_download: bool = True
-
-    def bound(self, name: str) -> Path | None:
-        for n, p in self.bindings:
-            if n == name:
-                return Path(p).expanduser()
-        return None
-
-    def names(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys([n for n, _ in self.bindings] + list(KNOWN)))
-
-
-def parse_binding(text: str) -> tuple[str, str]:
-    name, sep, path = text.partition("=")
-    if not sep or not name or not path:
-        raise ConfigError(f"--data-source {text!r} is not NAME=PATH, e.g. "
-                          f"--data-source cifar10=/data/cifar10-jpeg75.zip")
-    return name.strip(), path.strip()
-
-
-def check_name(name: str, sources: Sources) -> str:
-    if name not in KNOWN and sources.bound(name) is None:
-        raise DataError(f"unknown dataset {name!r}: use one of {', '.join(KNOWN)}, or bind a name to a "
-                        f"path with --data-source {name}=PATH")
-    return name
-
-
-def reachable(name: str, sources: Sources) -> bool:
-    """Whether `name` can be loaded without the network (cheap: looks for files only)."""
-    path = sources.bound(name)
-    if path is not None:
-        return path.exists()
-    if name in TORCHVISION:
-        folder = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}[name]
-        return (Path(sources.data_dir) / folder).is_dir()
-    if name == "fashion-mnist":
-        return _idx_folder(Path(sources.data_dir) / "fashion-mnist") is not None or \
-            _idx_folder(DEBIAN_FASHION_MNIST) is not None
-    return False
-
-
-def first_reachable(preferred: tuple[str, ...], sources: Sources) -> str | None:
-    for name in tuple(dict.fromkeys(preferred + sources.names())):
-        if reachable(name, sources):
-            return name
-    return None
-
-
+# ---- loading, checking and caching ------------------------------------------------------------------
 _LOADED: dict[tuple[str, str], Dataset] = {}
 
 
 def load(name: str, sources: Sources, cache_dir: Path) -> Dataset:
-    """Load a dataset (decoded once per machine, then from the cache; once per process in memory)."""
-    files, display, reader = _locate(name, sources)
-    fingerprint = _sha256(files)
+    """Load a dataset (decoded once per machine, then from the cache; once per process in memory).
+    Raises DataError where the data cannot be found, read or used (see `validate`)."""
+    files, display, where, read = _locate(name, sources)
+    fingerprint = _sha256(files, where if where.is_dir() else None)
     memo = (name, fingerprint)
     if memo in _LOADED:
         return _LOADED[memo]
     cached = cache_dir / "data" / f"{fingerprint[:24]}.pt"
-    arrays = store.load_tensors(cached) if cached.exists() else None
-    if arrays is None:
-        arrays = reader()
-        store.save_tensors(cached, arrays)
-    ds = Dataset(name=display, fingerprint=fingerprint, source=str(files[0]),
-                 num_classes=int(arrays["train_y"].max()) + 1, **arrays)
+    entry = _read_cache(cached, fingerprint)
+    if entry is None:
+        arrays, facts = read()
+        validate(arrays, str(where), facts.get("classes"))  # before caching: bad data is never cached
+        entry = {**arrays, "meta": {"format": CACHE_FORMAT, "fingerprint": fingerprint,
+                                    "skipped_files": facts.get("skipped_files", 0), "notes": facts.get("notes", []),
+                                    "classes": facts.get("classes"),
+                                    "content": content_fingerprints(arrays, facts.get("order"))}}
+        store.save_tensors(cached, entry)
+    meta = entry["meta"]
+    genuine = genuine_name(meta["content"])
+    notes = tuple(meta["notes"]) + ((f"content identical to the original {genuine} (sha256 of pixels and "
+                                     f"labels in the original order)",) if genuine else ())
+    ds = Dataset(name=genuine or display, fingerprint=fingerprint, source=str(where),
+                 num_classes=int(entry["train_y"].max()) + 1, skipped_files=meta["skipped_files"], notes=notes,
+                 **{k: entry[k] for k in ARRAYS})
     _LOADED[memo] = ds
     return ds
 
 
+def validate(arrays: dict, where: str, classes: list[str] | None = None) -> None:
+    """Raise a DataError naming `where`, the value and the fix unless the four arrays (uint8 NCHW images,
+    int64 labels) are a usable dataset: as many labels as images, images in both splits, one image size
+    (and channel count) in both, at least MIN_SIDE px per side, at least 2 classes in training, and no
+    test label that training lacks. `classes` (names of the labels) only make the messages clearer."""
+    name = (lambda i: repr(classes[i])) if classes else str
+    for split in ("train", "test"):
+        x, y = arrays.get(f"{split}_x"), arrays.get(f"{split}_y")
+        if not (isinstance(x, torch.Tensor) and x.dtype == torch.uint8 and x.dim() == 4
+                and isinstance(y, torch.Tensor) and y.dtype == torch.int64 and y.dim() == 1):
+            raise DataError(f"{where}: the {split} arrays are not uint8 images (N, C, H, W) and int64 labels "
+                            f"(N,): replace the data (a decoded-data cache file is decoded again)")
+        if len(x) != len(y) or not len(x):
+            raise DataError(f"{where}: the {split} split has {len(x)} images and {len(y)} labels: it needs "
+                            f"images, each with one label; replace the data")
+        if int(y.min()) < 0:
+            raise DataError(f"{where}: the {split} split has a negative label ({int(y.min())}): replace the data")
+    tx, vx = arrays["train_x"], arrays["test_x"]
+    if tx.shape[1:] != vx.shape[1:]:
+        raise DataError(f"{where}: test images are {_size(vx.shape)} but training images are {_size(tx.shape)}: "
+                        f"a dataset has one image size; convert the test images to {_size(tx.shape)}")
+    if min(tx.shape[2:]) < MIN_SIDE:
+        raise DataError(f"{where}: images are {_size(tx.shape)}, below {MIN_SIDE} px per side: use images of at "
+                        f"least {MIN_SIDE}x{MIN_SIDE} px (upscale them, or bind another dataset)")
+    train_classes = set(arrays["train_y"].unique().tolist())
+    if len(train_classes) < 2:
+        raise DataError(f"{where}: only one class ({name(min(train_classes))}) in the training split: a "
+                        f"classifier needs at least 2 classes; add class folders train/<class>/ and "
+                        f"test/<class>/ (or labels)")
+    unseen = sorted(set(arrays["test_y"].unique().tolist()) - train_classes)
+    if unseen:
+        raise DataError(f"{where}: test labels {', '.join(map(name, unseen))} never occur in the training "
+                        f"split: train and test need one class list; fix the labels or the class folders")
+
+
+def _size(shape) -> str:
+    return f"{shape[2]}x{shape[3]} px with {shape[1]} channel{'s' if shape[1] != 1 else ''}"
+
+
+def content_fingerprints(arrays: dict, order: dict | None = None) -> list[str]:
+    """sha256 of train pixels, train labels, test pixels, test labels: pixels as uint8 N x H x W x C bytes,
+    labels as uint8 (int64 where a label exceeds 255), in the original order (`order`: split -> the
+    permutation that restores it, where the arrays are in another; e.g. by the PNG files' index names)."""
+    out = []
+    for split in ("train", "test"):
+        x, y = arrays[f"{split}_x"], arrays[f"{split}_y"]
+        perm = (order or {}).get(split)
+        if perm is not None:
+            x, y = x[torch.as_tensor(perm)], y[torch.as_tensor(perm)]
+        out.append(hashlib.sha256(x.permute(0, 2, 3, 1).contiguous().numpy()).hexdigest())
+        out.append(hashlib.sha256(y.to(torch.uint8 if int(y.max()) < 256 else torch.int64).numpy()).hexdigest())
+    return out
+
+
+def genuine_name(content: list[str]) -> str | None:
+    """The name of the original dataset (GENUINE) whose content fingerprints these are, or None."""
+    return next((name for name, known in GENUINE.items() if tuple(known) == tuple(content)), None)
+
+
+def _read_cache(path: Path, fingerprint: str) -> dict | None:
+    """The cached entry, or None where the file is missing, corrupt, of another format or source, or fails
+    `validate`: such a file is never trusted; the caller decodes again and replaces it (atomically, so a
+    process reading it meanwhile sees the old file or the new one)."""
+    if not path.exists():
+        return None
+    entry = store.load_tensors(path)
+    try:
+        meta = entry["meta"]
+        if (meta["format"] == CACHE_FORMAT and meta["fingerprint"] == fingerprint and len(meta["content"]) == 4
+                and isinstance(meta["skipped_files"], int) and isinstance(meta["notes"], list)):
+            validate(entry, str(path), meta["classes"])
+            return entry
+    except (DataError, LookupError, TypeError, ValueError):
+        pass
+    return None
+
+
 def _locate(name, sources):
-    """(source files, name to report, reader returning the arrays) or a DataError saying where to put data."""
+    """(source files, name to report, path read, reader returning (arrays, facts)) or a DataError
+    saying where to put the data."""
     path = sources.bound(name)
     if path is not None:
-        if not path.exists():
-            raise DataError(f"data source {name}={path} does not exist: fix the path in --data-source "
-                            f"or ADVHYP_DATA_SOURCES")
-        if path.suffix == ".zip":
-            return [path], path.stem, lambda: _read_image_zip(path)
-        if path.is_dir() and _idx_folder(path):
+        kind = layout(name, path)
+        if kind == "zip":
+            return [path], path.stem, path, lambda: formats.read_zip(path)
+        if kind == "idx":
             idx = _idx_folder(path)
-            return idx, path.name, lambda: _read_idx(idx)  # the folder's name, as for image folders, not the bound name
-        if path.is_dir() and (path / "train").is_dir() and (path / "test").is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file())
-            return files, path.name, lambda: _read_image_folder(path)
-        raise DataError(f"data source {name}={path} is not a .zip or folder of train/<class>/ and "
-                        f"test/<class>/ images, nor a folder of IDX files ({', '.join(IDX_FILES)})")
+            return idx, path.name, path, lambda: _read_idx(idx)  # the folder's name, as for image folders
+        files = sorted(p for p in path.rglob("*") if p.is_file()
+                       and not formats.skip_reason(p.relative_to(path).as_posix()))  # junk does not count
+        return files, path.name, path, lambda: formats.read_folder(path)
     if name in TORCHVISION:
         return _torchvision(name, sources)
     if name == "fashion-mnist":
         for folder in (Path(sources.data_dir) / "fashion-mnist", DEBIAN_FASHION_MNIST):
             idx = _idx_folder(folder)
             if idx:
-                return idx, name, lambda: _read_idx(idx)
-        raise DataError(f"fashion-mnist not found in {Path(sources.data_dir) / 'fashion-mnist'} or "
-                        f"{DEBIAN_FASHION_MNIST}: run `apt-get install dataset-fashion-mnist`, or pass "
-                        f"--data-source fashion-mnist=FOLDER_WITH_IDX_FILES")
-    check_name(name, sources)
+                return idx, name, folder, lambda: _read_idx(idx)
+    raise DataError(not_found(check_name(name, sources), sources))
 
 
 def _torchvision(name, sources):
@@ -179,15 +215,12 @@ def _torchvision(name, sources):
     cls = getattr(torchvision.datasets, TORCHVISION[name])
     if not reachable(name, sources):
         if not sources.allow_download:
-            raise DataError(f"{name} not found under {root}: put torchvision's {name} files there "
-                            f"(--data-dir), or bind a copy with --data-source {name}=PATH")
+            raise DataError(not_found(name, sources))
         try:
             cls(root=str(root), train=True, download=True)
         except Exception as e:  # no network, proxy refusal, ...
-            raise DataError(f"{name} not found under {root} and could not be downloaded ({type(e).__name__}:"
-                            f" {e}): put torchvision's {name} files there (--data-dir), or bind a copy "
-                            f"with --data-source {name}=PATH") from None
-    folder = root / {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}[name]
+            raise DataError(not_found(name, sources, f"; the download failed: {type(e).__name__}: {e}")) from None
+    folder = root / TORCHVISION_FOLDERS[name]
     files = sorted(p for p in folder.iterdir() if p.is_file())
 
     def read():
@@ -196,94 +229,15 @@ def _torchvision(name, sources):
             d = cls(root=str(root), train=train, download=False)
             out[f"{split}_x"] = torch.from_numpy(np.ascontiguousarray(d.data.transpose(0, 3, 1, 2)))
             out[f"{split}_y"] = torch.tensor(d.targets, dtype=torch.int64)
-        return out
-    return files, name, read
+        return out, {}
+    return files, name, folder, read
 
 
-def _idx_folder(folder: Path) -> list[Path] | None:
-    found = []
-    for stem in IDX_FILES:
-        hit = next((folder / f for f in (stem, stem + ".gz") if (folder / f).is_file()), None)
-        if hit is None:
-            return None
-        found.append(hit)
-    return found
-
-
-def _read_idx(files: list[Path]) -> dict:
-    def read(path: Path) -> np.ndarray:
-        raw = path.read_bytes()
-        if path.suffix == ".gz":
-            raw = gzip.decompress(raw)
-        ndim = raw[3]
-        dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-        data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
-        if raw[2] != 0x08 or data.size != int(np.prod(dims)):
-            raise DataError(f"{path} is not a uint8 IDX file of shape {dims}: it is truncated or "
-                            f"corrupt; replace it")
-        return data.reshape(dims)
-    tx, ty, vx, vy = (read(f) for f in files)
-    return {"train_x": torch.from_numpy(tx.copy()).unsqueeze(1), "train_y": torch.from_numpy(ty.astype(np.int64)),
-            "test_x": torch.from_numpy(vx.copy()).unsqueeze(1), "test_y": torch.from_numpy(vy.astype(np.int64))}
-
-
-def _decode(blob: bytes, where: str) -> np.ndarray:
-    from PIL import Image
-    try:
-        with Image.open(io.BytesIO(blob)) as im:
-            arr = np.asarray(im.convert("RGB") if im.mode not in ("L", "RGB") else im)
-    except Exception as e:
-        raise DataError(f"{where} is not a readable image ({e}): the data file is corrupt; "
-                        f"replace it") from None
-    return arr[:, :, None] if arr.ndim == 2 else arr
-
-
-def _stack_splits(items: dict[str, list[tuple[str, np.ndarray]]], where: str) -> dict:
-    """items: split -> [(class name, HWC image)] -> the four tensors, classes numbered in sorted order."""
-    if set(items) != {"train", "test"} or not all(items.values()):
-        raise DataError(f"{where} must hold train/<class>/<image> and test/<class>/<image> files")
-    classes = sorted({c for split in items.values() for c, _ in split})
-    index = {c: i for i, c in enumerate(classes)}
-    out = {}
-    for split, pairs in items.items():
-        shapes = {a.shape for _, a in pairs}
-        if len(shapes) != 1:
-            raise DataError(f"{where}: images of the {split} split differ in shape {sorted(shapes)[:3]}; "
-                            f"all must have one size")
-        out[f"{split}_x"] = torch.from_numpy(np.stack([a for _, a in pairs])).permute(0, 3, 1, 2).contiguous()
-        out[f"{split}_y"] = torch.tensor([index[c] for c, _ in pairs], dtype=torch.int64)
-    return out
-
-
-def _read_image_zip(path: Path) -> dict:
-    items: dict[str, list] = {}
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = sorted(n for n in zf.namelist() if not n.endswith("/"))
-            for n in names:
-                parts = n.split("/")
-                if len(parts) < 3 or parts[-3] not in ("train", "test"):
-                    continue
-                items.setdefault(parts[-3], []).append((parts[-2], _decode(zf.read(n), f"{path}:{n}")))
-    except zipfile.BadZipFile as e:
-        raise DataError(f"{path} is not a valid zip file ({e}): the download is truncated or corrupt; "
-                        f"replace it") from None
-    return _stack_splits(items, str(path))
-
-
-def _read_image_folder(path: Path) -> dict:
-    items: dict[str, list] = {}
-    for split in ("train", "test"):
-        for f in sorted((path / split).glob("*/*")):
-            if f.is_file():
-                items.setdefault(split, []).append((f.parent.name, _decode(f.read_bytes(), str(f))))
-    return _stack_splits(items, str(path))
-
-
-def _sha256(files: list[Path]) -> str:
+def _sha256(files: list[Path], root: Path | None = None) -> str:
+    """sha256 of the files' names (paths under `root` where given: a moved image changes its label) and bytes."""
     h = hashlib.sha256()
     for f in files:
-        h.update(f.name.encode())
+        h.update((f.relative_to(root).as_posix() if root else f.name).encode())
         with open(f, "rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 22), b""):
                 h.update(chunk)

@@ -26,7 +26,7 @@ def image_zip(tmp_path):
         for split, n in (("train", 3), ("test", 2)):
             for cls, value in (("b", 200), ("a", 10)):
                 for i in range(n):
-                    zf.writestr(f"{split}/{cls}/{i}.png", _png(np.full((4, 4, 3), value + i, np.uint8)))
+                    zf.writestr(f"{split}/{cls}/{i}.png", _png(np.full((8, 8, 3), value + i, np.uint8)))
     return path
 
 
@@ -40,8 +40,8 @@ def fresh_memo():
 def test_image_zip_loads_exact_pixels_with_sorted_class_numbers(image_zip, tmp_path):
     ds = data.load("toy", Sources(bindings=(("toy", str(image_zip)),)), tmp_path / "cache")
     assert ds.name == "toy-set"  # the file's stem names what was used (e.g. cifar10-jpeg75)
-    assert ds.train_x.shape == (6, 3, 4, 4) and ds.train_x.dtype == torch.uint8
-    assert ds.test_x.shape == (4, 3, 4, 4) and ds.num_classes == 2
+    assert ds.train_x.shape == (6, 3, 8, 8) and ds.train_x.dtype == torch.uint8
+    assert ds.test_x.shape == (4, 3, 8, 8) and ds.num_classes == 2
     for x, y in zip(ds.train_x, ds.train_y):
         assert x.unique().numel() == 1 and (x[0, 0, 0] >= 200) == (y == 1)  # 'a' -> 0, 'b' -> 1
 
@@ -50,7 +50,7 @@ def test_decoded_data_is_cached_by_content(image_zip, tmp_path, monkeypatch):
     sources = Sources(bindings=(("toy", str(image_zip)),))
     first = data.load("toy", sources, tmp_path / "cache")
     data._LOADED.clear()
-    monkeypatch.setattr(data, "_read_image_zip", lambda path: pytest.fail("decoded twice"))
+    monkeypatch.setattr(data.formats, "read_zip", lambda path: pytest.fail("decoded twice"))
     second = data.load("toy", sources, tmp_path / "cache")
     assert torch.equal(first.train_x, second.train_x) and first.fingerprint == second.fingerprint
 
@@ -84,13 +84,13 @@ def _idx(path, arr: np.ndarray):
 
 def test_idx_folder_loads_grayscale(tmp_path):
     rng = np.random.default_rng(0)
-    imgs = rng.integers(0, 256, (5, 6, 6), dtype=np.uint8)
+    imgs = rng.integers(0, 256, (5, 8, 8), dtype=np.uint8)
     folder = tmp_path / "my-idx"
     folder.mkdir()
     for stem, arr in zip(data.IDX_FILES, (imgs, np.arange(5, dtype=np.uint8), imgs[:2], np.arange(2, dtype=np.uint8))):
         _idx(folder / f"{stem}.gz", arr)
     ds = data.load("cifar10", Sources(bindings=(("cifar10", str(folder)),)), tmp_path / "cache")
-    assert ds.train_x.shape == (5, 1, 6, 6) and torch.equal(ds.train_x[:, 0], torch.from_numpy(imgs))
+    assert ds.train_x.shape == (5, 1, 8, 8) and torch.equal(ds.train_x[:, 0], torch.from_numpy(imgs))
     assert ds.num_classes == 5
     assert ds.name == "my-idx"  # the results say which files were used, not the name they were bound to
 
