@@ -46,12 +46,15 @@ class LocalExecutor:
     session: str = ""  # the report folder's name: one pytest session across its workers
     log: Callable[[str], None] = print
     failures: dict = field(default_factory=dict)  # key -> error, in this process
+    data_notes: list = field(default_factory=list)  # what loading the data noticed (skipped files, ...)
 
     def dataset(self, configs: dict[str, list[RunConfig]]) -> data.Dataset:
         names = {c.dataset for cs in configs.values() for c in cs}
         if len(names) != 1:
             raise ValueError(f"one dataset per call, got {sorted(names)}")
-        return data.load(names.pop(), self.sources, self.cache.root)
+        ds = data.load(names.pop(), self.sources, self.cache.root)
+        self.data_notes += [f"{ds.name}: {n}" for n in ds.notes if f"{ds.name}: {n}" not in self.data_notes]
+        return ds
 
     def keys(self, configs: dict[str, list[RunConfig]], ds: data.Dataset) -> dict[str, RunConfig]:
         code = code_version()

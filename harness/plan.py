@@ -36,17 +36,13 @@ class Plan:
 
 def plan(claim: Claim, profile: Profile, sources: data.Sources, datasets: tuple[str, ...] | None = None,
          eps: tuple[float, ...] | None = None) -> Plan:
-    """The claim's cases here: its own datasets and eps, or the overrides; in a profile that substitutes
-    data, the first one reachable (a smoke run on a machine without CIFAR still runs)."""
+    """The claim's cases here: its own datasets and eps, or the overrides. A bound data source that cannot
+    be read is an error; a profile that substitutes runs on the first wanted dataset at hand, and only
+    where none is, on another one, with a note (a smoke run on a machine without CIFAR still runs)."""
     check_claim(claim)
-    wanted = tuple(datasets or claim.datasets)
-    notes: tuple[str, ...] = ()
-    if profile.substitute_data:
-        found = data.first_reachable(wanted, sources) or wanted[0]
-        if found not in wanted:
-            notes = (f"{'/'.join(wanted)} not reachable: the {profile.name} profile runs on {found} instead",)
-        wanted = (found,)
-    return Plan(claim=claim, profile=profile, datasets=wanted, eps=tuple(eps or claim.eps), notes=notes)
+    found = data.resolve(tuple(datasets or claim.datasets), sources, profile.substitute_data)
+    return Plan(claim=claim, profile=profile, datasets=found.names, eps=tuple(eps or claim.eps),
+                notes=(found.note,) if found.substituted else ())
 
 
 def check_claim(claim: Claim) -> None:

@@ -176,7 +176,7 @@ class SuiteFixture:
             pytest.fail(str(e), pytrace=False)
         case = verdict.judge(p, dataset, eps, family, checks, s.alpha, nodeid=self.request.node.nodeid,
                              module=self.request.module.__name__.split(".")[-1])
-        warnings = list(ex.cache.warnings) + [f"{SUBSTITUTED} {n}" for n in p.notes]
+        warnings = list(ex.cache.warnings) + ex.data_notes + [f"{SUBSTITUTED} {n}" for n in p.notes]
         self.request.node.stash[RECORD] = {
             "case": case.to_dict(), "runs": {r["key"]: r for rs in family[dataset].values() for r in rs},
             "warnings": warnings,

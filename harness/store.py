@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import tempfile
 import time
 import zipfile
@@ -38,13 +39,18 @@ def write_error(path: Path, e: OSError, flag: str = "--cache-dir / --reports-dir
     return StoreError(e.errno, f"cannot write {path} ({why}): {fix}; finished results already there are kept")
 
 
-def check_writable(folder: Path, flag: str) -> None:
-    """A StoreError naming `folder` and `flag` unless a file can be written and removed there."""
-    try:
-        atomic_write(Path(folder) / f"{TMP_PREFIX}probe", bytes(65536))  # a full disk refuses 64 KiB
-        _unlink_quietly(Path(folder) / f"{TMP_PREFIX}probe")
-    except StoreError as e:
-        raise StoreError(e.errno, str(e).replace("--cache-dir / --reports-dir", flag)) from None
+def check_writable(folder: Path, flag: str, min_free_mb: int = 64) -> None:
+    """A StoreError naming `folder` and `flag` unless it (or, before it exists, its nearest existing parent)
+    can be written and has room. Creates nothing: it runs before every session, collection included."""
+    existing = Path(folder).absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not os.access(existing, os.W_OK):
+        read_only = os.statvfs(existing).f_flag & os.ST_RDONLY
+        e = OSError(errno.EROFS if read_only else errno.EACCES, "")
+        raise write_error(Path(folder) / "x", e, flag)
+    if shutil.disk_usage(existing).free < min_free_mb * 2 ** 20:
+        raise write_error(Path(folder) / "x", OSError(errno.ENOSPC, ""), flag)
 
 
 def atomic_write(path: Path, data: bytes) -> None:
