@@ -35,12 +35,22 @@ def build(cfg: RunConfig, ds: Dataset, device: torch.device) -> pipelines.Deploy
     v = cfg.variant
     torch.manual_seed(cfg.seed)
     size = v.input_size or ds.size
-    net = models.create(v.model, ds.num_classes, ds.channels, size, v.pooling)
+    net = models.create(v.model, ds.num_classes, ds.channels, size, **model_kwargs(v))
     mean, std = ds.mean_std
-    model = pipelines.Deployed(pipelines.create(v.pipeline, mean, std, v.input_size), net).to(device)
+    pipe = pipelines.create(v.pipeline, mean, std, v.input_size, **(getattr(v, "pipeline_kwargs", None) or {}))
+    model = pipelines.Deployed(pipe, net).to(device)
     if channels_last(model, device):
         model = model.to(memory_format=torch.channels_last)
     return model
+
+
+def model_kwargs(v) -> dict:
+    """The variant's keyword arguments for its network: `model_kwargs`, or (a Variant that still has the
+    `pooling` field) pooling="avg" where asked; max pooling is every network's default."""
+    kwargs = getattr(v, "model_kwargs", None)
+    if kwargs is not None:
+        return dict(kwargs)
+    return {"pooling": v.pooling} if getattr(v, "pooling", "max") != "max" else {}
 
 
 def channels_last(model: pipelines.Deployed, device: torch.device) -> bool:
