@@ -89,7 +89,7 @@ def _probed_model():
 def test_first_layer_runs_without_autocast_and_tf32_forward_and_backward_and_flags_come_back(compiled):
     model = _probed_model()
     model(torch.rand(2, 1, 6, 6))  # materialise the lazy layer
-    step = torch.compile(model, backend="eager") if compiled else model
+    step = torch.compile(model, backend="aot_eager") if compiled else model
     ambient = _flags()
     _Probe.seen.clear()
     x = torch.rand(2, 1, 6, 6, requires_grad=True)
