@@ -1,4 +1,6 @@
-"""Models: one front door, `create(name, ...)`, over timm, randomly initialised (no weight downloads)."""
+"""Models: one front door, `create(name, num_classes, in_chans, img_size, **kwargs)`, over a registry of
+constructors (timm networks, randomly initialised: no weight downloads). A new network is one decorated
+function: `@register_model("name")` over `f(num_classes, in_chans, img_size, **kwargs) -> nn.Module`."""
 from __future__ import annotations
 
 import timm
@@ -6,31 +8,55 @@ import torch
 from torch import nn
 
 from .config import ConfigError
+from .registry import Registry
 
-# name -> (timm name, whether it takes img_size). ResNet18 keeps timm's ImageNet stem (7x7 conv stride 2
-# + 3x3 max pool stride 2), as the post's "ResNet18"; at 32 px it reaches the pool at 8x8.
-MODELS = {
-    "resnet18": ("resnet18", False),
-    "vit_tiny": ("vit_tiny_patch16_224", True),
-    "vit_tiny_p4": ("vit_tiny_patch16_224", True),  # patch 4: 64 tokens at 32 px (harness.bench's ViT @32)
-}
-PATCH_SIZES = {"vit_tiny_p4": 4}  # timm's patch size overridden, by name
+MODELS = Registry("model", "harness/models.py")
+register_model = MODELS.register
 POOLINGS = ("max", "avg")
 
 
-def create(name: str, num_classes: int, in_chans: int, img_size: int, pooling: str = "max") -> nn.Module:
-    if name not in MODELS:
-        raise ConfigError(f"unknown model {name!r}: choose one of {', '.join(MODELS)} (harness/models.py)")
+def create(name: str, num_classes: int, in_chans: int, img_size: int, **kwargs) -> nn.Module:
+    """The registered network `name`, randomly initialised; `kwargs` (a Variant's model_kwargs) go to its
+    constructor, and through it to timm: e.g. `pooling="avg"` (resnet18), `act_layer="relu"` (ViTs)."""
+    return MODELS.create(name, num_classes, in_chans, img_size, **kwargs)
+
+
+def timm_model(timm_name: str, num_classes: int, in_chans: int, **kwargs) -> nn.Module:
+    """timm's `timm_name`, randomly initialised (no weight downloads), kwargs passed to its constructor."""
+    act = kwargs.get("act_layer")
+    if isinstance(act, str):  # timm raises a bare KeyError for an unknown name deep inside the model
+        try:
+            timm.layers.get_act_layer(act)
+        except KeyError:
+            raise ConfigError(f"unknown act_layer {act!r}: use a timm activation name "
+                              f"(relu, gelu, silu, ...; timm.layers.create_act)") from None
+    return timm.create_model(timm_name, pretrained=False, num_classes=num_classes, in_chans=in_chans, **kwargs)
+
+
+@register_model("resnet18")
+def resnet18(num_classes: int, in_chans: int, img_size: int, pooling: str = "max", **kwargs) -> nn.Module:
+    """timm's ResNet18 with its ImageNet stem (7x7 conv stride 2 + 3x3 max pool stride 2), as the post's
+    "ResNet18"; at 32 px it reaches the pool at 8x8. pooling="avg" swaps every max pool for an average
+    pool (`swap_max_for_avg`). img_size is unused: the network takes any size."""
     if pooling not in POOLINGS:
         raise ConfigError(f"unknown pooling {pooling!r}: choose one of {', '.join(POOLINGS)}")
-    timm_name, sized = MODELS[name]
-    kwargs = {"img_size": img_size} if sized else {}
-    if name in PATCH_SIZES:
-        kwargs["patch_size"] = PATCH_SIZES[name]
-    model = timm.create_model(timm_name, pretrained=False, num_classes=num_classes, in_chans=in_chans, **kwargs)
+    model = timm_model("resnet18", num_classes, in_chans, **kwargs)
     if pooling == "avg":
         swap_max_for_avg(model)
     return model
+
+
+@register_model("vit_tiny")
+def vit_tiny(num_classes: int, in_chans: int, img_size: int, **kwargs) -> nn.Module:
+    """timm's ViT-Ti/16 at `img_size`; kwargs go to timm's VisionTransformer (act_layer="relu" swaps the
+    MLPs' GELU for ReLU)."""
+    return timm_model("vit_tiny_patch16_224", num_classes, in_chans, img_size=img_size, **kwargs)
+
+
+@register_model("vit_tiny_p4")
+def vit_tiny_p4(num_classes: int, in_chans: int, img_size: int, **kwargs) -> nn.Module:
+    """ViT-Ti with 4-pixel patches: 64 tokens at 32 px (harness.bench's ViT @32)."""
+    return timm_model("vit_tiny_patch16_224", num_classes, in_chans, img_size=img_size, patch_size=4, **kwargs)
 
 
 def swap_max_for_avg(model: nn.Module) -> list[str]:
@@ -54,6 +80,12 @@ def swap_max_for_avg(model: nn.Module) -> list[str]:
                 setattr(module, child_name, nn.AdaptiveAvgPool2d(child.output_size))
                 swapped.append(full)
     return swapped
+
+
+def first_layer(net: nn.Module) -> tuple[str, nn.Module] | None:
+    """(name, module) of the first Conv2d or Linear in module order: the layer that sees the pipeline's
+    output (ViT: `patch_embed.proj`; ResNet: the stem's `conv1`); None if the network has neither."""
+    return next(((n, m) for n, m in net.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))), None)
 
 
 def is_convolutional(model: nn.Module) -> bool:

@@ -37,7 +37,8 @@ def build(cfg: RunConfig, ds: Dataset, device: torch.device) -> pipelines.Deploy
     size = v.input_size or ds.size
     net = models.create(v.model, ds.num_classes, ds.channels, size, **v.model_kwargs)
     mean, std = ds.mean_std
-    model = pipelines.Deployed(pipelines.create(v.pipeline, mean, std, v.input_size, **v.pipeline_kwargs), net).to(device)
+    pipe = pipelines.create(v.pipeline, mean, std, v.input_size, **v.pipeline_kwargs)
+    model = pipelines.Deployed(pipe, net).to(device)
     if channels_last(model, device):
         model = model.to(memory_format=torch.channels_last)
     return model
