@@ -38,10 +38,10 @@ def supported_rate(better: np.ndarray, worse: np.ndarray, alpha: float) -> float
 # ---- the twins are the suite's functions -------------------------------------------------------------
 @pytest.mark.parametrize("n", [3, 6])
 def test_vectorised_twins_match_compare_and_tost(n):
-    better, worse = null_families(np.random.default_rng(10), 100, n, n, 2, 0.3, 2000, 200, shift=0.01)
+    better, worse = null_families(np.random.default_rng(10), 50, n, n, 2, 0.3, 2000, 200, shift=0.01)
     better[0, 0], worse[0, 0] = 0.3, 0.2  # a constant repetition: untestable in both
     w, equivalent = welch_batch(better, worse), tost_batch(better, worse, 0.02, ALPHA)
-    for r, d in np.ndindex(100, 2):
+    for r, d in np.ndindex(50, 2):
         b, wo = better[r, d], worse[r, d]
         c, t = inference.compare(b, wo, ALPHA), inference.tost(b, wo, 0.02, ALPHA)
         assert [c["p_greater"], c["p_less"]] == pytest.approx([w["p_greater"][r, d], w["p_less"][r, d]], nan_ok=True)
