@@ -9,6 +9,7 @@ its error text and does not stop the others or the caller.
 from __future__ import annotations
 
 import shutil
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -106,9 +107,8 @@ class SlurmExecutor:
         try:
             return self._wait(jobs, progress)
         except BaseException:
-            for job in jobs:
-                if not job.done():
-                    job.cancel(check=False)
+            # One scancel for the whole array (tasks already ended are left as they are).
+            subprocess.run(["scancel", jobs[0].job_id.split("_")[0]], check=False)
             raise
 
     def _wait(self, jobs, progress) -> list[str | None]:
@@ -120,13 +120,14 @@ class SlurmExecutor:
                 jobs[0].watcher.update()  # one scheduler query for all jobs; done() then reads its answer
                 last_state_check = time.monotonic()
             finished = [i for i, job in pending.items() if job.done()]
-            # A job SLURM ended without a result file (cancelled, killed) costs submitit a 15 s wait for
-            # that file: wait for all jobs that finished together at once.
-            with ThreadPoolExecutor(max(1, min(len(finished), 32))) as pool:
-                for i, error in zip(finished, pool.map(lambda i: pending[i].exception(), finished)):
-                    errors[i] = None if error is None else f"SLURM job {pending[i].job_id}: {error}"
-            for i in finished:
-                del pending[i]
+            if finished:
+                # A job SLURM ended without a result file (cancelled, killed) costs submitit a 15 s wait
+                # for that file: wait for all jobs that finished together at once.
+                with ThreadPoolExecutor(min(len(finished), 32)) as pool:
+                    for i, error in zip(finished, pool.map(lambda i: pending[i].exception(), finished)):
+                        errors[i] = None if error is None else f"SLURM job {pending[i].job_id}: {error}"
+                for i in finished:
+                    del pending[i]
             if progress is not None:
                 progress()
             if pending:

@@ -16,6 +16,7 @@ import pytest
 submitit = pytest.importorskip("submitit", reason="submitit is not installed: pip install -e .[test]")
 import cloudpickle  # noqa: E402  (submitit's dependency)
 
+from harness.config import ConfigError  # noqa: E402
 from harness.slurm import SlurmExecutor  # noqa: E402
 
 # The jobs unpickle this module's job function; SLURM's job cannot import a pytest test module by name.
@@ -60,6 +61,18 @@ def starts(tmp_path, name) -> list[int]:
 
 def executor(tmp_path) -> SlurmExecutor:
     return SlurmExecutor(tmp_path / "logs", timeout_min=5, array_parallelism=2, poll_s=0.5, state_check_s=2)
+
+
+def test_bad_options_and_a_missing_sbatch_are_refused_with_the_fix(tmp_path, monkeypatch):
+    with pytest.raises(ConfigError, match=r"timeout_min=1 must be a whole number >= 2"):
+        SlurmExecutor(tmp_path, timeout_min=1)
+    with pytest.raises(ConfigError, match=r"gpus_per_job=-1"):
+        SlurmExecutor(tmp_path, gpus_per_job=-1)
+    with pytest.raises(ConfigError, match=r"mem_gb=0"):
+        SlurmExecutor(tmp_path, mem_gb=0)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch here
+    with pytest.raises(ConfigError, match=r"needs SLURM's sbatch on PATH.*cluster\.sh start"):
+        SlurmExecutor(tmp_path).run(train_like, [Spec(str(tmp_path), "a")])
 
 
 def listening_addresses(port: int) -> set[str]:
@@ -146,3 +159,20 @@ def test_a_cancelled_array_task_is_reported_failed_and_the_other_finishes(slurm_
     errors = executor(tmp_path).run(train_like, specs, progress=cancel_after_first_epoch)
     assert errors[0] is not None and "CANCELLED" in errors[0]
     assert errors[1] is None and (tmp_path / "done" / "epoch-0").exists()
+
+
+def test_a_caller_that_stops_cancels_its_jobs(slurm_cluster, tmp_path):
+    specs = [Spec(str(tmp_path), "a", epochs=60, epoch_s=1.0), Spec(str(tmp_path), "b", epochs=60, epoch_s=1.0)]
+
+    def stop_after_first_epoch():
+        if (tmp_path / "a" / "epoch-0").exists():
+            raise RuntimeError("caller stops")
+
+    with pytest.raises(RuntimeError, match="caller stops"):
+        executor(tmp_path).run(train_like, specs, progress=stop_after_first_epoch)
+    array_id = (tmp_path / "a" / "epoch-0").read_text().split("_")[0]
+    deadline = time.monotonic() + 60
+    while subprocess.run(["squeue", "-h", "-j", array_id], capture_output=True, text=True).stdout.strip():
+        assert time.monotonic() < deadline, "the array is still queued a minute after the caller stopped"
+        time.sleep(0.5)
+    assert not (tmp_path / "a" / "epoch-59").exists() and not (tmp_path / "b" / "epoch-59").exists()
