@@ -24,6 +24,10 @@ alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null && [ "$(awk '{print $3}' "/pro
 
 stop() {
   [ -d "$prefix" ] || return 0
+  if [ ! -f "$prefix/.cluster.sh" ]; then   # the mark start leaves: never remove a folder it did not make
+    echo "cannot stop: $prefix was not made by $0 start (no .cluster.sh in it); nothing done" >&2
+    return 1
+  fi
   if [ -f "$prefix/etc/slurm.conf" ] && alive "$(pid_of slurmctld)"; then
     export SLURM_CONF="$prefix/etc/slurm.conf"
     timeout 10 scancel --quiet --full --user="$(id -un)" 2>/dev/null || true
@@ -65,7 +69,10 @@ start() {
     echo "cannot start SLURM: $prefix is not empty; stop the cluster there first or pick a new folder" >&2
     exit 1
   fi
+  # From here on, a failed start stops whatever it started and removes PREFIX.
+  trap 'rc=$?; [ $rc -eq 0 ] || stop; exit $rc' EXIT
   mkdir -p "$prefix"/{etc,run,log,state,spool,bin,munge/key,munge/socket}
+  touch "$prefix/.cluster.sh"
   # munge refuses keys and sockets in folders others can write: key folder 0700, socket folder 0755.
   chmod 0700 "$prefix/munge/key"; chmod 0755 "$prefix/munge" "$prefix/munge/socket"
   mungekey -c -k "$prefix/munge/key/munge.key"
@@ -138,7 +145,7 @@ CONF
   if [ "$state" != "idle" ]; then
     echo "cannot start SLURM: node state '${state:-none}' after 30 s; logs in $prefix/log:" >&2
     tail -n 5 "$prefix"/log/*.log >&2 || true
-    stop; exit 1
+    exit 1
   fi
   echo "export SLURM_CONF=$SLURM_CONF"
   echo "export PATH=$prefix/bin:\$PATH"
