@@ -2,6 +2,11 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -112,3 +117,40 @@ def trained_small_net(real_dataset):
         opt.step()
     net.eval()
     return net, ds.test_x.float() / 255, ds.test_y
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """A real single-node SLURM cluster (tools/slurm/cluster.sh) for this session, stopped at its end;
+    SLURM_CONF and PATH (with the cluster's sacct stand-in first) are set in os.environ meanwhile, and
+    jobs inherit them. Yields the cluster's folder. Skips, with the reason, where it cannot start."""
+    missing = [c for c in ("slurmctld", "slurmd", "munged") if shutil.which(c) is None]
+    if missing:
+        pytest.skip(f"no {', '.join(missing)}: apt-get install slurm-wlm munge (tools/setup.sh --test)")
+    if os.geteuid() != 0:
+        pytest.skip("the single-node SLURM cluster needs root (slurmd runs jobs as the user who starts it)")
+    script = Path(__file__).resolve().parents[1] / "tools" / "slurm" / "cluster.sh"
+    # Not under pytest's tmp folders: munged wants every folder above its socket open to all (0700 is not).
+    top = Path(tempfile.mkdtemp(prefix="advhyp-slurm-"))
+    top.chmod(0o755)
+    prefix = top / "cluster"
+    started = subprocess.run(["bash", str(script), "start", str(prefix)], capture_output=True, text=True,
+                             timeout=120)
+    if started.returncode != 0:
+        shutil.rmtree(top, ignore_errors=True)
+        pytest.skip(f"SLURM did not start: {started.stderr.strip()}")
+    saved = {}
+    for line in started.stdout.splitlines():  # export NAME=VALUE; VALUE may end in $PATH
+        name, value = line.removeprefix("export ").split("=", 1)
+        saved[name] = os.environ.get(name)
+        os.environ[name] = value.replace("$PATH", os.environ.get("PATH", ""))
+    try:
+        yield prefix
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        subprocess.run(["bash", str(script), "stop", str(prefix)], check=True, timeout=120)
+        top.rmdir()

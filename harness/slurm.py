@@ -1,0 +1,135 @@
+"""Runs a list of jobs on SLURM as one job array through submitit, and waits for all of them.
+
+The controller plans; each array task calls the job function on one spec. A preempted or timed-out task
+is requeued with the same spec (submitit's checkpointing): the job function itself must resume its work
+from whatever it already published (the run cache keeps every finished epoch), so nothing is pickled at
+checkpoint time but the spec. A task that fails (an exception, cancelled, out of requeues) is reported by
+its error text and does not stop the others or the caller.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from .config import ConfigError
+
+try:
+    import submitit
+except ImportError:  # only --executor slurm imports this module
+    raise ConfigError("--executor slurm needs submitit: pip install submitit") from None
+
+# submitit's default: SLURM warns a job this long before its time limit, so that it can requeue itself.
+SIGNAL_DELAY_S = 90
+
+
+class Resumable(submitit.helpers.Checkpointable):
+    """The job callable: runs fn(spec); on preemption or timeout, requeues itself with the same spec."""
+
+    def __init__(self, fn: Callable[[Any], Any]):
+        self.fn = fn
+
+    def __call__(self, spec: Any) -> None:
+        self.fn(spec)
+
+    def checkpoint(self, spec: Any) -> submitit.helpers.DelayedSubmission:
+        # The same callable and spec: the work resumes from what it published before it was stopped.
+        return submitit.helpers.DelayedSubmission(self, spec)
+
+
+class SlurmExecutor:
+    """Submits jobs as one SLURM job array (submitit) and waits for them.
+
+    log_folder: where submitit keeps its pickles and each task's stdout/stderr; must be on a filesystem
+        the compute nodes share, as must whatever the jobs write.
+    partition: the SLURM partition; None takes the cluster's default.
+    gpus_per_job: GPUs per array task (0: none asked for).
+    timeout_min: each task's time limit in minutes (at least 2: SLURM warns a task shortly before its
+        limit so that it can requeue itself, and that warning needs time to land).
+    array_parallelism: most tasks of the array running at once.
+    cpus_per_job: CPU cores per task; None takes the cluster's default.
+    mem_gb: memory per task in GB; None takes the cluster's default.
+    max_timeouts: how often one task may be requeued after reaching its time limit (preemptions do not count).
+    poll_s: seconds between checks of the jobs' result files and calls of progress().
+    state_check_s: seconds between queries of the scheduler's job states (jobs that SLURM ends without a
+        result file, e.g. cancelled, are noticed this way); keep it large on a busy cluster.
+    """
+
+    def __init__(self, log_folder: str | Path, *, partition: str | None = None, gpus_per_job: int = 0,
+                 timeout_min: int = 60, array_parallelism: int = 16, cpus_per_job: int | None = None,
+                 mem_gb: float | None = None, max_timeouts: int = 3, poll_s: float = 5.0,
+                 state_check_s: float = 60.0):
+        for name, value, low in (("gpus_per_job", gpus_per_job, 0), ("timeout_min", timeout_min, 2),
+                                 ("array_parallelism", array_parallelism, 1), ("max_timeouts", max_timeouts, 0)):
+            if not isinstance(value, int) or value < low:
+                raise ConfigError(f"SLURM option {name}={value!r} must be a whole number >= {low}")
+        if cpus_per_job is not None and (not isinstance(cpus_per_job, int) or cpus_per_job < 1):
+            raise ConfigError(f"SLURM option cpus_per_job={cpus_per_job!r} must be a whole number >= 1")
+        if mem_gb is not None and not mem_gb > 0:
+            raise ConfigError(f"SLURM option mem_gb={mem_gb!r} must be a positive number of GB")
+        self.log_folder = Path(log_folder)
+        self.max_timeouts, self.poll_s, self.state_check_s = max_timeouts, poll_s, state_check_s
+        self.parameters: dict[str, Any] = {
+            "job_name": "advhyp", "time": timeout_min, "array_parallelism": array_parallelism,
+            # The warning before the time limit, at most half the limit (SIGNAL_DELAY_S would kill a
+            # 2-minute job at once).
+            "signal_delay_s": min(SIGNAL_DELAY_S, timeout_min * 30),
+        }
+        if partition:
+            self.parameters["partition"] = partition
+        if gpus_per_job:
+            self.parameters["gpus_per_node"] = gpus_per_job  # one task per job, so per node = per job
+        if cpus_per_job is not None:
+            self.parameters["cpus_per_task"] = cpus_per_job
+        if mem_gb is not None:
+            self.parameters["mem"] = f"{int(mem_gb * 1024)}M"
+
+    def run(self, fn: Callable[[Any], Any], specs: Sequence[Any],
+            progress: Callable[[], None] | None = None) -> list[str | None]:
+        """Runs fn(spec) for every spec as one job array and waits for all of them.
+
+        fn must be a top-level (importable) function and each spec picklable; what fn returns is dropped.
+        progress() is called every poll_s seconds while jobs run and once at the end.
+        Returns, in the order of specs, None for a job that finished and the error text for one that failed.
+        If the caller is interrupted (Ctrl-C), the jobs not yet finished are cancelled.
+        """
+        if not specs:
+            return []
+        if shutil.which("sbatch") is None:
+            raise ConfigError("--executor slurm needs SLURM's sbatch on PATH: run on the cluster's login "
+                              "node (or start a local one: bash tools/slurm/cluster.sh start PREFIX)")
+        ex = submitit.SlurmExecutor(folder=self.log_folder, max_num_timeout=self.max_timeouts)
+        ex.update_parameters(**self.parameters)
+        jobs = ex.map_array(Resumable(fn), list(specs))
+        try:
+            return self._wait(jobs, progress)
+        except BaseException:
+            # One scancel for the whole array (tasks already ended are left as they are).
+            subprocess.run(["scancel", jobs[0].job_id.split("_")[0]], check=False)
+            raise
+
+    def _wait(self, jobs, progress) -> list[str | None]:
+        errors: list[str | None] = [None] * len(jobs)
+        pending = dict(enumerate(jobs))
+        last_state_check = time.monotonic()
+        while pending:
+            if time.monotonic() - last_state_check >= self.state_check_s:
+                jobs[0].watcher.update()  # one scheduler query for all jobs; done() then reads its answer
+                last_state_check = time.monotonic()
+            finished = [i for i, job in pending.items() if job.done()]
+            if finished:
+                # A job SLURM ended without a result file (cancelled, killed) costs submitit a 15 s wait
+                # for that file: wait for all jobs that finished together at once.
+                with ThreadPoolExecutor(min(len(finished), 32)) as pool:
+                    for i, error in zip(finished, pool.map(lambda i: pending[i].exception(), finished)):
+                        errors[i] = None if error is None else f"SLURM job {pending[i].job_id}: {error}"
+                for i in finished:
+                    del pending[i]
+            if progress is not None:
+                progress()
+            if pending:
+                time.sleep(self.poll_s)
+        return errors
