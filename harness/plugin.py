@@ -94,7 +94,8 @@ def plan_of(config, claim: cfg.Claim) -> plan.Plan:
     plans = config.stash[PLANS]
     if id(claim) not in plans:
         s = config.stash[SETTINGS]
-        plans[id(claim)] = plan.plan(claim, s.profile, s.sources, s.overrides.datasets, s.overrides.eps)
+        plans[id(claim)] = plan.plan(claim, s.profile, s.sources, s.overrides.datasets, s.overrides.eps,
+                                     s.allow_reduced)
     return plans[id(claim)]
 
 
@@ -186,6 +187,8 @@ class SuiteFixture:
     def conclude(self, case: Case) -> None:
         if case.outcome == "skipped":
             pytest.skip(verdict.message(case))
+        if case.outcome == "xfailed":
+            pytest.xfail(verdict.message(case))
         if case.outcome == "failed":
             pytest.fail(verdict.message(case), pytrace=False)
 

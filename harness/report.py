@@ -12,6 +12,7 @@ import argparse
 import base64
 import html
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from . import figures, results, stats, store
 from .case import Case
 from .attacks import eps_key
 from .config import STRONGEST
+from .verdict import VERDICTS
 
 
 class Markup(str):
@@ -100,7 +102,7 @@ def header(doc: dict, title: str) -> str:
 
 def verdict_cell(case: Case) -> Markup:
     v = case.verdict
-    cls = v if v in stats.VERDICTS else "unknown"
+    cls = re.sub(r"\W+", "-", v).strip("-") if v in VERDICTS else "unknown"
     notes = []
     if not case.profile_decides:
         notes.append(f"not decided ({case.profile})")
@@ -108,6 +110,8 @@ def verdict_cell(case: Case) -> Markup:
         notes.append("reported only")
     if case.expect == "null":
         notes.append("control: passes when inconclusive, with every run finished")
+    if case.known:
+        notes.append(f"recorded: {case.known['verdict']} ({case.known['evidence']})")
     note = "".join(f' <span class="note">{esc(n)}</span>' for n in notes)
     return Markup(f'<span class="verdict {cls}">{esc(v)}</span>{note}')
 
@@ -129,30 +133,38 @@ def summary(cases: list[Case]) -> str:
     for i, c in enumerate(cases):
         t = c.test
         rows.append([c.module, Markup(f'<a href="#case-{i}">{esc(case_name(c))}</a>'),
-                     verdict_cell(c), effect_text(c), num(t.p_greater), num(t.p_adj_greater),
+                     verdict_cell(c), effect_text(c), claimed_text(c), num(t.p_greater), num(t.p_adj_greater),
                      f"{num(t.p_perm)} (min {num(t.p_min)})",
                      " / ".join(str(n) for n in t.n), c.profile, c.dataset_used, c.outcome])
-    headers = ["hypothesis", "case", "verdict", "effect on the primary score [95% CI]", "p (Welch)",
-               "p (Holm)", "p (permutation)", "seeds per variant", "profile", "dataset used", "pytest"]
+    headers = ["hypothesis", "case", "verdict", "effect on the primary score [95% CI]", "claimed (source) → reading",
+               "p (Welch)", "p (Holm)", "p (permutation)", "seeds per variant", "profile", "dataset used", "pytest"]
     return f"<h2>Summary</h2>{table(headers, rows, 'summary')}"
+
+
+def claimed_text(case: Case) -> str:
+    c = case.claimed
+    if not c:
+        return "—"
+    size = f" by {num(c['size'], '+.4f')}" if c.get("size") is not None else " (no size given)"
+    return f"{c['direction']}{size} ({c['source']}) → {c['reading']}"
 
 
 def guide(doc: dict) -> str:
     alpha = doc["session"].get("alpha", "?")
-    scores = "".join(f"<dt>{esc(n)}{' (primary: decides)' if n == stats.PRIMARY else ''}</dt><dd>{esc(d)}</dd>"
-                     for n, d in stats.SCORES.items())
+    scores = "".join(f"<dt>{esc(n)}{' (the default primary score)' if n == stats.PRIMARY else ''}</dt>"
+                     f"<dd>{esc(d)}</dd>" for n, d in stats.SCORES.items())
+    verdicts = "".join(f"<dt>{esc(v)}</dt><dd>{esc(d)}</dd>" for v, d in VERDICTS.items())
     return (f"<h2>How to read it</h2><p>Each run is scored per seed on its per-epoch (clean accuracy, adversarial "
             f"accuracy) points; adversarial accuracy is the <code>{STRONGEST}</code> attack (per example, the "
             f"worst case over the attacks of that epoch).</p><dl>{scores}</dl>"
             f"<p>Test: Welch's one-sided t-test on the per-seed primary score (better &gt; worse) decides. A "
             f"one-sided permutation test over seed relabelings is shown beside it, with the smallest p its seed "
             f"count allows. Deciding cases (the claim's deciding eps) are Holm-adjusted across the claim's "
-            f"datasets; other eps are reported only. Verdict at alpha = {esc(alpha)}: supported when the "
-            f"Holm-adjusted p (better &gt; worse) ≤ alpha, contradicted when the Holm-adjusted p (better &lt; "
-            f"worse) ≤ alpha, otherwise inconclusive. A deciding case fails whatever its verdict when a run "
-            f"failed or the comparison could not be made (listed under problems), and a supported claim fails "
-            f"when a final-checkpoint masking check failed. A null control passes when inconclusive on "
-            f"complete evidence.</p>")
+            f"datasets; other eps are reported only. Verdicts at alpha = {esc(alpha)}:</p><dl>{verdicts}</dl>"
+            f"<p>A deciding case fails whatever its verdict when a run failed or the comparison could not be made "
+            f"(listed under problems), and a supported claim fails when a final-checkpoint masking check failed. "
+            f"A null control passes when inconclusive on complete evidence. A claim with a recorded verdict is an "
+            f"expected outcome (xfail) while that verdict holds, and fails when it changes.</p>")
 
 
 def case_runs(case: Case, runs: dict) -> dict[str, list[dict]]:
@@ -264,7 +276,8 @@ body{font:14px/1.45 system-ui,sans-serif;margin:1.5em auto;max-width:1400px;padd
 table{border-collapse:collapse;margin:.6em 0}th,td{border:1px solid #ccc;padding:3px 7px;text-align:left;
 vertical-align:top}th{background:#f2f2f2}td{font-variant-numeric:tabular-nums}
 .verdict{font-weight:bold;padding:1px 6px;border-radius:3px}.supported{background:#c8ecc8;color:#165a16}
-.contradicted{background:#f6c6c6;color:#8a1010}.inconclusive{background:#fbe3a8;color:#7a5400}
+.contradicted,.contradicted-unverified{background:#f6c6c6;color:#8a1010}.equivalent{background:#cfe3f7;color:#123}
+.inconclusive,.underpowered{background:#fbe3a8;color:#7a5400}.confounded{background:#e0c8f0;color:#40106a}
 .unknown{background:#ddd}.note{font-size:.85em;color:#555;font-style:italic}
 .partial{background:#b00020;color:#fff;font-weight:bold;font-size:1.3em;padding:.6em 1em;margin:.8em 0}
 .warn li,p.warn{color:#8a4b00}.case{border-top:2px solid #888;margin-top:2em}.statement{font-style:italic}

@@ -38,6 +38,8 @@ OPTIONS = {  # dest: (flag, environment variable, ini name, default, help)
 FLAGS = {  # dest: (flag, help): switches, off unless given
     "no_early_exit": ("--no-early-exit", "attack every example, not only those still robust (same numbers, slower)"),
     "deterministic": ("--deterministic", "deterministic GPU kernels (slower); recorded in the results"),
+    "allow_reduced": ("--allow-reduced", "let a protocol smaller than the claim's (fewer epochs, seeds, images or "
+                                         "datasets; data bound in place of the claim's) decide; it says so"),
     "collect_only_runs": ("--collect-only-runs", "train nothing: every verdict and the report from the cache "
                                                  "alone, naming each run it lacks"),
 }
@@ -60,6 +62,7 @@ class Settings:
     deterministic: bool
     executor: str
     collect_only: bool
+    allow_reduced: bool
 
 
 def add_options(parser) -> None:
@@ -142,7 +145,8 @@ def read(config) -> Settings:
         compile=setting(config, "compile"), alpha=alpha,
         early_exit=not config.getoption("advhyp_no_early_exit"),
         deterministic=config.getoption("advhyp_deterministic"), executor=setting(config, "executor"),
-        collect_only=config.getoption("advhyp_collect_only_runs"))
+        collect_only=config.getoption("advhyp_collect_only_runs"),
+        allow_reduced=config.getoption("advhyp_allow_reduced"))
 
 
 def as_record(s: Settings) -> dict:
@@ -152,4 +156,4 @@ def as_record(s: Settings) -> dict:
                   "overrides": s.overrides.as_dict(), "alpha": s.alpha,
                   "data_sources": [f"{n}={p}" for n, p in s.sources.bindings],
                   "deterministic": s.deterministic, "early_exit": s.early_exit, "executor": s.executor,
-                  "collect_only_runs": s.collect_only})
+                  "collect_only_runs": s.collect_only, "allow_reduced": s.allow_reduced})

@@ -12,7 +12,7 @@ gradient, so the suite also attacks through it with BPDA (`bpda`) and with its t
 which gradient masking fools), and decides on the strongest of the three per example: a gain that is
 only masking cannot pass.
 """
-from harness import ADAMW_VIT, ROUNDING_MODES, Claim, Variant
+from harness import ADAMW_VIT, ROUNDING_MODES, Claim, Claimed, Variant
 
 CLAIM = Claim(
     statement="ViT-tiny fed rounded 8-bit inputs (Round) has a better clean-vs-adversarial tradeoff "
@@ -20,7 +20,8 @@ CLAIM = Claim(
     better="Round", worse="Baseline",
     variants={"Baseline": Variant("vit_tiny", "baseline", ADAMW_VIT, input_size=224),
               "Round": Variant("vit_tiny", "round", ADAMW_VIT, input_size=224)},
-    datasets=("cifar10", "cifar100"), epochs=40, deciding_eps=1, modes=ROUNDING_MODES)
+    datasets=("cifar10", "cifar100"), epochs=40, factor="pipeline", deciding_eps=1, modes=ROUNDING_MODES,
+    claimed=Claimed("better", "research post, first experiment (Figure 1; no size given)"))
 
 
 def test_rounded_input_improves_vit_tradeoff(suite, dataset, eps):
