@@ -186,7 +186,7 @@ def test_nightly_script_runs_two_nights_and_the_second_compares_with_the_first(t
     for folder, doc in zip(folders, docs):
         text = (folder / "summary.md").read_text()
         assert "| test_pooling_type | cifar10, eps 8/255 |" in text and "Wall time:" in text
-        assert "pooling" in (folder / "pytest.log").read_text()
+        assert "advhyp: results in" in (folder / "pytest.log").read_text()  # pytest's console
         assert doc["partial"] is False and doc["session"]["profile"] == "smoke"
     assert (tmp_path / "step-summary.md").read_text() == (folders[1] / "summary.md").read_text()
     assert json.loads((home / "last" / "results.json").read_text()) == docs[1]  # the baseline moved on

@@ -22,7 +22,7 @@
 #   NIGHTLY_PYTHON          an interpreter already set up for the suite: skips tools/setup.sh
 #   GITHUB_STEP_SUMMARY     where GitHub Actions shows a summary: the Markdown is appended there too
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 
 home="${NIGHTLY_HOME:-$HOME/advhyp-nightly}"
 night="${NIGHTLY_REPORT:-$home/reports/$(date +%Y%m%d-%H%M%S)}"
@@ -62,7 +62,9 @@ status=${PIPESTATUS[0]}
 wall=$((SECONDS - start))
 
 # pytest writes its report into a new <timestamp>/ folder inside the night's folder.
-results=$(ls -1d "$night"/*/results.json 2>/dev/null | tail -n 1)
+found=("$night"/*/results.json)  # sorted by name: the newest last
+results=""
+[ -f "${found[-1]}" ] && results="${found[-1]}"
 if [ -n "$results" ]; then
   "$py" -m harness.summary "$results" --wall-seconds "$wall" > "$night/summary.md" \
     || echo "nightly: no summary for $results" >> "$night/summary.md"
