@@ -197,3 +197,19 @@ def test_nightly_script_runs_two_nights_and_the_second_compares_with_the_first(t
         assert "### Drift against" in (folders[1] / "summary.md").read_text()
     else:
         assert "no --baseline option" in nights[1].stderr
+
+
+def test_a_night_that_cannot_start_exits_with_pytests_status_and_keeps_the_baseline(tmp_path):
+    home = tmp_path / "home"
+    (home / "last").mkdir(parents=True)
+    (home / "last" / "results.json").write_text(json.dumps(_night()))
+    env = {**os.environ, "NIGHTLY_HOME": str(home), "NIGHTLY_PYTHON": sys.executable, "NIGHTLY_WORKERS": "0",
+           "ADVHYP_PROFILE": "smoke", "NIGHTLY_PYTEST_ARGS": "--alpha 2 -p no:cacheprovider"}
+    env.pop("GITHUB_STEP_SUMMARY", None)
+    proc = subprocess.run(["bash", "tools/nightly.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 4, proc.stdout[-3000:] + proc.stderr[-3000:]  # pytest's usage error
+    (night,) = (home / "reports").iterdir()
+    assert "--alpha" in (night / "pytest.log").read_text()  # pytest's message, in the night's console log
+    assert "pytest exited 4" in (night / "summary.md").read_text()
+    assert json.loads((home / "last" / "results.json").read_text()) == _night()
