@@ -133,6 +133,7 @@ class Worker:
         deadline = time.monotonic() + timeout
         while len(self.epochs) < n:
             if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.proc.kill()  # a worker given up on stops training
                 raise TimeoutError(f"worker saved {len(self.epochs)} of {n} checkpoints (exit {self.proc.poll()}):"
                                    f"\n{self.stderr_tail()}")
             time.sleep(0.02)
@@ -142,7 +143,13 @@ class Worker:
         self.wait(30)
 
     def wait(self, timeout: float = 300) -> int:
-        rc = self.proc.wait(timeout)
+        """The worker's exit status; after `timeout` seconds it is killed and TimeoutExpired raised."""
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()  # a worker given up on stops training (and holding its run's lock)
+            self.proc.wait()
+            raise
         for t in self._threads:
             t.join(timeout)
         return rc
