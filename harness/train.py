@@ -51,7 +51,7 @@ def channels_last(model: pipelines.Deployed, device: torch.device) -> bool:
 
 def make_optimizer(params, r: Recipe, device: torch.device, stacked: bool = False) -> torch.optim.Optimizer:
     """The recipe's optimizer over `params`. Weight decay on weight matrices and kernels only, not on biases
-    and norm scales; `stacked`: parameters carry a leading seed dimension (harness.bench_concurrency)."""
+    and norm scales; `stacked`: parameters carry a leading seed dimension (harness.bench.concurrency)."""
     params = list(params)
     matrix_ndim = 3 if stacked else 2
     decay = [p for p in params if p.ndim >= matrix_ndim]

@@ -14,6 +14,7 @@ from torch import nn
 
 from harness import data, plugin
 from harness.data import Sources
+from helpers import export_subset
 
 # One thread, as under `pytest -n 3` on two cores: float results (and so the trained test models) then do
 # not depend on how the tests are run.
@@ -62,8 +63,7 @@ def eps_units(real_dataset_name) -> float:
 def tiny_images(real_dataset, tmp_path_factory):
     """64 training and 32 test images of real_dataset as a PNG folder, for subprocesses that must start
     fast (`python -m harness.chaos work`, pytest runs of hypotheses/): bind with --data-source NAME=PATH."""
-    from harness import chaos
-    return chaos.export_subset(real_dataset, tmp_path_factory.mktemp("tiny-images"))
+    return export_subset(real_dataset, tmp_path_factory.mktemp("tiny-images"))
 
 
 @pytest.fixture(scope="session")

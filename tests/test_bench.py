@@ -1,20 +1,26 @@
-"""harness.bench: runs on the CPU at a tiny size and writes consistent numbers; the paper projection's
-arithmetic and workload; lockstep seeds train what separate runs train. Nothing here is about speed."""
+"""harness.bench, the benchmark tool: it runs on the CPU at a tiny size and writes consistent numbers; the
+paper projection's arithmetic and workload; lockstep seeds train what separate runs train; the core harness
+imports no tool. Nothing here is about speed."""
 from __future__ import annotations
 
+import ast
 import collections
 import dataclasses
 import importlib.util
 import json
+import runpy
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from harness import bench, runner, train
-from harness.bench import PAPER, SPECS, Size, Work, pgd_passes, project
-from harness.bench_concurrency import lockstep_trainer, run_config, synthetic
+from harness import runner, train
+from harness.bench import cli, measure
+from harness.bench.concurrency import lockstep_trainer, run_config, synthetic
+from harness.bench.measure import SPECS, Size
+from harness.bench.workload import PAPER, Work, pgd_passes, project
 from harness.config import PROFILES, SGD_RESNET, key
 from harness.data import Sources, augment
 
@@ -25,9 +31,9 @@ TINY = Size(batch=4, warmup=1, steps=2, pgd_images=4, pgd_steps=1, pgd_batch=4, 
 
 def test_bench_on_cpu_writes_positive_rates_and_their_ratios(tmp_path, monkeypatch, capsys):
     pytest.importorskip("torchattacks")
-    monkeypatch.setitem(bench.SIZES, "small", TINY)
+    monkeypatch.setitem(measure.SIZES, "small", TINY)
     out = tmp_path / "bench.json"
-    bench.main(["--device", "cpu", "--size", "small", "--models", "resnet18_32", "--compile", "off",
+    cli.main(["--device", "cpu", "--size", "small", "--models", "resnet18_32", "--compile", "off",
                 "--no-concurrency", "--out", str(out)])
     report = json.loads(out.read_text())
     m = report["models"]["resnet18_32"]
@@ -42,14 +48,40 @@ def test_bench_on_cpu_writes_positive_rates_and_their_ratios(tmp_path, monkeypat
     assert report["environment"]["device"] == "cpu" and report["date"] and report["data"].startswith("synthetic")
     assert not report["projection"]["complete"]  # no vit_224: H1 cannot be projected
     assert [p["model"] for p in report["projection"]["parts"]] == ["resnet18_32", "resnet18_32"]
-    assert report["targets"] == {}  # the targets are for GPUs
+    assert "targets" not in report  # targets are documentation: the bench reports measurements only
     printed = capsys.readouterr().out
     assert "resnet18_32  harness_eager" in printed and "resnet18_32  harness, new shapes" in printed
+    assert "target" not in printed.lower()
+
+
+def test_python_m_harness_bench_is_the_entry_point(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["python -m harness.bench", "--help"])
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_module("harness.bench", run_name="__main__")
+    assert exit_.value.code == 0 and "--concurrency" in capsys.readouterr().out
+
+
+def test_the_core_harness_imports_no_tool():
+    """The tools (harness.bench, harness.chaos) import the core; the core imports neither."""
+    tools = {"bench", "chaos"}
+    for path in sorted((ROOT / "harness").glob("*.py")):
+        if path.stem in tools:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] + [f"{node.module or ''}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            for name in names:
+                parts = name.removeprefix("harness").strip(".").split(".")
+                assert parts[0] not in tools, f"{path.name} imports {name}"
 
 
 def test_unknown_model_is_refused_by_name():
     with pytest.raises(ValueError, match="resnet50.*choose from resnet18_32"):
-        bench.main(["--device", "cpu", "--models", "resnet50"])
+        cli.main(["--device", "cpu", "--models", "resnet50"])
 
 
 def test_projection_arithmetic_on_constructed_rates():
