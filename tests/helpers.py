@@ -5,13 +5,15 @@ process; export_subset: a real dataset small enough that a subprocess decodes it
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness import runtime
 from harness.cache import RunCache
-from harness.config import AttackConfig, Claim, Profile, Recipe, Variant
+from harness.chaos.worker import small_profile, small_runs
+from harness.config import Claim, Profile, Recipe, Variant
 from harness.data import Dataset, Sources
-from harness.runner import Suite
+from harness.execute import LocalExecutor
 
 
 def small_claim(dataset: str, variants: dict | None = None) -> Claim:
@@ -22,15 +24,26 @@ def small_claim(dataset: str, variants: dict | None = None) -> Claim:
                  epochs=1, eps=(8.0,), deciding_eps=8.0)
 
 
+@dataclass
+class SmallSuite:
+    """Runs at chaos's smallest size through a LocalExecutor on the CPU, in fp32: `curves(claim, dataset)`."""
+    executor: LocalExecutor
+    profile: Profile
+
+    @property
+    def cache(self) -> RunCache:
+        return self.executor.cache
+
+    def curves(self, claim: Claim, dataset: str) -> dict[str, list[dict]]:
+        return small_runs(self.executor, claim, self.profile, dataset)
+
+
 def small_suite(cache: RunCache, sources: Sources, seeds: tuple[int, ...], epochs: int, session: str = "tests",
-                log=print) -> Suite:
-    """A runner.Suite on the CPU in fp32 at the smallest size that still trains and attacks for real: 64
-    training images in 2 steps of 32 per epoch, PGD (1 step, eps 8/255) on 32 test images after each epoch."""
-    profile = Profile(name="tests", seeds=seeds, epochs=epochs, train_subset=64,
-                      attack=AttackConfig(eps=(8.0,), steps=1, n_eval=32), max_input_size=None,
-                      decides=False, substitute_data=False)
-    device = runtime.pick_device("cpu")
-    return Suite(profile, sources, cache, device, runtime.resolve_precision("fp32", device), session=session, log=log)
+                log=print) -> SmallSuite:
+    """64 training images in 2 steps of 32 per epoch, PGD (1 step, eps 8/255) on 32 test images per epoch."""
+    executor = LocalExecutor(cache=cache, sources=sources, device=runtime.pick_device("cpu"), final_eval=None,
+                             session=session, log=log)
+    return SmallSuite(executor, small_profile(seeds, epochs))
 
 
 def export_subset(ds: Dataset, folder: Path, n_train: int = 64, n_test: int = 32) -> Path:

@@ -4,9 +4,7 @@ imports no tool. Nothing here is about speed."""
 from __future__ import annotations
 
 import ast
-import collections
 import dataclasses
-import importlib.util
 import json
 import runpy
 import sys
@@ -16,13 +14,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from harness import runner, train
+from harness import train
 from harness.bench import cli, measure
 from harness.bench.concurrency import lockstep_trainer, run_config, synthetic
-from harness.bench.measure import SPECS, Size
-from harness.bench.workload import PAPER, Work, pgd_passes, project
-from harness.config import PROFILES, SGD_RESNET, key
-from harness.data import Sources, augment
+from harness.bench.measure import Size
+from harness.bench.workload import Work, paper_workload, pgd_passes, project
+from harness.config import SGD_RESNET
+from harness.data import augment
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = Size(batch=4, warmup=1, steps=2, pgd_images=4, pgd_steps=1, pgd_batch=4, train_images=64, concurrency_steps=1,
@@ -102,31 +100,16 @@ def test_projection_arithmetic_on_constructed_rates():
     assert masked["parts"][0]["epoch_eval_s"] == pytest.approx(1_000 * 2 * 48 / 22 / 1_000)
 
 
-def _claim(module: str):
-    spec = importlib.util.spec_from_file_location(module, ROOT / "hypotheses" / f"{module}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.CLAIM
-
-
-def test_paper_workload_is_what_the_runner_trains_for_the_hypotheses():
-    """Distinct runs (by cache key) the runner expands the claims into under the paper profile, grouped by
-    cost: (model, input size, epochs, eps count, attack modes) -> runs."""
-    suite = runner.Suite(profile=PROFILES["paper"], sources=Sources(), cache=None, device=torch.device("cpu"),
-                         precision="bf16")
-    runs = {}
-    for module in ("test_quantized_input", "test_pooling_type", "test_control_seed_null"):
-        claim = _claim(module)
-        for dataset in claim.datasets:
-            for variant in claim.variants.values():
-                for cfg in suite.run_configs(claim, variant, dataset):
-                    runs[key(cfg, "data", "code")] = (cfg.variant.model, cfg.variant.input_size, cfg.epochs,
-                                                            len(cfg.attack.eps), len(cfg.attack.modes),
-                                                            cfg.attack.modes.count("exact"))
-    expected = collections.Counter()
-    for w in PAPER:
-        expected[(SPECS[w.model].model, SPECS[w.model].input_size, w.epochs, w.eps, w.modes, w.masked)] += w.runs
-    assert collections.Counter(runs.values()) == expected
+def test_paper_workload_is_derived_from_the_hypotheses_plans():
+    """ResNet18: H2's Max and Avg and the control's Seeds B, 3 seeds each (Seeds A is Max, shared through the
+    cache); every ViT-tiny/16 run without rounding attacks with as many restarts as Round has gradient modes."""
+    work = paper_workload()
+    resnet = [w for w in work if w.model == "resnet18_32"]
+    assert sum(w.runs for w in resnet) == 9 and {(w.epochs, w.eps, w.modes, w.masked) for w in resnet} == {(10, 4, 1, 0)}
+    vit = [w for w in work if w.model == "vit_224"]
+    assert vit and all(w.epochs == 40 and w.eps == 4 for w in vit)
+    assert {(w.modes - w.masked) for w in vit} == {2}  # off + bpda for rounding arms; 2 restarts for the others
+    assert {w.masked for w in vit} == {0, 1}  # exact rounding's masked attack: one step, rounding arms only
 
 
 def test_lockstep_seeds_compute_the_losses_of_separate_runs():

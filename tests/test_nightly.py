@@ -2,7 +2,6 @@
 and tools/nightly.sh runs two nights in a row at smoke size on the CPU."""
 from __future__ import annotations
 
-import copy
 import json
 import os
 import shutil

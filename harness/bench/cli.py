@@ -30,7 +30,7 @@ from ..config import ConfigError
 from ..data import Sources, load, parse_binding
 from .concurrency import concurrency, synthetic
 from .measure import COMPILE_GAINS, SIZES, SPECS, bench_model, matmul_peak
-from .workload import EVAL_IMAGES, EVAL_STEPS, PAPER, project
+from .workload import EVAL_IMAGES, EVAL_STEPS, paper_workload, project
 
 
 def table(report: dict) -> str:
@@ -123,7 +123,7 @@ def main(argv=None) -> dict:
         conc = concurrency(spec.model, spec.input_size, spec.recipe, ds, device, precision,
                            size.batch or spec.recipe.batch_size, size.warmup, size.concurrency_steps)
     speedup = {"resnet18_32": conc["speedup"]} if conc else {}
-    projection = project(PAPER, {n: m["train"]["harness"] for n, m in results.items()},
+    projection = project(paper_workload(), {n: m["train"]["harness"] for n, m in results.items()},
                          {n: m["pgd"]["harness"] for n, m in results.items()}, size.pgd_steps, speedup)
     report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "environment": runtime.environment(device), "precision": precision, "size": dataclasses.asdict(size),

@@ -1,15 +1,19 @@
 """The paper profile's workload, and its wall time projected from measured training and PGD rates.
 
-PAPER is a hand-kept table. Its numbers come from the hypotheses' CLAIMs under `config.PROFILES["paper"]`
-(3 seeds): runs = variants x datasets x seeds, epochs = the claim's epochs, eps = the claim's radii,
-modes = the attack modes a variant is evaluated in (three rounding modes for Round, of which `exact`
-is masked). tests/test_bench.py checks it against the runs the runner plans for those claims, so a
-changed claim fails that test until the table follows.
+`paper_workload()` derives it from the hypotheses' CLAIMs planned under `config.PROFILES["paper"]`:
+runs = distinct runs (variants x datasets x seeds, shared runs once), epochs = the claim's epochs, eps =
+the radii a run evaluates, modes = the PGD attacks per radius (restarts x gradient modes, plus the
+masked `exact` mode, which stops after one step).
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
+import importlib.util
 from dataclasses import dataclass
+from pathlib import Path
+
+HYPOTHESES = Path(__file__).resolve().parents[2] / "hypotheses"
 
 
 @dataclass(frozen=True)
@@ -26,13 +30,36 @@ class Work:
     masked: int = 0
 
 
-PAPER = (
-    Work("H1 Baseline, ViT-tiny/16 @224, 2 datasets", "vit_224", runs=6, epochs=40, eps=4, modes=1),
-    Work("H1 Round, ViT-tiny/16 @224, 2 datasets", "vit_224", runs=6, epochs=40, eps=4, modes=3, masked=1),
-    Work("H2 Max and Avg, ResNet18 @32", "resnet18_32", runs=6, epochs=10, eps=4, modes=1),
-    # Only the control's Seeds B arm: its Seeds A runs are H2's Max runs, shared through the cache.
-    Work("control Seeds B, ResNet18 @32", "resnet18_32", runs=3, epochs=10, eps=4, modes=1),
-)
+def paper_workload(folder: Path = HYPOTHESES) -> tuple[Work, ...]:
+    """The distinct runs the hypotheses in `folder` plan under the paper profile (a run two claims share
+    through the cache counts once), grouped by what they cost. Attack effort counts restarts: an arm
+    without rounding gets as many as its claim's rounding arms have gradient modes (harness.plan)."""
+    from .. import config, plan
+    from .measure import SPECS
+    spec_of = {(s.model, s.input_size or 32): name for name, s in SPECS.items()}
+    runs: dict[str, tuple] = {}
+    for path in sorted(Path(folder).glob("test_*.py")):
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        claim = getattr(module, "CLAIM", None)
+        if not isinstance(claim, config.Claim):
+            continue
+        p = plan.Plan(claim, config.PROFILES["paper"], tuple(claim.datasets), tuple(claim.eps))
+        for dataset in claim.datasets:
+            for cfgs in plan.run_configs(p, dataset, "bf16").values():
+                for cfg in cfgs:
+                    a, v = cfg.attack, cfg.variant
+                    full = a.restarts * max(1, len(plan.gradient_modes(a.modes)))
+                    cost = (spec_of.get((v.model, v.input_size or 32), v.model), cfg.epochs, len(a.eps), full,
+                            a.modes.count("exact"))
+                    runs[config.key(cfg, dataset, "")] = (path.stem, cost)
+    groups = collections.Counter(cost for _, cost in runs.values())
+    parts = {cost: sorted({m for m, c in runs.values() if c == cost}) for cost in groups}
+    return tuple(Work(", ".join(parts[c]), c[0], runs=n, epochs=c[1], eps=c[2], modes=c[3] + c[4], masked=c[4])
+                 for c, n in sorted(groups.items()))
+
+
 # CIFAR's training set; the paper profile's per-epoch evaluation (AttackConfig(steps=10, n_eval=1000)).
 TRAIN_IMAGES, EVAL_IMAGES, EVAL_STEPS = 50_000, 1_000, 10
 

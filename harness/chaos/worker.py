@@ -22,25 +22,35 @@ ROOT = Path(__file__).resolve().parents[2]  # the repository: workers run there,
 
 
 # ---- the worker ---------------------------------------------------------------------------------------
+def small_profile(seeds: tuple[int, ...], epochs: int):
+    """The smallest size that still trains and attacks for real: 64 training images (2 steps of 32 per
+    epoch), PGD (1 step, eps 8/255) on 32 test images after each epoch. The tests train at it too."""
+    from ..config import AttackConfig, Profile
+    return Profile(name="chaos", seeds=seeds, epochs=epochs, train_subset=64,
+                   attack=AttackConfig(eps=(8.0,), steps=1, n_eval=32), max_input_size=None,
+                   decides=False, substitute_data=False)
+
+
+def small_runs(executor, claim, profile, dataset: str) -> dict[str, list[dict]]:
+    """arm -> run dicts of `claim` on `dataset` at `profile`, in fp32, through `executor` (the cache)."""
+    from .. import plan
+    return executor.runs(plan.run_configs(plan.Plan(claim, profile, (dataset,), claim.eps), dataset, "fp32"))
+
+
 def run_small(cache: RunCache, sources, seeds: tuple[int, ...], epochs: int, device: str, session: str,
               log) -> list[dict]:
-    """The one place chaos uses the runner: ResNet18 (batches of 32) once per seed on the first dataset of
-    `sources`, at the smallest size that still trains and attacks for real: 64 training images (2 steps per
-    epoch), PGD (1 step, eps 8/255) on 32 test images after each epoch. Returns the runner's run dicts
-    (key, status, error, records)."""
+    """The one place chaos gets runs: ResNet18 (batches of 32) once per seed on the first dataset of
+    `sources`, at `small_profile`'s size, through a LocalExecutor on `cache`. Returns the run dicts."""
     from .. import runtime
-    from ..config import AttackConfig, Claim, Profile, Recipe, Variant
-    from ..runner import Suite
+    from ..config import Claim, Recipe, Variant
+    from ..execute import LocalExecutor
     dataset = sources.bindings[0][0]
-    profile = Profile(name="chaos", seeds=seeds, epochs=epochs, train_subset=64,
-                      attack=AttackConfig(eps=(8.0,), steps=1, n_eval=32), max_input_size=None,
-                      decides=False, substitute_data=False)
     claim = Claim(statement="chaos", better="resnet18", worse="resnet18", datasets=(dataset,), epochs=1,
                   variants={"resnet18": Variant("resnet18", "baseline", Recipe(batch_size=32))},
                   eps=(8.0,), deciding_eps=8.0)
-    dev = runtime.pick_device(device)
-    suite = Suite(profile, sources, cache, dev, runtime.resolve_precision("fp32", dev), session=session, log=log)
-    return [r for rs in suite.curves(claim, dataset).values() for r in rs]
+    executor = LocalExecutor(cache=cache, sources=sources, device=runtime.pick_device(device), final_eval=None,
+                             session=session, log=log)
+    return [r for rs in small_runs(executor, claim, small_profile(seeds, epochs), dataset).values() for r in rs]
 
 
 def work(args) -> int:
