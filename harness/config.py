@@ -149,6 +149,26 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
+def derive_seed(seed: int, purpose: str, *parts) -> int:
+    """Every random stream of a run, from its seed and what the stream is for ("init", "order" with the
+    epoch, "attack" with the epoch): a 63-bit seed, so streams of one run never coincide.
+
+    Training streams also take the arm's identity (`arm_identity`): two arms with the same seed are then
+    independent draws, as Welch's test across seeds assumes; without it, arms differing in one setting
+    started from the same weights and saw the same data order, correlating their scores seed by seed.
+    Evaluation streams (the test subset, attack starts) are shared by every arm: the same images and noise."""
+    blob = json.dumps([seed, purpose, *parts], sort_keys=True, default=str)
+    return int.from_bytes(hashlib.sha256(blob.encode()).digest()[:8], "big") >> 1
+
+
+def arm_identity(v: Variant) -> str:
+    """What makes an arm this arm: its model, pipeline, their keyword arguments and its recipe (not the
+    input-size cap or the seed offset a profile or claim applies). Identical variants share runs."""
+    d = dataclasses.asdict(v)
+    d.pop("seed_offset")
+    return json.dumps(d, sort_keys=True)
+
+
 def key(cfg: RunConfig, data_fingerprint: str, code_version: str) -> str:
     """Content address of a run: its config, the exact data and the code that computes the numbers."""
     blob = json.dumps({"cfg": cfg.to_dict(), "data": data_fingerprint, "code": code_version},

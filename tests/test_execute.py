@@ -125,3 +125,16 @@ def test_a_claim_without_final_checks_cannot_pass():
     assert case.verdict == "supported" and case.outcome == "failed"
     assert any("no final-checkpoint checks ran" in p for p in case.problems)
     assert case.masking_warnings == [] and case.transfer == []
+
+
+def test_arms_with_one_seed_are_independent_draws_and_one_arm_is_reproducible(real_dataset):
+    """Seeds are decorrelated per arm: Max and Avg with seed 0 start from different weights (a correlated
+    pair would make Welch's test across seeds wrong); the same variant and seed starts identically."""
+    from harness.config import RunConfig, arm_identity, derive_seed
+    a, b = (RunConfig(dataset="x", variant=v, seed=0, epochs=1, train_subset=None, attack=TINY.attack,
+                      precision="fp32") for v in (CLAIM.variants["A"], CLAIM.variants["B"]))
+    build = lambda cfg: train.build(cfg, real_dataset, torch.device("cpu"))[1].conv1.weight  # noqa: E731
+    assert not torch.equal(build(a), build(b))
+    assert torch.equal(build(a), build(dataclasses.replace(a)))
+    assert derive_seed(0, "order", arm_identity(a.variant), 1) != derive_seed(0, "order", arm_identity(b.variant), 1)
+    assert derive_seed(0, "order", arm_identity(a.variant), 1) != derive_seed(0, "order", arm_identity(a.variant), 2)
