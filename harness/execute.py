@@ -204,4 +204,4 @@ class CollectExecutor(LocalExecutor):
 def absent(k: str, cfg: RunConfig, ds: data.Dataset, status: str, error: str) -> dict:
     """A run that has no numbers: failed in training, or missing from the cache."""
     return results.plain({"key": k, "status": status, "label": cfg.label, "config": cfg.to_dict(),
-                          "dataset_used": ds.name, "error": error, "records": []})
+                          "dataset_used": ds.name, "data_fingerprint": ds.fingerprint, "error": error, "records": []})

@@ -114,7 +114,8 @@ def pytest_generate_tests(metafunc):
 def pytest_collection_modifyitems(items):
     """Tag hypothesis tests, so the controller reports their errors and ignores other tests'."""
     for item in items:
-        if isinstance(getattr(getattr(item, "module", None), "CLAIM", None), cfg.Claim):
+        claim = getattr(getattr(item, "module", None), "CLAIM", None)
+        if isinstance(claim, cfg.Claim) and "suite" in getattr(item, "fixturenames", ()):
             item.user_properties.append((HYPOTHESIS_TEST, True))
             item.add_marker("hypothesis")
 

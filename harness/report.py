@@ -5,6 +5,9 @@
 Every string taken from results.json is HTML-escaped on its way to the page: cells go through `cell`,
 and only markup built here is wrapped in `Markup`. A tiny inline script records, on load, how many
 figures decoded and any JavaScript error as attributes of <body> (the browser test reads them).
+
+A little over 300 lines, on purpose: the page's sections read top to bottom in the order they appear,
+and splitting them across modules would make a reader jump to follow one page.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from .case import Case
 from .attacks import eps_key
 from .config import STRONGEST
 from .verdict import VERDICTS
+from .assets import CHECK_JS, CSS
 
 
 class Markup(str):
@@ -295,35 +299,6 @@ def problems_section(doc: dict) -> str:
 def config_section(session: dict) -> str:
     rows = [list(r) for r in flat(session)]
     return f"<h2>Configuration and environment</h2>{table(['setting', 'value'], rows, 'kv')}"
-
-
-CSS = """
-body{font:14px/1.45 system-ui,sans-serif;margin:1.5em auto;max-width:1400px;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:.6em 0}th,td{border:1px solid #ccc;padding:3px 7px;text-align:left;
-vertical-align:top}th{background:#f2f2f2}td{font-variant-numeric:tabular-nums}
-.verdict{font-weight:bold;padding:1px 6px;border-radius:3px}.supported{background:#c8ecc8;color:#165a16}
-.contradicted,.contradicted-unverified{background:#f6c6c6;color:#8a1010}.equivalent{background:#cfe3f7;color:#123}
-.inconclusive,.underpowered{background:#fbe3a8;color:#7a5400}.confounded{background:#e0c8f0;color:#40106a}
-.unknown{background:#ddd}.note{font-size:.85em;color:#555;font-style:italic}
-.partial{background:#b00020;color:#fff;font-weight:bold;font-size:1.3em;padding:.6em 1em;margin:.8em 0}
-.warn li,p.warn{color:#8a4b00}.case{border-top:2px solid #888;margin-top:2em}.statement{font-style:italic}
-img{max-width:100%;display:block;margin:.5em 0}pre{white-space:pre-wrap;background:#f7f7f7;padding:.5em}
-.kv td:first-child{font-family:monospace}
-"""
-
-CHECK_JS = """
-window.advhypErrors = [];
-window.addEventListener('error', function (e) { window.advhypErrors.push(String(e.message)); });
-window.addEventListener('load', function () {
-  var imgs = Array.prototype.slice.call(document.images);
-  var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
-  var b = document.body;
-  b.setAttribute('data-images-total', imgs.length);
-  b.setAttribute('data-images-ok', ok);
-  b.setAttribute('data-js-errors', window.advhypErrors.join(' | '));
-  b.setAttribute('data-checked', 'yes');
-});
-"""
 
 
 def main(argv: list[str] | None = None) -> int:

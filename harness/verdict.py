@@ -94,7 +94,7 @@ def verdict_of(test: Evidence, alpha: float, expect: str, equivalence: dict | No
         return "contradicted (unverified)"
     if v == "inconclusive" and equivalence and equivalence.get("equivalent"):
         return "equivalent"
-    if v == "inconclusive" and expect != "null" and test.design.get("underpowered"):
+    if v == "inconclusive" and expect != "null" and test.problem is None and test.design.get("underpowered"):
         return "underpowered"  # a null control asks for no significance: its inconclusive stays one
     return v
 
