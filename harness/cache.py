@@ -26,7 +26,8 @@ import timm
 from . import store
 
 # The modules whose code computes the numbers: editing one invalidates every cached run.
-NUMERIC_MODULES = ("config.py", "data.py", "models.py", "pipelines.py", "attacks.py", "train.py", "runtime.py")
+NUMERIC_MODULES = ("config.py", "data.py", "models.py", "pipelines.py", "attacks.py", "budget.py", "train.py",
+                   "runtime.py")
 CHECKPOINT_FIELDS = ("key", "model", "optimizer", "scheduler", "records")
 
 
