@@ -95,7 +95,7 @@ def predict(model: nn.Module, x: torch.Tensor, precision: str, batch: int, check
 
 def random_start(x: torch.Tensor, eps: float, seed: int) -> torch.Tensor:
     """x + U(-eps, eps) noise drawn for every example from its own generator, so the subset attacked
-    does not change which noise an example gets. Projection onto [0, 1] happens in `craft`."""
+    does not change which noise an example gets. Projection onto [0, 1] happens in `attack` and `craft`."""
     gen = torch.Generator(device=x.device)
     gen.manual_seed(seed)
     return x + (torch.rand(x.shape, device=x.device, generator=gen) * 2 - 1) * eps
