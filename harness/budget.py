@@ -28,7 +28,8 @@ class Effort:
     def per_example(self, n: int) -> dict:
         """Averages over the n examples attacked (early exit makes them fall below the budget)."""
         per = (lambda v: v / n) if n else (lambda v: math.nan)
-        return {"attacks": per(self.attacks), "gradient_passes": per(self.gradient), "forward_passes": per(self.forward)}
+        return {"attacks": per(self.attacks), "gradient_passes": per(self.gradient),
+                "forward_passes": per(self.forward)}
 
 
 def gradient_modes(modes) -> tuple[str, ...]:

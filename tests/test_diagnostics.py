@@ -178,7 +178,7 @@ def test_apgd_dlr_finds_what_saturated_cross_entropy_misses(models, run_args):
     assert out["apgd_dlr"]["strongest"] < out["apgd_ce"]["strongest"] - CFG.tolerance
     assert out["apgd_dlr"]["strongest"] < out["pgd"]["strongest"] - CFG.tolerance
     check = out["checks"]["apgd_not_stronger"]
-    assert not check["ok"] and f"{out['apgd_dlr']['strongest']:.3f}" in check["detail"]
+    assert not check["ok"] and f"DLR {out['apgd_dlr']['strongest']:.3f}" in check["detail"]
     no_dlr = diagnostics.final_evaluation(saturated, x, y, modes=("pgd",), **{**run_args,
                                           "cfg": dataclasses.replace(CFG, apgd_dlr=False)})
     assert no_dlr["apgd_dlr"] is None and no_dlr["apgd_ce"] == out["apgd_ce"]
