@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from . import data, pipelines, stats
+from . import budget, data, pipelines, stats
 from .config import NO_ROUNDING, PROFILES, Claim, ConfigError, Profile, RunConfig, Variant, key
 
 
@@ -98,7 +98,7 @@ def _configs(p: Plan, v: Variant, dataset: str, precision: str) -> list[RunConfi
     if rounds:
         attack = dataclasses.replace(profile.attack, eps=eps, modes=p.claim.modes)
     else:  # equal effort: as many random restarts as the claim's rounding arms have gradient attacks
-        restarts = profile.attack.restarts * max(1, len(gradient_modes(p.claim.modes)))
+        restarts = profile.attack.restarts * len(budget.gradient_modes(p.claim.modes))
         attack = dataclasses.replace(profile.attack, eps=eps, modes=(NO_ROUNDING,), restarts=restarts)
     recipe = v.recipe
     if profile.max_batch_size and recipe.batch_size > profile.max_batch_size:
@@ -107,9 +107,3 @@ def _configs(p: Plan, v: Variant, dataset: str, precision: str) -> list[RunConfi
     return [RunConfig(dataset=dataset, variant=base, seed=s + v.seed_offset, epochs=p.epochs,
                       train_subset=profile.train_subset, attack=attack, precision=precision)
             for s in profile.seeds]
-
-
-def gradient_modes(modes: tuple[str, ...]) -> tuple[str, ...]:
-    """The attack modes that follow a gradient: `exact` rounding has none (it is the masking diagnostic,
-    one step), and `pgd` is a pipeline without rounding."""
-    return tuple(m for m in modes if m not in ("exact", NO_ROUNDING))

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from . import inference, stats
+from . import budget, inference, stats
 from .attacks import eps_key
 from .case import Case, Evidence
 from .config import NO_ROUNDING, STRONGEST, Claim
@@ -128,9 +128,7 @@ def _settings(run: dict) -> dict:
     is the unit of replication), with the attack effort in place of modes and restarts."""
     flat = dict(_flat(run.get("config") or {}))
     modes = flat.pop("attack.modes", [NO_ROUNDING])
-    restarts = flat.pop("attack.restarts", 1)
-    gradient = [m for m in modes if m != "exact"]  # exact has no gradient: one step, a masking diagnostic
-    flat["attack.gradient_attacks_per_example"] = restarts * len(gradient)
+    flat["attack.gradient_attacks_per_example"] = flat.pop("attack.restarts", 1) * len(budget.gradient_modes(modes))
     for k in ("seed", "variant.seed_offset"):
         flat.pop(k, None)
     if run.get("data_fingerprint"):

@@ -34,7 +34,7 @@ def paper_workload(folder: Path = HYPOTHESES) -> tuple[Work, ...]:
     """The distinct runs the hypotheses in `folder` plan under the paper profile (a run two claims share
     through the cache counts once), grouped by what they cost. Attack effort counts restarts: an arm
     without rounding gets as many as its claim's rounding arms have gradient modes (harness.plan)."""
-    from .. import config, plan
+    from .. import budget, config, plan
     from .measure import SPECS
     spec_of = {(s.model, s.input_size or 32): name for name, s in SPECS.items()}
     runs: dict[str, tuple] = {}
@@ -50,7 +50,7 @@ def paper_workload(folder: Path = HYPOTHESES) -> tuple[Work, ...]:
             for cfgs in plan.run_configs(p, dataset, "bf16").values():
                 for cfg in cfgs:
                     a, v = cfg.attack, cfg.variant
-                    full = a.restarts * max(1, len(plan.gradient_modes(a.modes)))
+                    full = a.restarts * len(budget.gradient_modes(a.modes))
                     cost = (spec_of.get((v.model, v.input_size or 32), v.model), cfg.epochs, len(a.eps), full,
                             a.modes.count("exact"))
                     runs[config.key(cfg, dataset, "")] = (path.stem, cost)
