@@ -19,7 +19,7 @@ import pytest
 from . import config as cfg
 from . import drift, plan, results, runtime, settings, store, verdict
 from .case import Case
-from .collector import HYPOTHESIS_TEST, PAYLOAD, SUBSTITUTED, Collector
+from .collector import HYPOTHESIS_TEST, PAYLOAD, SUBSTITUTED, Collector, stop
 
 SETTINGS = pytest.StashKey[settings.Settings]()
 REPORT = pytest.StashKey[Path]()
@@ -59,17 +59,20 @@ def pytest_configure(config):
 
 
 def _new_report_folder(root: Path) -> Path:
+    try:
+        store.check_writable(root, "--reports-dir")
+    except store.StoreError as e:
+        raise pytest.UsageError(str(e)) from None
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for i in range(1000):
         folder = root / (stamp if i == 0 else f"{stamp}-{i}")
         try:
             folder.mkdir(parents=True)
-            store.check_writable(folder, "--reports-dir")
             return folder
         except FileExistsError:
             continue
         except OSError as e:
-            raise pytest.UsageError(str(store.write_error(folder, e, "--reports-dir"))) from None
+            raise pytest.UsageError(str(store.write_error(folder, e, "--reports-dir", kept=False))) from None
     raise pytest.UsageError(f"too many report folders named {stamp}* in {root}")
 
 
@@ -148,8 +151,11 @@ def _logger(config):
         with capman.global_and_fixture_disabled():
             sys.stderr.write(text)
             sys.stderr.flush()
-        with open(log_path, "a") as f:
-            f.write(text)
+        try:
+            with open(log_path, "a") as f:
+                f.write(text)
+        except OSError:  # a full or read-only reports folder: the terminal has the line, and the controller
+            pass  # stops the session when results.json cannot be written, naming the folder
     return log
 
 
@@ -164,6 +170,7 @@ class SuiteFixture:
     def evaluate(self, claim: cfg.Claim, dataset: str, eps: float) -> Case:
         s, ex = self.config.stash[SETTINGS], executor(self.config)
         p = plan_of(self.config, claim)
+        setup_error = None
         try:
             precision = runtime.resolve_precision(s.precision, ex.device)
             family = {}
@@ -172,12 +179,11 @@ class SuiteFixture:
                 family[d] = ex.runs(configs)
                 if d == dataset:
                     checks = ex.final_checks(claim, configs, family[d])
-        except store.StoreError as e:  # disk full or read-only: every later test would fail the same way
-            self.request.session.shouldstop = str(e)
-            raise
-        except cfg.ConfigError as e:  # bad data or settings: one line, and the session stops
-            self.request.session.shouldstop = str(e)
-            pytest.fail(str(e), pytrace=False)
+        except (store.StoreError, cfg.ConfigError) as e:  # a full or read-only disk, bad data: every later
+            setup_error = str(e)  # test would fail the same way
+        if setup_error:  # one line, and the session stops (failed outside the except: no chained exception)
+            stop(self.config, self.request.session, "advhyp: stopped by the setup error above")
+            pytest.fail(setup_error, pytrace=False)
         case = verdict.judge(p, dataset, eps, family, checks, s.alpha, nodeid=self.request.node.nodeid,
                              module=self.request.module.__name__.split(".")[-1])
         warnings = list(ex.cache.warnings) + ex.data_notes + [f"{SUBSTITUTED} {n}" for n in p.notes]

@@ -76,7 +76,7 @@ def render(folder) -> Path:
     doc = results.load(folder)
     folder = folder if folder.is_dir() else folder.parent
     path = folder / "index.html"
-    store.atomic_write(path, page(doc, folder.name).encode())
+    store.atomic_write(path, page(doc, folder.name).encode(), "--reports-dir")
     return path
 
 

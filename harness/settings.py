@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import config as cfg
-from .data import Sources, check_name, parse_binding
+from .data import Sources, check_name, layout, parse_binding
 
 OPTIONS = {  # dest: (flag, environment variable, ini name, default, help)
     "profile": ("--profile", "ADVHYP_PROFILE", "advhyp_profile", "smoke",
@@ -97,7 +97,10 @@ def numbers(text: str, kind, flag: str) -> tuple | None:
     if text is None:
         return None
     items = [x.strip() for x in text.split(",")]
-    if not text.strip() or any(not x for x in items):
+    if not text.strip():
+        raise cfg.ConfigError(f"{flag} {text!r} is empty: give a comma-separated list, e.g. {flag} "
+                              f"{EXAMPLES[flag]}")
+    if any(not x for x in items):
         raise cfg.ConfigError(f"{flag} {text!r} has an empty item: give a comma-separated list, e.g. {flag} "
                               f"{EXAMPLES[flag]}")
     try:
@@ -129,6 +132,8 @@ def read(config) -> Settings:
     overrides = cfg.Overrides(seeds=seeds, epochs=epochs[0] if epochs else None, datasets=datasets, eps=eps)
     profile = overrides.apply(cfg.get_profile(setting(config, "profile")))
     bindings = tuple(parse_binding(b) for b in setting(config, "data_sources").split(";") if b.strip())
+    for name, path in bindings:  # file checks only: an unreadable binding stops the session here, once
+        layout(name, Path(path).expanduser())
     try:
         alpha = float(setting(config, "alpha"))
     except ValueError:
@@ -137,7 +142,8 @@ def read(config) -> Settings:
         raise cfg.ConfigError(f"--alpha {setting(config, 'alpha')!r} must be a number in (0, 0.5), e.g. 0.05")
     for dest, allowed in (("compile", ("auto", "on", "off")), ("executor", EXECUTORS)):
         if setting(config, dest) not in allowed:
-            raise cfg.ConfigError(f"{OPTIONS[dest][0]} {setting(config, dest)!r}: use {', '.join(allowed)}")
+            raise cfg.ConfigError(f"{OPTIONS[dest][0]} {setting(config, dest)!r}: use {', '.join(allowed[:-1])} "
+                                  f"or {allowed[-1]}")
     root = Path(config.rootpath)
     sources = Sources(bindings=bindings, data_dir=str(root / setting(config, "data_dir")))
     for name in datasets or ():
