@@ -11,14 +11,17 @@ run cache is the rendezvous of all of them (keys, locks and atomic publish make 
 from __future__ import annotations
 
 import hashlib
+import os
+import platform
 import time
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Protocol
 
 import torch
 
-from . import data, diagnostics, results, train
+from . import data, diagnostics, results, runtime, train
 from .cache import RunCache, code_version
 from .config import STRONGEST, Claim, ConfigError, FinalEvalConfig, RunConfig, key
 from .data import fixed_subset
@@ -191,9 +194,12 @@ class LocalExecutor:
 
 class CollectExecutor(LocalExecutor):
     """Trains nothing: runs come from the cache, and a run it lacks is "missing" (the case fails and names
-    it). Final-checkpoint checks are computed for the runs that are there."""
+    it), or "failed" with the error of the SLURM job that trained it (`failures`, --executor slurm).
+    Final-checkpoint checks are computed for the runs that are there."""
 
     def obtain(self, k: str, cfg: RunConfig, ds: data.Dataset) -> dict:
+        if k in self.failures:
+            return absent(k, cfg, ds, "failed", self.failures[k])
         hit = self.cache.lookup(k)
         if hit is not None:
             return hit
@@ -205,3 +211,52 @@ def absent(k: str, cfg: RunConfig, ds: data.Dataset, status: str, error: str) ->
     """A run that has no numbers: failed in training, or missing from the cache."""
     return results.plain({"key": k, "status": status, "label": cfg.label, "config": cfg.to_dict(),
                           "dataset_used": ds.name, "error": error, "records": []})
+
+
+@dataclass(frozen=True)
+class Job:
+    """One SLURM job of --executor slurm: a run to train into the shared cache (picklable, small)."""
+    config: RunConfig
+    key: str  # as the session planned it; the job refuses to train under another key
+    cache_dir: str
+    sources: data.Sources
+    session: str  # the report folder's name
+    progress: str  # file the job appends its log lines to (one per finished epoch), read by the controller
+    compile_mode: str = "off"
+    early_exit: bool = True
+    deterministic: bool = False
+    threads: int = 1  # torch threads: as the controller's, so that CPU numbers equal a local run's
+    gpus: int = 0  # 0: train on the CPU; else on the job's first GPU
+
+
+def perform(job: Job) -> None:
+    """The job function (harness.slurm runs it in each array task): trains job.config into the cache with a
+    LocalExecutor, on the job's GPU or its CPU, resuming from the run's checkpoint (a requeued job starts
+    here again). Takes the run's lock (a run another process trains is waited for, then read); writes
+    nothing but the run's cache entry and job.progress. Raises when the run fails, so SLURM says so."""
+    torch.set_num_threads(job.threads)
+    runtime.set_deterministic(job.deterministic)
+    if job.gpus and not torch.cuda.is_available():
+        raise RuntimeError(f"the job asked for {job.gpus} GPU(s), but CUDA sees none on {platform.node()}: "
+                           f"pick a GPU partition (--slurm-partition) or use --slurm-gpus 0")
+    device = torch.device("cuda" if job.gpus else "cpu")
+
+    def log(line: str) -> None:
+        with open(job.progress, "a") as f:
+            f.write(line + "\n")
+    ex = LocalExecutor(cache=RunCache(Path(job.cache_dir)), sources=job.sources, device=device, final_eval=None,
+                       compile_mode=job.compile_mode, early_exit=job.early_exit, session=job.session, log=log)
+    cfg = job.config
+    ds = ex.dataset({"run": [cfg]})
+    [k] = ex.keys({"run": [cfg]}, ds)
+    if k != job.key:
+        raise RuntimeError(f"{cfg.label}: its key is {k[:8]} here, {job.key[:8]} in the session that submitted "
+                           f"it: the code or the data changed since; run the session again")
+    env = os.environ  # the id scancel takes: ARRAYID_TASKID for an array task
+    slurm_id = (f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}" if "SLURM_ARRAY_JOB_ID" in env
+                else env.get("SLURM_JOB_ID", "none"))
+    log(f"{k[:8]} {cfg.label} starts on {platform.node()} {device} (SLURM job {slurm_id})")
+    while (result := ex.obtain(k, cfg, ds)) is None:
+        ex.cache.lock(k).release()  # another process trains it: wait for it, then read its result
+    if result["status"] != "done":
+        raise RuntimeError(result["error"])

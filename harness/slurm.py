@@ -1,4 +1,8 @@
-"""Runs a list of jobs on SLURM as one job array through submitit, and waits for all of them.
+"""--executor slurm: the session's runs as one SLURM job array through submitit, and the waiting for them.
+
+`train_runs` is the controller's part: it submits the runs the cache lacks (each array task runs
+`harness.execute.perform` on one `Job`), prints each finished epoch as the jobs write it, and returns the
+failures; the tests then read the finished runs from the cache. `SlurmExecutor` is the array itself.
 
 The controller plans; each array task calls the job function on one spec. A preempted or timed-out task
 is requeued with the same spec (submitit's checkpointing): the job function itself must resume its work
@@ -8,20 +12,28 @@ its error text and does not stop the others or the caller.
 """
 from __future__ import annotations
 
+import shlex
 import shutil
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
-from .config import ConfigError
+import torch
+
+from . import plan
+from .cache import RunCache
+from .config import ConfigError, RunConfig
+from .execute import Job, LocalExecutor, perform
+from .settings import Settings
 
 try:
     import submitit
 except ImportError:  # only --executor slurm imports this module
     raise ConfigError("--executor slurm needs submitit: pip install submitit") from None
 
+HERE = Path(__file__).resolve().parent.parent  # the jobs import this very harness (not another install)
 # submitit's default: SLURM warns a job this long before its time limit, so that it can requeue itself.
 SIGNAL_DELAY_S = 90
 
@@ -56,12 +68,13 @@ class SlurmExecutor:
     poll_s: seconds between checks of the jobs' result files and calls of progress().
     state_check_s: seconds between queries of the scheduler's job states (jobs that SLURM ends without a
         result file, e.g. cancelled, are noticed this way); keep it large on a busy cluster.
+    setup: shell lines each job runs before Python starts (e.g. an export).
     """
 
     def __init__(self, log_folder: str | Path, *, partition: str | None = None, gpus_per_job: int = 0,
                  timeout_min: int = 60, array_parallelism: int = 16, cpus_per_job: int | None = None,
                  mem_gb: float | None = None, max_timeouts: int = 3, poll_s: float = 5.0,
-                 state_check_s: float = 60.0):
+                 state_check_s: float = 60.0, setup: Sequence[str] = ()):
         for name, value, low in (("gpus_per_job", gpus_per_job, 0), ("timeout_min", timeout_min, 2),
                                  ("array_parallelism", array_parallelism, 1), ("max_timeouts", max_timeouts, 0)):
             if not isinstance(value, int) or value < low:
@@ -80,6 +93,8 @@ class SlurmExecutor:
         }
         if partition:
             self.parameters["partition"] = partition
+        if setup:
+            self.parameters["setup"] = list(setup)
         if gpus_per_job:
             self.parameters["gpus_per_node"] = gpus_per_job  # one task per job, so per node = per job
         if cpus_per_job is not None:
@@ -133,3 +148,80 @@ class SlurmExecutor:
             if pending:
                 time.sleep(self.poll_s)
         return errors
+
+
+def planned_runs(ex: LocalExecutor, cases: Iterable[tuple[plan.Plan, str, float]], precision: str) -> dict[str, RunConfig]:
+    """key -> config of every run the cases ((plan, dataset, eps) each) need: each case's Holm family on
+    every dataset, as the suite fixture asks for them."""
+    runs: dict[str, RunConfig] = {}
+    for p, dataset, eps in cases:
+        for d in p.family(dataset, eps):
+            configs = plan.run_configs(p, d, precision)
+            runs.update(ex.keys(configs, ex.dataset(configs)))
+    return runs
+
+
+def train_runs(runs: dict[str, RunConfig], cache: RunCache, s: Settings, session: str,
+               log: Callable[[str], None], poll_s: float = 5.0) -> dict[str, str]:
+    """Trains the runs the cache lacks as one job array and waits for it; returns key -> why, for each run
+    that failed (its error's first line, the job and its log folder). The jobs' logs and pickles live in
+    <cache>/slurm/<session>/, removed when every job succeeded."""
+    todo = {k: c for k, c in runs.items() if cache.lookup(k) is None}
+    if not todo:
+        log(f"SLURM: all {len(runs)} runs are in the cache; nothing to submit")
+        return {}
+    folder = s.cache_dir / "slurm" / session
+    folder.mkdir(parents=True, exist_ok=True)
+    o = s.slurm
+    jobs = [Job(config=c, key=k, cache_dir=str(s.cache_dir), sources=s.sources, session=session,
+                progress=str(folder / f"{k}.progress"), compile_mode=s.compile, early_exit=s.early_exit,
+                deterministic=s.deterministic, threads=o.cpus or torch.get_num_threads(), gpus=o.gpus)
+            for k, c in todo.items()]
+    array = SlurmExecutor(folder, partition=o.partition, gpus_per_job=o.gpus, timeout_min=o.time_min,
+                          array_parallelism=o.parallel, cpus_per_job=o.cpus, mem_gb=o.mem_gb, poll_s=poll_s,
+                          state_check_s=max(poll_s, 30.0), setup=[f"export PYTHONPATH={shlex.quote(str(HERE))}${{PYTHONPATH:+:$PYTHONPATH}}"])
+    log(f"SLURM: submitting {len(jobs)} runs as one job array ({len(runs) - len(jobs)} in the cache already); "
+        f"job logs in {folder}")
+    errors = array.run(perform, jobs, progress=_tail(folder, log))
+    failed = {}
+    for job, error in zip(jobs, errors):
+        if error is None and cache.lookup(job.key) is None:
+            error = "the job ended, but its run is not in the cache"
+        if error is not None:
+            failed[job.key] = _why(cache, job, error, folder)
+            log(f"{job.key[:8]} {job.config.label} FAILED: {failed[job.key]}")
+    log(f"SLURM: {len(jobs) - len(failed)} of {len(jobs)} runs trained" + (f", {len(failed)} failed" if failed else ""))
+    if not failed:
+        shutil.rmtree(folder, ignore_errors=True)
+    return failed
+
+
+def _tail(folder: Path, log: Callable[[str], None]) -> Callable[[], None]:
+    """progress(): logs the lines the jobs appended to their progress files since the last call."""
+    offsets: dict[Path, int] = {}
+
+    def progress() -> None:
+        for path in sorted(folder.glob("*.progress")):
+            with open(path, "rb") as f:
+                f.seek(offsets.get(path, 0))
+                text = f.read()
+            whole = text[:text.rfind(b"\n") + 1]  # a line still being written waits for the next call
+            offsets[path] = offsets.get(path, 0) + len(whole)
+            for line in whole.decode(errors="replace").splitlines():
+                log(line)
+    return progress
+
+
+def _why(cache: RunCache, job: Job, error: str, folder: Path) -> str:
+    """One line: the run's own error where training failed, else the job's exception (the last traceback's
+    last line) or SLURM's word (cancelled, out of requeues, ...)."""
+    job_id, _, text = error.partition(": ") if error.startswith("SLURM job") else ("SLURM job", "", error)
+    failure = cache.failure(job.key)
+    if failure and failure.get("session") == job.session:
+        first = failure["error"].splitlines()[0]
+    elif "Traceback (most recent call last):" in text:
+        after = text.rsplit("Traceback (most recent call last):", 1)[1].splitlines()
+        first = next((x for x in after if x.strip() and not x[0].isspace()), text.splitlines()[0])
+    else:
+        first = text.strip().splitlines()[0] if text.strip() else "no error text"
+    return f"{first} ({job_id}; logs in {folder})"
