@@ -35,6 +35,8 @@ class Evidence:
     p_adj_greater: float = math.nan
     p_adj_less: float = math.nan
     holm_family: list[str] = field(default_factory=list)  # the cases whose p's were adjusted together
+    method: str = "welch"  # the test that decides: welch (independent arms), paired, trend
+    design: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -71,8 +73,18 @@ class Case:
     problems: list[str]  # why the comparison cannot decide (too few seeds, identical scores, no checks)
     notes: list[str]  # what the plan changed from the claim (a substituted dataset)
     # what it means
-    verdict: str  # supported, contradicted or inconclusive
-    outcome: str  # the test's outcome: passed, failed or skipped
+    verdict: str  # one of harness.verdict.VERDICTS
+    outcome: str  # the test's outcome: passed, failed, skipped or xfailed
+    # beside the verdict
+    kind: str = "pair"  # "pair": better vs worse; "trend": a score along ordered levels (a dose)
+    trend: dict = field(default_factory=dict)  # kind "trend": levels, per-level means, slope, its CI and p's
+    design: dict = field(default_factory=dict)  # what the seed counts can reach (harness.inference.design)
+    equivalence: dict | None = None  # TOST within the claim's margin, where the claim states one
+    parity: list[str] = field(default_factory=list)  # settings the arms differ in besides the declared factor
+    intended: dict[str, str] = field(default_factory=dict)  # differences the claim declares, with the reason
+    claimed: dict | None = None  # what the source claimed: direction, size, source
+    known: dict | None = None  # the verdict recorded for this claim, with its evidence
+    along_eps: list[dict] = field(default_factory=list)  # effect and 95% CI at every eps the runs evaluated
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

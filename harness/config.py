@@ -58,6 +58,23 @@ class Variant:
 
 
 @dataclass(frozen=True)
+class Claimed:
+    """What the source claimed, as the report sets it beside what was measured."""
+    direction: str  # "better" (the claim's better arm wins), "equivalent", or "increasing"/"decreasing"
+    source: str  # where: "research post, Figure 1"
+    size: float | None = None  # the effect on the claim's score the source reports or implies; None if none
+
+
+@dataclass(frozen=True)
+class Known:
+    """The verdict a claim is known to have, and the evidence: a case with this verdict is an expected
+    outcome (an xfail for a contradiction); a different verdict fails, naming both."""
+    verdict: str
+    evidence: str  # date, card, profile, data: "2026-11-26, H100, paper profile, cifar10-jpeg75"
+    profile: str = "paper"  # the profile the record holds for; other profiles judge as usual
+
+
+@dataclass(frozen=True)
 class Claim:
     """What a hypothesis module asserts, at the scale of the published protocol."""
     statement: str  # one sentence, as the report shows it
@@ -71,6 +88,11 @@ class Claim:
     modes: tuple[str, ...] = (NO_ROUNDING,)  # rounding modes to attack with (rounding pipelines only)
     expect: str = "better"  # "better"; or "null" for a control that must come out not significant
     score: str = "dominated_area"  # the per-seed score that decides (harness.stats.SCORES)
+    factor: str | None = None  # the setting the arms differ in, e.g. "pipeline" or "model_kwargs.pooling"
+    intended: dict = field(default_factory=dict)  # other settings the arms differ in on purpose -> why
+    equivalent_within: float | None = None  # a margin in the score's units: equivalence is tested (TOST)
+    claimed: Claimed | None = None
+    known: Known | None = None
 
     def __post_init__(self):
         for name in (self.better, self.worse):
