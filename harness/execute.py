@@ -138,25 +138,11 @@ class LocalExecutor:
         ds = self.dataset(configs)
         eps = claim.deciding_eps
         cfg_of = {r["key"]: c for name in runs for r, c in zip(runs[name], configs[name])}
-        # Recomputed when the settings, the eps, the attack and diagnostics code or torchattacks' version change.
-        attack_code = code_version(modules=("attacks.py", "diagnostics.py"))
-        tag = hashlib.sha256(repr((fe, eps, attack_code, diagnostics.library_version())).encode()).hexdigest()[:12]
+        tag = self.final_tag(eps)
         warnings, transfers = [], []
         finished = [r for rs in runs.values() for r in rs if r["status"] == "done"]
         for i, r in enumerate(finished, 1):
-            cfg = cfg_of[r["key"]]
-
-            def final(cfg=cfg, k=r["key"]):
-                start = time.perf_counter()
-                model, (x, y) = self.final_model(k, cfg, ds), self.eval_set(cfg, ds)
-                value = results.plain(diagnostics.final_evaluation(
-                    model, x, y, eps, cfg.attack.modes, fe, cfg.attack.steps, cfg.attack.step_ratio,
-                    cfg.precision, seed=cfg.attack.eval_seed))
-                self.log(f"{k[:8]} {cfg.label} final-checkpoint checks {i}/{len(finished)}: "
-                         f"{sum(c['ok'] for c in value['checks'].values())}/{len(value['checks'])} ok  "
-                         f"{time.perf_counter() - start:.1f}s")
-                return value
-            r["final"] = self.cache.derived(r["key"], f"final-{tag}", final)
+            r["final"] = self.final_evaluation(r["key"], cfg_of[r["key"]], ds, eps, f"{i}/{len(finished)}")
             warnings += [f"{r['label']}: {name}: {c['detail']}" for name, c in r["final"]["checks"].items()
                          if not c["ok"]]
         pairs = zip(runs[claim.worse], runs[claim.better]) if claim.expect == "better" else ()
@@ -177,6 +163,27 @@ class LocalExecutor:
             if not check["ok"]:
                 warnings.append(f"{tgt['label']}: transfer from {src['label']}: {check['detail']}")
         return {"transfer": transfers, "masking_warnings": warnings}
+
+    def final_tag(self, eps: float) -> str:
+        """Names the final-checkpoint results of `eps` in the cache: recomputed when the settings, the eps,
+        the attack and diagnostics code or torchattacks' version change."""
+        attack_code = code_version(modules=("attacks.py", "diagnostics.py"))
+        return hashlib.sha256(repr((self.final_eval, eps, attack_code, diagnostics.library_version())).encode()
+                              ).hexdigest()[:12]
+
+    def final_evaluation(self, k: str, cfg: RunConfig, ds: data.Dataset, eps: float, which: str = "") -> dict:
+        """Finished run k's final-checkpoint evaluation at eps: computed once, kept in the cache beside it."""
+        def final():
+            start = time.perf_counter()
+            model, (x, y) = self.final_model(k, cfg, ds), self.eval_set(cfg, ds)
+            value = results.plain(diagnostics.final_evaluation(
+                model, x, y, eps, cfg.attack.modes, self.final_eval, cfg.attack.steps, cfg.attack.step_ratio,
+                cfg.precision, seed=cfg.attack.eval_seed))
+            self.log(f"{k[:8]} {cfg.label} final-checkpoint checks {which}: "
+                     f"{sum(c['ok'] for c in value['checks'].values())}/{len(value['checks'])} ok  "
+                     f"{time.perf_counter() - start:.1f}s")
+            return value
+        return self.cache.derived(k, f"final-{self.final_tag(eps)}", final)
 
     def final_model(self, k: str, cfg: RunConfig, ds: data.Dataset) -> torch.nn.Module:
         model = train.build(cfg, ds, self.device)
@@ -227,13 +234,17 @@ class Job:
     deterministic: bool = False
     threads: int = 1  # torch threads: as the controller's, so that CPU numbers equal a local run's
     gpus: int = 0  # 0: train on the CPU; else on the job's first GPU
+    final_eval: FinalEvalConfig | None = None  # the profile's final-checkpoint evaluation ...
+    final_eps: tuple[float, ...] = ()  # ... at these eps (the deciding eps of the claims that check the run)
 
 
 def perform(job: Job) -> None:
     """The job function (harness.slurm runs it in each array task): trains job.config into the cache with a
     LocalExecutor, on the job's GPU or its CPU, resuming from the run's checkpoint (a requeued job starts
-    here again). Takes the run's lock (a run another process trains is waited for, then read); writes
-    nothing but the run's cache entry and job.progress. Raises when the run fails, so SLURM says so."""
+    here again), then evaluates its final checkpoint at job.final_eps (the costly part of the final checks;
+    the tests then read it from the cache). Takes the run's lock (a run another process trains is waited
+    for, then read); writes nothing but the run's cache entry and job.progress. Raises when the run or its
+    evaluation fails, so that SLURM says so."""
     torch.set_num_threads(job.threads)
     runtime.set_deterministic(job.deterministic)
     if job.gpus and not torch.cuda.is_available():
@@ -244,8 +255,9 @@ def perform(job: Job) -> None:
     def log(line: str) -> None:
         with open(job.progress, "a") as f:
             f.write(line + "\n")
-    ex = LocalExecutor(cache=RunCache(Path(job.cache_dir)), sources=job.sources, device=device, final_eval=None,
-                       compile_mode=job.compile_mode, early_exit=job.early_exit, session=job.session, log=log)
+    ex = LocalExecutor(cache=RunCache(Path(job.cache_dir)), sources=job.sources, device=device,
+                       final_eval=job.final_eval, compile_mode=job.compile_mode, early_exit=job.early_exit,
+                       session=job.session, log=log)
     cfg = job.config
     ds = ex.dataset({"run": [cfg]})
     [k] = ex.keys({"run": [cfg]}, ds)
@@ -260,3 +272,5 @@ def perform(job: Job) -> None:
         ex.cache.lock(k).release()  # another process trains it: wait for it, then read its result
     if result["status"] != "done":
         raise RuntimeError(result["error"])
+    for eps in job.final_eps if job.final_eval else ():
+        ex.final_evaluation(k, cfg, ds, eps, f"at eps {eps:g}")

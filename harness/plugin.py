@@ -154,7 +154,7 @@ def pytest_runtestloop(session):
     try:
         from . import slurm
         runs = slurm.planned_runs(ex, cases, s.precision)
-        ex.failures.update(slurm.train_runs(runs, ex.cache, s, config.stash[REPORT].name, ex.log))
+        ex.failures.update(slurm.train_runs(runs, ex, s, ex.log))
     except cfg.ConfigError as e:  # no sbatch, no submitit, bad data: one line, nothing runs
         pytest.exit(f"advhyp: {e}", returncode=pytest.ExitCode.USAGE_ERROR)
     return None

@@ -1,8 +1,9 @@
 """--executor slurm: the session's runs as one SLURM job array through submitit, and the waiting for them.
 
-`train_runs` is the controller's part: it submits the runs the cache lacks (each array task runs
-`harness.execute.perform` on one `Job`), prints each finished epoch as the jobs write it, and returns the
-failures; the tests then read the finished runs from the cache. `SlurmExecutor` is the array itself.
+`train_runs` is the controller's part: it submits the runs the cache lacks, or whose final-checkpoint
+evaluation it lacks (each array task runs `harness.execute.perform` on one `Job`), prints each finished
+epoch as the jobs write it, and returns the failures; the tests then read the finished runs (and their
+final evaluations) from the cache. `SlurmExecutor` is the array itself.
 
 The controller plans; each array task calls the job function on one spec. A preempted or timed-out task
 is requeued with the same spec (submitit's checkpointing): the job function itself must resume its work
@@ -150,24 +151,34 @@ class SlurmExecutor:
         return errors
 
 
-def planned_runs(ex: LocalExecutor, cases: Iterable[tuple[plan.Plan, str, float]], precision: str) -> dict[str, RunConfig]:
-    """key -> config of every run the cases ((plan, dataset, eps) each) need: each case's Holm family on
-    every dataset, as the suite fixture asks for them."""
-    runs: dict[str, RunConfig] = {}
+def planned_runs(ex: LocalExecutor, cases: Iterable[tuple[plan.Plan, str, float]],
+                 precision: str) -> dict[str, tuple[RunConfig, tuple[float, ...]]]:
+    """key -> (config, the eps of its final-checkpoint evaluation) of every run the cases ((plan, dataset,
+    eps) each) need, as the suite fixture asks for them: each case's Holm family on every dataset, and the
+    final checks of the case's own dataset's runs at the claim's deciding eps."""
+    runs: dict[str, tuple[RunConfig, tuple[float, ...]]] = {}
     for p, dataset, eps in cases:
         for d in p.family(dataset, eps):
             configs = plan.run_configs(p, d, precision)
-            runs.update(ex.keys(configs, ex.dataset(configs)))
+            checked = {p.claim.deciding_eps} if d == dataset else set()
+            for k, c in ex.keys(configs, ex.dataset(configs)).items():
+                before = runs[k][1] if k in runs else ()
+                runs[k] = (c, tuple(sorted(set(before) | checked)))
     return runs
 
 
-def train_runs(runs: dict[str, RunConfig], cache: RunCache, s: Settings, session: str,
+def train_runs(runs: dict[str, tuple[RunConfig, tuple[float, ...]]], ex: LocalExecutor, s: Settings,
                log: Callable[[str], None], poll_s: float = 5.0) -> dict[str, str]:
-    """Trains the runs the cache lacks as one job array and waits for it; returns key -> why, for each run
-    that failed (its error's first line, the job and its log folder). The jobs' logs and pickles live in
-    <cache>/slurm/<session>/, removed when every job succeeded."""
-    todo = {k: c for k, c in runs.items() if cache.lookup(k) is None}
-    if not todo:
+    """Trains the runs the cache lacks, and evaluates the final checkpoints it lacks, as one job array, and
+    waits for it; returns key -> why, for each run that failed (its error's first line, the job and its log
+    folder). The jobs' logs and pickles live in <cache>/slurm/<session>/, removed when every job succeeded."""
+    cache, session = ex.cache, ex.session
+
+    def todo(k: str, final_eps) -> bool:
+        return cache.lookup(k) is None or (ex.final_eval is not None and not all(
+            (cache.dir(k) / f"final-{ex.final_tag(e)}.json").exists() for e in final_eps))
+    work = {k: r for k, r in runs.items() if todo(k, r[1])}
+    if not work:
         log(f"SLURM: all {len(runs)} runs are in the cache; nothing to submit")
         return {}
     folder = s.cache_dir / "slurm" / session
@@ -175,23 +186,32 @@ def train_runs(runs: dict[str, RunConfig], cache: RunCache, s: Settings, session
     o = s.slurm
     jobs = [Job(config=c, key=k, cache_dir=str(s.cache_dir), sources=s.sources, session=session,
                 progress=str(folder / f"{k}.progress"), compile_mode=s.compile, early_exit=s.early_exit,
-                deterministic=s.deterministic, threads=o.cpus or torch.get_num_threads(), gpus=o.gpus)
-            for k, c in todo.items()]
+                deterministic=s.deterministic, threads=o.cpus or torch.get_num_threads(), gpus=o.gpus,
+                final_eval=ex.final_eval, final_eps=final_eps)
+            for k, (c, final_eps) in work.items()]
     array = SlurmExecutor(folder, partition=o.partition, gpus_per_job=o.gpus, timeout_min=o.time_min,
                           array_parallelism=o.parallel, cpus_per_job=o.cpus, mem_gb=o.mem_gb, poll_s=poll_s,
-                          state_check_s=max(poll_s, 30.0), setup=[f"export PYTHONPATH={shlex.quote(str(HERE))}${{PYTHONPATH:+:$PYTHONPATH}}"])
-    log(f"SLURM: submitting {len(jobs)} runs as one job array ({len(runs) - len(jobs)} in the cache already); "
-        f"job logs in {folder}")
+                          state_check_s=max(poll_s, 30.0),
+                          setup=[f"export PYTHONPATH={shlex.quote(str(HERE))}${{PYTHONPATH:+:$PYTHONPATH}}"])
+    log(f"SLURM: submitting {len(jobs)} of the session's {len(runs)} runs as one job array (the others are in "
+        f"the cache); job logs in {folder}")
     errors = array.run(perform, jobs, progress=_tail(folder, log))
-    failed = {}
+    failed, kept = {}, False
     for job, error in zip(jobs, errors):
-        if error is None and cache.lookup(job.key) is None:
+        trained = cache.lookup(job.key) is not None
+        if error is None and not trained:
             error = "the job ended, but its run is not in the cache"
-        if error is not None:
-            failed[job.key] = _why(cache, job, error, folder)
-            log(f"{job.key[:8]} {job.config.label} FAILED: {failed[job.key]}")
-    log(f"SLURM: {len(jobs) - len(failed)} of {len(jobs)} runs trained" + (f", {len(failed)} failed" if failed else ""))
-    if not failed:
+        if error is None:
+            continue
+        kept = True
+        why = _why(cache, job, error, folder)
+        if trained:  # its final-checkpoint evaluation failed: the tests compute it, and say why if it fails
+            log(f"{job.key[:8]} {job.config.label}: its final-checkpoint checks failed in the job: {why}")
+        else:
+            failed[job.key] = why
+            log(f"{job.key[:8]} {job.config.label} FAILED: {why}")
+    log(f"SLURM: {len(jobs) - len(failed)} of {len(jobs)} runs done" + (f", {len(failed)} failed" if failed else ""))
+    if not kept:
         shutil.rmtree(folder, ignore_errors=True)
     return failed
 
@@ -213,8 +233,8 @@ def _tail(folder: Path, log: Callable[[str], None]) -> Callable[[], None]:
 
 
 def _why(cache: RunCache, job: Job, error: str, folder: Path) -> str:
-    """One line: the run's own error where training failed, else the job's exception (the last traceback's
-    last line) or SLURM's word (cancelled, out of requeues, ...)."""
+    """One line: the run's own error where training failed, else the job's exception (as the last traceback
+    names it) or SLURM's word (cancelled, out of requeues, ...)."""
     job_id, _, text = error.partition(": ") if error.startswith("SLURM job") else ("SLURM job", "", error)
     failure = cache.failure(job.key)
     if failure and failure.get("session") == job.session:

@@ -1,7 +1,7 @@
 """--executor slurm end to end against a real single-node SLURM (the slurm_cluster fixture), and collect mode
-from the command line. The sessions are the smoke profile on tiny_images without its final-checkpoint
-checks (a test plugin drops them: on two loaded cores they take minutes per run, and they are computed
-by the tests' process in every mode alike). The SLURM tests skip, with the reason, where no cluster starts.
+from the command line. The sessions are the smoke profile on tiny_images with tiny final-checkpoint checks
+(a test plugin shrinks them: the smoke profile's take minutes per run on two loaded cores). The SLURM
+tests skip, with the reason, where no cluster starts.
 """
 from __future__ import annotations
 
@@ -24,8 +24,12 @@ from harness.execute import Job, LocalExecutor, perform
 
 ROOT = Path(__file__).resolve().parent.parent
 SESSION = ["hypotheses/test_pooling_type.py", "--seeds", "0,1", "--epochs", "1", "--eps", "1"]
-NO_FINAL_CHECKS = ("import dataclasses\nfrom harness import config\n"
-                   "config.PROFILES['smoke'] = dataclasses.replace(config.PROFILES['smoke'], final_eval=None)\n")
+TINY_FINAL_CHECKS = """
+import dataclasses
+from harness import config
+config.PROFILES["smoke"] = dataclasses.replace(config.PROFILES["smoke"], final_eval=config.FinalEvalConfig(
+    n_eval=8, apgd_steps=2, apgd_targeted=False, square_queries=5, steps_curve=(1, 2), eps_curve=(1, 255)))
+"""
 DIVERGING_CLAIM = '''
 from harness import SGD_RESNET, Claim, Recipe, Variant
 
@@ -44,7 +48,7 @@ TIMING = ("seconds", "train_seconds")
 @pytest.fixture(scope="module")
 def test_plugins(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("plugins")
-    (folder / "advhyp_no_final_checks.py").write_text(NO_FINAL_CHECKS)
+    (folder / "advhyp_tiny_final_checks.py").write_text(TINY_FINAL_CHECKS)
     return folder
 
 
@@ -52,15 +56,19 @@ def session(folder: Path, tiny_images, test_plugins, *args, cache: Path | None =
     """A pytest session in a subprocess (cwd: the repository); returns (process, results.json, report folder)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(test_plugins), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           "-p", "advhyp_no_final_checks", f"--data-source=cifar10={tiny_images}",
+                           "-p", "advhyp_tiny_final_checks", f"--data-source=cifar10={tiny_images}",
                            "--cache-dir", str(cache or folder / "cache"), "--reports-dir", str(folder / "reports"),
                            *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
     [report] = sorted((folder / "reports").iterdir())
     return proc, json.loads((report / "results.json").read_text()), report
 
 
+def untimed(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k not in TIMING}
+
+
 def numbers(records: list[dict]) -> list[dict]:
-    return [{k: v for k, v in r.items() if k not in TIMING} for r in records]
+    return [untimed(r) for r in records]
 
 
 def verdicts(doc: dict) -> list:
@@ -151,12 +159,17 @@ def test_a_slurm_session_gives_the_local_numbers(local_session, slurm_session):
     for key, run in doc["runs"].items():
         assert run["status"] == "done" and run["trained_with"]["session"] == report.name
         assert numbers(run["records"]) == numbers(local_doc["runs"][key]["records"])
+        assert untimed(run["final"]) == untimed(local_doc["runs"][key]["final"])  # the final-checkpoint evaluation
     assert verdicts(doc) == verdicts(local_doc)
+    assert [c["transfer"] for c in doc["cases"]] == [c["transfer"] for c in local_doc["cases"]]
     progress = (report / "progress.log").read_text()
-    assert "SLURM: submitting 4 runs as one job array (0 in the cache already)" in progress
-    lines = progress.splitlines()  # one line per finished epoch, as the jobs wrote them
-    assert all(sum(key[:8] in line and "epoch 1/1" in line for line in lines) == 1 for key in doc["runs"])
-    assert "SLURM: 4 of 4 runs trained" in progress
+    assert "SLURM: submitting 4 of the session's 4 runs as one job array" in progress
+    lines = progress.splitlines()  # one line per finished epoch, and the final evaluation, as the jobs wrote them
+    for key in doc["runs"]:
+        assert sum(key[:8] in line and "epoch 1/1" in line for line in lines) == 1
+        assert sum(key[:8] in line and "final-checkpoint checks at eps 1:" in line for line in lines) == 1
+    assert "final-checkpoint checks 1/" not in progress  # the tests' process evaluated none itself
+    assert "SLURM: 4 of 4 runs done" in progress
     assert not (cache / "slurm" / report.name).exists()  # every job succeeded: its logs are gone
 
 
@@ -173,7 +186,7 @@ def test_a_failing_job_is_reported_not_cached_and_the_session_completes(slurm_se
     [case] = doc["cases"]
     assert case["outcome"] == "failed" and len(case["failed_runs"]) == 2
     assert all("failed: TrainingDiverged" in f and "lr=1e+30" in f and "SLURM job" in f for f in case["failed_runs"])
-    assert "SLURM: submitting 2 runs as one job array (2 in the cache already)" in (report / "progress.log").read_text()
+    assert "SLURM: submitting 2 of the session's 4 runs as one job array" in (report / "progress.log").read_text()
     runs = RunCache(cache)
     for key in case["run_keys"]["Diverges"]:
         assert doc["runs"][key]["status"] == "failed"
