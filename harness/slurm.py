@@ -114,9 +114,7 @@ class SlurmExecutor:
         """
         if not specs:
             return []
-        if shutil.which("sbatch") is None:
-            raise ConfigError("--executor slurm needs SLURM's sbatch on PATH: run on the cluster's login "
-                              "node (or start a local one: bash tools/slurm/cluster.sh start PREFIX)")
+        self.check_available()
         ex = submitit.SlurmExecutor(folder=self.log_folder, max_num_timeout=self.max_timeouts)
         ex.update_parameters(**self.parameters)
         jobs = ex.map_array(Resumable(fn), list(specs))
@@ -126,6 +124,13 @@ class SlurmExecutor:
             # One scancel for the whole array (tasks already ended are left as they are).
             subprocess.run(["scancel", jobs[0].job_id.split("_")[0]], check=False)
             raise
+
+    @staticmethod
+    def check_available() -> None:
+        """A ConfigError unless SLURM's tools are here."""
+        if shutil.which("sbatch") is None:
+            raise ConfigError("--executor slurm needs SLURM's sbatch on PATH: run on the cluster's login "
+                              "node (or start a local one: bash tools/slurm/cluster.sh start PREFIX)")
 
     def _wait(self, jobs, progress) -> list[str | None]:
         errors: list[str | None] = [None] * len(jobs)
@@ -181,6 +186,7 @@ def train_runs(runs: dict[str, tuple[RunConfig, tuple[float, ...]]], ex: LocalEx
     if not work:
         log(f"SLURM: all {len(runs)} runs are in the cache; nothing to submit")
         return {}
+    SlurmExecutor.check_available()
     folder = s.cache_dir / "slurm" / session
     folder.mkdir(parents=True, exist_ok=True)
     o = s.slurm

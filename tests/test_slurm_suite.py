@@ -125,6 +125,18 @@ def test_slurm_with_xdist_is_refused():
         settings.read(fake_config({"advhyp_executor": "slurm"}, numprocesses=2))
 
 
+def test_without_sbatch_a_slurm_session_stops_with_one_line_and_leaves_nothing(tmp_path, tiny_images):
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *SESSION,
+                           f"--data-source=cifar10={tiny_images}", "--cache-dir", str(tmp_path / "cache"),
+                           "--reports-dir", str(tmp_path / "reports"), "--executor", "slurm"],
+                          cwd=ROOT, env={**os.environ, "PATH": str(tmp_path)}, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 4, proc.stdout[-3000:] + proc.stderr[-3000:]  # pytest's usage-error status
+    assert "advhyp: --executor slurm needs SLURM's sbatch on PATH" in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert not (tmp_path / "cache" / "slurm").exists() and not list((tmp_path / "reports").iterdir())
+
+
 # ---- collect mode (no cluster needed) ------------------------------------------------------------------
 def test_collect_mode_on_an_empty_cache_trains_nothing_and_names_each_missing_run(tmp_path, tiny_images,
                                                                                  test_plugins):
