@@ -11,14 +11,17 @@ run cache is the rendezvous of all of them (keys, locks and atomic publish make 
 from __future__ import annotations
 
 import hashlib
+import os
+import platform
 import time
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Protocol
 
 import torch
 
-from . import data, diagnostics, results, train
+from . import data, diagnostics, results, runtime, train
 from .cache import RunCache, code_version
 from .config import STRONGEST, Claim, ConfigError, FinalEvalConfig, RunConfig, key
 from .data import fixed_subset
@@ -135,25 +138,11 @@ class LocalExecutor:
         ds = self.dataset(configs)
         eps = claim.deciding_eps
         cfg_of = {r["key"]: c for name in runs for r, c in zip(runs[name], configs[name])}
-        # Recomputed when the settings, the eps, the attack and diagnostics code or torchattacks' version change.
-        attack_code = code_version(modules=("attacks.py", "diagnostics.py"))
-        tag = hashlib.sha256(repr((fe, eps, attack_code, diagnostics.library_version())).encode()).hexdigest()[:12]
+        tag = self.final_tag(eps)
         warnings, transfers = [], []
         finished = [r for rs in runs.values() for r in rs if r["status"] == "done"]
         for i, r in enumerate(finished, 1):
-            cfg = cfg_of[r["key"]]
-
-            def final(cfg=cfg, k=r["key"]):
-                start = time.perf_counter()
-                model, (x, y) = self.final_model(k, cfg, ds), self.eval_set(cfg, ds)
-                value = results.plain(diagnostics.final_evaluation(
-                    model, x, y, eps, cfg.attack.modes, fe, cfg.attack.steps, cfg.attack.step_ratio,
-                    cfg.precision, seed=cfg.attack.eval_seed))
-                self.log(f"{k[:8]} {cfg.label} final-checkpoint checks {i}/{len(finished)}: "
-                         f"{sum(c['ok'] for c in value['checks'].values())}/{len(value['checks'])} ok  "
-                         f"{time.perf_counter() - start:.1f}s")
-                return value
-            r["final"] = self.cache.derived(r["key"], f"final-{tag}", final)
+            r["final"] = self.final_evaluation(r["key"], cfg_of[r["key"]], ds, eps, f"{i}/{len(finished)}")
             warnings += [f"{r['label']}: {name}: {c['detail']}" for name, c in r["final"]["checks"].items()
                          if not c["ok"]]
         pairs = zip(runs[claim.worse], runs[claim.better]) if claim.expect == "better" else ()
@@ -175,6 +164,27 @@ class LocalExecutor:
                 warnings.append(f"{tgt['label']}: transfer from {src['label']}: {check['detail']}")
         return {"transfer": transfers, "masking_warnings": warnings}
 
+    def final_tag(self, eps: float) -> str:
+        """Names the final-checkpoint results of `eps` in the cache: recomputed when the settings, the eps,
+        the attack and diagnostics code or torchattacks' version change."""
+        attack_code = code_version(modules=("attacks.py", "diagnostics.py"))
+        return hashlib.sha256(repr((self.final_eval, eps, attack_code, diagnostics.library_version())).encode()
+                              ).hexdigest()[:12]
+
+    def final_evaluation(self, k: str, cfg: RunConfig, ds: data.Dataset, eps: float, which: str = "") -> dict:
+        """Finished run k's final-checkpoint evaluation at eps: computed once, kept in the cache beside it."""
+        def final():
+            start = time.perf_counter()
+            model, (x, y) = self.final_model(k, cfg, ds), self.eval_set(cfg, ds)
+            value = results.plain(diagnostics.final_evaluation(
+                model, x, y, eps, cfg.attack.modes, self.final_eval, cfg.attack.steps, cfg.attack.step_ratio,
+                cfg.precision, seed=cfg.attack.eval_seed))
+            self.log(f"{k[:8]} {cfg.label} final-checkpoint checks {which}: "
+                     f"{sum(c['ok'] for c in value['checks'].values())}/{len(value['checks'])} ok  "
+                     f"{time.perf_counter() - start:.1f}s")
+            return value
+        return self.cache.derived(k, f"final-{self.final_tag(eps)}", final)
+
     def final_model(self, k: str, cfg: RunConfig, ds: data.Dataset) -> torch.nn.Module:
         model = train.build(cfg, ds, self.device)
         state = self.cache.final_state(k)
@@ -191,9 +201,12 @@ class LocalExecutor:
 
 class CollectExecutor(LocalExecutor):
     """Trains nothing: runs come from the cache, and a run it lacks is "missing" (the case fails and names
-    it). Final-checkpoint checks are computed for the runs that are there."""
+    it), or "failed" with the error of the SLURM job that trained it (`failures`, --executor slurm).
+    Final-checkpoint checks are computed for the runs that are there."""
 
     def obtain(self, k: str, cfg: RunConfig, ds: data.Dataset) -> dict:
+        if k in self.failures:
+            return absent(k, cfg, ds, "failed", self.failures[k])
         hit = self.cache.lookup(k)
         if hit is not None:
             return hit
@@ -205,3 +218,59 @@ def absent(k: str, cfg: RunConfig, ds: data.Dataset, status: str, error: str) ->
     """A run that has no numbers: failed in training, or missing from the cache."""
     return results.plain({"key": k, "status": status, "label": cfg.label, "config": cfg.to_dict(),
                           "dataset_used": ds.name, "data_fingerprint": ds.fingerprint, "error": error, "records": []})
+
+
+@dataclass(frozen=True)
+class Job:
+    """One SLURM job of --executor slurm: a run to train into the shared cache (picklable, small)."""
+    config: RunConfig
+    key: str  # as the session planned it; the job refuses to train under another key
+    cache_dir: str
+    sources: data.Sources
+    session: str  # the report folder's name
+    progress: str  # file the job appends its log lines to (one per finished epoch), read by the controller
+    compile_mode: str = "off"
+    early_exit: bool = True
+    deterministic: bool = False
+    threads: int = 1  # torch threads: as the controller's, so that CPU numbers equal a local run's
+    gpus: int = 0  # 0: train on the CPU; else on the job's first GPU
+    final_eval: FinalEvalConfig | None = None  # the profile's final-checkpoint evaluation ...
+    final_eps: tuple[float, ...] = ()  # ... at these eps (the deciding eps of the claims that check the run)
+
+
+def perform(job: Job) -> None:
+    """The job function (harness.slurm runs it in each array task): trains job.config into the cache with a
+    LocalExecutor, on the job's GPU or its CPU, resuming from the run's checkpoint (a requeued job starts
+    here again), then evaluates its final checkpoint at job.final_eps (the costly part of the final checks;
+    the tests then read it from the cache). Takes the run's lock (a run another process trains is waited
+    for, then read); writes nothing but the run's cache entry and job.progress. Raises when the run or its
+    evaluation fails, so that SLURM says so."""
+    torch.set_num_threads(job.threads)
+    runtime.set_deterministic(job.deterministic)
+    if job.gpus and not torch.cuda.is_available():
+        raise RuntimeError(f"the job asked for {job.gpus} GPU(s), but CUDA sees none on {platform.node()}: "
+                           f"pick a GPU partition (--slurm-partition) or use --slurm-gpus 0")
+    device = torch.device("cuda" if job.gpus else "cpu")
+
+    def log(line: str) -> None:
+        with open(job.progress, "a") as f:
+            f.write(line + "\n")
+    ex = LocalExecutor(cache=RunCache(Path(job.cache_dir)), sources=job.sources, device=device,
+                       final_eval=job.final_eval, compile_mode=job.compile_mode, early_exit=job.early_exit,
+                       session=job.session, log=log)
+    cfg = job.config
+    ds = ex.dataset({"run": [cfg]})
+    [k] = ex.keys({"run": [cfg]}, ds)
+    if k != job.key:
+        raise RuntimeError(f"{cfg.label}: its key is {k[:8]} here, {job.key[:8]} in the session that submitted "
+                           f"it: the code or the data changed since; run the session again")
+    env = os.environ  # the id scancel takes: ARRAYID_TASKID for an array task
+    slurm_id = (f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}" if "SLURM_ARRAY_JOB_ID" in env
+                else env.get("SLURM_JOB_ID", "none"))
+    log(f"{k[:8]} {cfg.label} starts on {platform.node()} {device} (SLURM job {slurm_id})")
+    while (result := ex.obtain(k, cfg, ds)) is None:
+        ex.cache.lock(k).release()  # another process trains it: wait for it, then read its result
+    if result["status"] != "done":
+        raise RuntimeError(result["error"])
+    for eps in job.final_eps if job.final_eval else ():
+        ex.final_evaluation(k, cfg, ds, eps, f"at eps {eps:g}")

@@ -132,12 +132,39 @@ def executor(config):
         worker = getattr(config, "workerinput", {})
         device = runtime.pick_device(s.device or worker.get("advhyp_device") or None)
         runtime.set_deterministic(s.deterministic)
-        kind = CollectExecutor if s.collect_only else LocalExecutor
+        # --executor slurm: the jobs trained every run before the tests (pytest_runtestloop); the tests only read
+        kind = CollectExecutor if s.collect_only or s.executor == "slurm" else LocalExecutor
         config.stash[EXECUTOR] = kind(
             cache=RunCache(s.cache_dir), sources=s.sources, device=device, final_eval=s.profile.final_eval,
             compile_mode=s.compile, early_exit=s.early_exit, session=config.stash[REPORT].name,
             log=_logger(config))
     return config.stash[EXECUTOR]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session):
+    """--executor slurm, before the first test: every run the collected hypothesis cases need, trained as one
+    SLURM job array into the cache; the tests then read them (a failed job's run reads as failed)."""
+    config = session.config
+    s = config.stash[SETTINGS]
+    if s.executor != "slurm" or s.collect_only or config.option.collectonly or getattr(config, "workerinput", None):
+        return None
+    cases = []  # (plan, dataset, eps) of every selected hypothesis case
+    for item in session.items:
+        claim = getattr(getattr(item, "module", None), "CLAIM", None)
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if isinstance(claim, cfg.Claim) and {"dataset", "eps"} <= set(params):
+            cases.append((plan_of(config, claim), params["dataset"], params["eps"]))
+    if not cases:
+        return None
+    ex = executor(config)
+    try:
+        from . import slurm
+        runs = slurm.planned_runs(ex, cases, s.precision)
+        ex.failures.update(slurm.train_runs(runs, ex, s, ex.log))
+    except cfg.ConfigError as e:  # no sbatch, no submitit, bad data: one line, nothing runs
+        pytest.exit(f"advhyp: {e}", returncode=pytest.ExitCode.USAGE_ERROR)
+    return None
 
 
 def _logger(config):

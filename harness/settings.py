@@ -30,6 +30,19 @@ OPTIONS = {  # dest: (flag, environment variable, ini name, default, help)
     "alpha": ("--alpha", "ADVHYP_ALPHA", "advhyp_alpha", "0.05", "significance level of the verdicts"),
     "executor": ("--executor", "ADVHYP_EXECUTOR", "advhyp_executor", "local",
                  "where runs the cache lacks are trained: local (this process) or slurm (a job array)"),
+    "slurm_partition": ("--slurm-partition", "ADVHYP_SLURM_PARTITION", "advhyp_slurm_partition", "",
+                        "--executor slurm: the partition (default: the cluster's default)"),
+    "slurm_gpus": ("--slurm-gpus", "ADVHYP_SLURM_GPUS", "advhyp_slurm_gpus", "1",
+                   "--executor slurm: GPUs per job (0: CPU jobs, and --precision auto means fp32)"),
+    "slurm_time": ("--slurm-time", "ADVHYP_SLURM_TIME", "advhyp_slurm_time", "60",
+                   "--executor slurm: each job's time limit in minutes, at least 2 (a job that reaches it is "
+                   "requeued and resumes from its last finished epoch)"),
+    "slurm_parallel": ("--slurm-parallel", "ADVHYP_SLURM_PARALLEL", "advhyp_slurm_parallel", "16",
+                       "--executor slurm: the most jobs of the array running at once"),
+    "slurm_cpus": ("--slurm-cpus", "ADVHYP_SLURM_CPUS", "advhyp_slurm_cpus", "",
+                   "--executor slurm: CPU cores per job (default: the cluster's); also the job's torch threads"),
+    "slurm_mem": ("--slurm-mem", "ADVHYP_SLURM_MEM", "advhyp_slurm_mem", "",
+                  "--executor slurm: memory per job in GB (default: the cluster's)"),
     "baseline": ("--baseline", "ADVHYP_BASELINE", None, "",
                  "a previous results.json (or its folder): verdict drift is reported, and a changed verdict "
                  "fails the session"),
@@ -51,6 +64,17 @@ MAX_SEED = 2 ** 31 - 1  # torch's generators take 64-bit seeds; derived seeds mu
 
 
 @dataclass(frozen=True)
+class SlurmOptions:
+    """--executor slurm's job array (harness.slurm.SlurmExecutor); None: the cluster's default."""
+    partition: str | None = None
+    gpus: int = 1  # per job
+    time_min: int = 60  # each job's time limit
+    parallel: int = 16  # array tasks running at once
+    cpus: int | None = None  # per job
+    mem_gb: float | None = None  # per job
+
+
+@dataclass(frozen=True)
 class Settings:
     profile: cfg.Profile  # with --seeds and --epochs applied
     overrides: cfg.Overrides
@@ -67,6 +91,7 @@ class Settings:
     collect_only: bool
     allow_reduced: bool
     baseline: str  # path of a previous results.json, or ""
+    slurm: SlurmOptions = SlurmOptions()
 
 
 def add_options(parser) -> None:
@@ -144,6 +169,15 @@ def read(config) -> Settings:
         if setting(config, dest) not in allowed:
             raise cfg.ConfigError(f"{OPTIONS[dest][0]} {setting(config, dest)!r}: use {', '.join(allowed[:-1])} "
                                   f"or {allowed[-1]}")
+    slurm = slurm_options(config)
+    executor = setting(config, "executor")
+    precision = setting(config, "precision")
+    if executor == "slurm":
+        if getattr(config.option, "numprocesses", None):  # xdist's -n: its workers would only wait
+            raise cfg.ConfigError("--executor slurm runs the training on the cluster: drop -n (xdist), the "
+                                  "session's tests then read the finished runs in one process")
+        if precision == "auto":  # as the jobs' device resolves it: it is part of every run's cache key
+            precision = "bf16" if slurm.gpus > 0 else "fp32"
     root = Path(config.rootpath)
     sources = Sources(bindings=bindings, data_dir=str(root / setting(config, "data_dir")))
     for name in datasets or ():
@@ -151,12 +185,33 @@ def read(config) -> Settings:
     return Settings(
         profile=profile, overrides=overrides, sources=sources,
         cache_dir=root / setting(config, "cache_dir"), reports_dir=root / setting(config, "reports_dir"),
-        device=setting(config, "device"), precision=setting(config, "precision"),
+        device=setting(config, "device"), precision=precision,
         compile=setting(config, "compile"), alpha=alpha,
         early_exit=not config.getoption("advhyp_no_early_exit"),
-        deterministic=config.getoption("advhyp_deterministic"), executor=setting(config, "executor"),
-        collect_only=config.getoption("advhyp_collect_only_runs"),
+        deterministic=config.getoption("advhyp_deterministic"), executor=executor,
+        collect_only=config.getoption("advhyp_collect_only_runs"), slurm=slurm,
         allow_reduced=config.getoption("advhyp_allow_reduced"), baseline=setting(config, "baseline"))
+
+
+def slurm_options(config) -> SlurmOptions:
+    """The --slurm-* options, checked (also under --executor local: a bad value is a bad value)."""
+    def number(dest: str, kind, low, example: str):
+        flag, text = OPTIONS[dest][0], setting(config, dest).strip()
+        if not text and not OPTIONS[dest][3]:  # optional, and not given
+            return None
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if kind is int and (value is None or value < low):
+            raise cfg.ConfigError(f"{flag} {text!r} must be a whole number >= {low}, e.g. {flag} {example}")
+        if kind is float and not (value is not None and 0 < value < float("inf")):
+            raise cfg.ConfigError(f"{flag} {text!r} must be a positive number of GB, e.g. {flag} {example}")
+        return value
+    return SlurmOptions(partition=setting(config, "slurm_partition").strip() or None,
+                        gpus=number("slurm_gpus", int, 0, "1"), time_min=number("slurm_time", int, 2, "120"),
+                        parallel=number("slurm_parallel", int, 1, "16"), cpus=number("slurm_cpus", int, 1, "8"),
+                        mem_gb=number("slurm_mem", float, 0, "32"))
 
 
 def as_record(s: Settings) -> dict:
@@ -166,5 +221,5 @@ def as_record(s: Settings) -> dict:
                   "overrides": s.overrides.as_dict(), "alpha": s.alpha,
                   "data_sources": [f"{n}={p}" for n, p in s.sources.bindings],
                   "deterministic": s.deterministic, "early_exit": s.early_exit, "executor": s.executor,
-                  "collect_only_runs": s.collect_only, "allow_reduced": s.allow_reduced,
-                  "baseline": s.baseline})
+                  "collect_only_runs": s.collect_only, "allow_reduced": s.allow_reduced, "baseline": s.baseline,
+                  **({"slurm": dataclasses.asdict(s.slurm)} if s.executor == "slurm" else {})})
