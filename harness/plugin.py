@@ -100,7 +100,7 @@ def plan_of(config, claim: cfg.Claim) -> plan.Plan:
 
 def pytest_generate_tests(metafunc):
     claim = getattr(metafunc.module, "CLAIM", None)
-    if isinstance(claim, cfg.Claim) and {"dataset", "eps"} <= set(metafunc.fixturenames):
+    if isinstance(claim, cfg.CLAIM_TYPES) and {"dataset", "eps"} <= set(metafunc.fixturenames):
         try:
             cases = plan_of(metafunc.config, claim).cases()
         except cfg.ConfigError as e:
@@ -111,7 +111,7 @@ def pytest_generate_tests(metafunc):
 def pytest_collection_modifyitems(items):
     """Tag hypothesis tests, so the controller reports their errors and ignores other tests'."""
     for item in items:
-        if isinstance(getattr(getattr(item, "module", None), "CLAIM", None), cfg.Claim):
+        if isinstance(getattr(getattr(item, "module", None), "CLAIM", None), cfg.CLAIM_TYPES):
             item.user_properties.append((HYPOTHESIS_TEST, True))
             item.add_marker("hypothesis")
 
@@ -157,7 +157,7 @@ class SuiteFixture:
         self.request = request
         self.config = request.config
 
-    def evaluate(self, claim: cfg.Claim, dataset: str, eps: float) -> Case:
+    def evaluate(self, claim: cfg.Claim | cfg.TrendClaim, dataset: str, eps: float) -> Case:
         s, ex = self.config.stash[SETTINGS], executor(self.config)
         p = plan_of(self.config, claim)
         try:
@@ -174,8 +174,9 @@ class SuiteFixture:
         except cfg.ConfigError as e:  # bad data or settings: one line, and the session stops
             self.request.session.shouldstop = str(e)
             pytest.fail(str(e), pytrace=False)
-        case = verdict.judge(p, dataset, eps, family, checks, s.alpha, nodeid=self.request.node.nodeid,
-                             module=self.request.module.__name__.split(".")[-1])
+        judge = verdict.judge_trend if isinstance(claim, cfg.TrendClaim) else verdict.judge
+        case = judge(p, dataset, eps, family, checks, s.alpha, nodeid=self.request.node.nodeid,
+                     module=self.request.module.__name__.split(".")[-1])
         warnings = list(ex.cache.warnings) + ex.data_notes + [f"{SUBSTITUTED} {n}" for n in p.notes]
         self.request.node.stash[RECORD] = {
             "case": case.to_dict(), "runs": {r["key"]: r for rs in family[dataset].values() for r in rs},
