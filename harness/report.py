@@ -117,9 +117,10 @@ def verdict_cell(case: Case) -> Markup:
 def effect_text(case: Case) -> str:
     t = case.test
     if case.kind == "trend":  # the slope along the dose, signed as measured (not in the claimed direction)
-        tr, unit = case.trend, case.trend.get("unit", "")
-        return (f"slope per {unit}: {num(tr.get('slope'), '+.4g')} [{num(tr.get('ci', [None])[0], '+.4g')}, "
-                f"{num(tr.get('ci', [None, None])[1], '+.4g')}], claimed {tr.get('direction')}")
+        tr = case.trend
+        lo, hi = tr.get("ci") or (None, None)
+        return (f"slope per {tr.get('unit', '')}: {num(tr.get('slope'), '+.4g')} [{num(lo, '+.4g')}, "
+                f"{num(hi, '+.4g')}], claimed {tr.get('direction')}")
     return (f"{case.better} − {case.worse}: {num(t.effect, '+.4f')} "
             f"[{num(t.ci[0], '+.4f')}, {num(t.ci[1], '+.4f')}]")
 
@@ -164,7 +165,7 @@ def guide(doc: dict) -> str:
 def case_runs(case: Case, runs: dict) -> dict[str, list[dict]]:
     """variant -> its runs, the better arm first, then the worse one, then any other (a trend: by dose)."""
     order = list(case.run_keys) if case.kind == "trend" else \
-        sorted(case.run_keys, key=lambda v: (v != case.better, v != case.worse))  # trend: dose order
+        sorted(case.run_keys, key=lambda v: (v != case.better, v != case.worse))
     return {v: [runs[k] for k in case.run_keys[v]] for v in order}
 
 
