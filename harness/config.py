@@ -94,6 +94,7 @@ class Claim:
     equivalent_within: float | None = None  # a margin in the score's units: equivalence is tested (TOST)
     claimed: Claimed | None = None
     known: Known | None = None
+    decides: bool = True  # False: a report; its verdict is computed and shown, and its test always skips
 
     def __post_init__(self):
         for name in (self.better, self.worse):
@@ -258,3 +259,60 @@ class Overrides:
     def as_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v
                 for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class TrendClaim:
+    """What a dose-response hypothesis asserts: the per-seed score moves one way along a dose (one arm per
+    level), decided by one linear trend test across the levels (harness.inference.trend), not by pairwise
+    tests. The levels are arms named "<dose> <unit>" (`variants`), so the planner, the executors and the
+    cache treat them as a Claim's arms: a level whose Variant equals another hypothesis's arm shares its runs.
+    """
+    statement: str  # one sentence, as the report shows it
+    unit: str  # what the dose counts, e.g. "bits"
+    levels: dict  # dose (a number, in `unit`) -> Variant
+    datasets: tuple[str, ...]
+    epochs: int  # the published epoch count (a profile may shorten it)
+    expect: str = "decreasing"  # the claimed sign of the score's slope along the dose: increasing, decreasing
+    eps: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)  # radii in 1/255 units, one test case each
+    deciding_eps: float = 1.0  # the case per dataset that decides (Holm across datasets); others report
+    modes: tuple[str, ...] = (NO_ROUNDING,)  # rounding modes to attack with (rounding pipelines only)
+    score: str = "dominated_area"  # the per-seed score whose trend decides (harness.stats.SCORES)
+    factor: str | None = None  # the setting the levels differ in, e.g. "pipeline_kwargs.bits"
+    claimed: Claimed | None = None
+    known: Known | None = None
+
+    def __post_init__(self):
+        doses = list(self.levels)
+        if len(doses) < 2 or any(isinstance(d, bool) or not isinstance(d, (int, float)) or d != d
+                                 or d in (float("inf"), float("-inf")) for d in doses):
+            raise ConfigError(f"levels {doses!r}: a trend needs at least 2 finite numeric doses, "
+                              f"e.g. levels={{8: Variant(...), 4: Variant(...)}}")
+        if self.expect not in ("increasing", "decreasing"):
+            raise ConfigError(f"expect={self.expect!r}: use 'increasing' or 'decreasing' (the score's claimed "
+                              f"direction as the dose grows)")
+
+    @property
+    def doses(self) -> tuple[float, ...]:
+        """The dose levels, ascending."""
+        return tuple(sorted(float(d) for d in self.levels))
+
+    def level_name(self, dose: float) -> str:
+        return f"{dose:g} {self.unit}"
+
+    @property
+    def variants(self) -> dict:
+        """level name -> Variant, ascending dose: the arms the planner makes runs for."""
+        return {self.level_name(float(d)): v for d, v in sorted(self.levels.items(), key=lambda kv: float(kv[0]))}
+
+    @property
+    def better(self) -> str:
+        """The level the claim expects to score highest (an end of the dose range)."""
+        return self.level_name(self.doses[-1] if self.expect == "increasing" else self.doses[0])
+
+    @property
+    def worse(self) -> str:
+        return self.level_name(self.doses[0] if self.expect == "increasing" else self.doses[-1])
+
+
+CLAIM_TYPES = (Claim, TrendClaim)  # what a hypothesis module's CLAIM may be

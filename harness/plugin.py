@@ -106,7 +106,7 @@ def plan_of(config, claim: cfg.Claim) -> plan.Plan:
 
 def pytest_generate_tests(metafunc):
     claim = getattr(metafunc.module, "CLAIM", None)
-    if isinstance(claim, cfg.Claim) and {"dataset", "eps"} <= set(metafunc.fixturenames):
+    if isinstance(claim, cfg.CLAIM_TYPES) and {"dataset", "eps"} <= set(metafunc.fixturenames):
         try:
             cases = plan_of(metafunc.config, claim).cases()
         except cfg.ConfigError as e:
@@ -118,7 +118,7 @@ def pytest_collection_modifyitems(items):
     """Tag hypothesis tests, so the controller reports their errors and ignores other tests'."""
     for item in items:
         claim = getattr(getattr(item, "module", None), "CLAIM", None)
-        if isinstance(claim, cfg.Claim) and "suite" in getattr(item, "fixturenames", ()):
+        if isinstance(claim, cfg.CLAIM_TYPES) and "suite" in getattr(item, "fixturenames", ()):
             item.user_properties.append((HYPOTHESIS_TEST, True))
             item.add_marker("hypothesis")
 
@@ -194,7 +194,7 @@ class SuiteFixture:
         self.request = request
         self.config = request.config
 
-    def evaluate(self, claim: cfg.Claim, dataset: str, eps: float) -> Case:
+    def evaluate(self, claim: cfg.Claim | cfg.TrendClaim, dataset: str, eps: float) -> Case:
         s, ex = self.config.stash[SETTINGS], executor(self.config)
         p = plan_of(self.config, claim)
         setup_error = None
@@ -211,8 +211,9 @@ class SuiteFixture:
         if setup_error:  # one line, and the session stops (failed outside the except: no chained exception)
             stop(self.config, self.request.session, "advhyp: stopped by the setup error above")
             pytest.fail(setup_error, pytrace=False)
-        case = verdict.judge(p, dataset, eps, family, checks, s.alpha, nodeid=self.request.node.nodeid,
-                             module=self.request.module.__name__.split(".")[-1])
+        judge = verdict.judge_trend if isinstance(claim, cfg.TrendClaim) else verdict.judge
+        case = judge(p, dataset, eps, family, checks, s.alpha, nodeid=self.request.node.nodeid,
+                     module=self.request.module.__name__.split(".")[-1])
         warnings = list(ex.cache.warnings) + ex.data_notes + [f"{SUBSTITUTED} {n}" for n in p.notes]
         self.request.node.stash[RECORD] = {
             "case": case.to_dict(), "runs": {r["key"]: r for rs in family[dataset].values() for r in rs},

@@ -19,7 +19,7 @@ import re
 import sys
 from pathlib import Path
 
-from . import figures, results, stats, store
+from . import factorial, figures, results, stats, store
 from .case import Case
 from .attacks import eps_key
 from .config import STRONGEST
@@ -85,6 +85,8 @@ def page(doc: dict, title: str) -> str:
     stopped = (f'<p class="warn">{len(doc["errors"])} test(s) stopped before reaching a verdict: see '
                f'<a href="#errors">Errors</a>.</p>' if doc["errors"] else "")
     parts = [header(doc, title), summary(cases), stopped, guide(doc)]
+    parts.append(factorial_section(cases, doc["runs"]))
+    parts.append(dose_section(cases))
     parts += [case_section(i, c, doc["runs"]) for i, c in enumerate(cases)]
     parts += [drift_section(doc), problems_section(doc), config_section(doc["session"])]
     body = "\n".join(parts)
@@ -122,6 +124,11 @@ def verdict_cell(case: Case) -> Markup:
 
 def effect_text(case: Case) -> str:
     t = case.test
+    if case.kind == "trend":  # the slope along the dose, signed as measured (not in the claimed direction)
+        tr = case.trend
+        lo, hi = tr.get("ci") or (None, None)
+        return (f"slope per {tr.get('unit', '')}: {num(tr.get('slope'), '+.4g')} [{num(lo, '+.4g')}, "
+                f"{num(hi, '+.4g')}], claimed {tr.get('direction')}")
     return (f"{case.better} − {case.worse}: {num(t.effect, '+.4f')} "
             f"[{num(t.ci[0], '+.4f')}, {num(t.ci[1], '+.4f')}]")
 
@@ -172,8 +179,9 @@ def guide(doc: dict) -> str:
 
 
 def case_runs(case: Case, runs: dict) -> dict[str, list[dict]]:
-    """variant -> its runs, the better arm first, then the worse one, then any other."""
-    order = sorted(case.run_keys, key=lambda v: (v != case.better, v != case.worse))
+    """variant -> its runs, the better arm first, then the worse one, then any other (a trend: by dose)."""
+    order = list(case.run_keys) if case.kind == "trend" else \
+        sorted(case.run_keys, key=lambda v: (v != case.better, v != case.worse))
     return {v: [runs[k] for k in case.run_keys[v]] for v in order}
 
 
@@ -211,7 +219,9 @@ def per_mode_table(case: Case) -> str:
     rows.append([Markup(f"<b>{STRONGEST}</b> (decides)"), num(case.test.effect, "+.4f"),
                  num(case.test.p_greater), num(mean(sc.get(better, {}).get(case.primary))),
                  num(mean(sc.get(worse, {}).get(case.primary)))])
-    headers = ["attack mode", "effect (primary)", "p (Welch, raw)", f"mean {case.primary} {better}",
+    trend = case.kind == "trend"  # effect: the slope signed so that > 0 is the claimed direction
+    headers = ["attack mode", "slope, claimed direction" if trend else "effect (primary)",
+               f"p ({'trend' if trend else 'Welch'}, raw)", f"mean {case.primary} {better}",
                f"mean {case.primary} {worse}"]
     return f"<h3>Per attack mode</h3>{table(headers, rows)}"
 
@@ -286,6 +296,53 @@ def effect_text_of(x) -> str:
     x = x if isinstance(x, dict) else {}
     ci = x.get("ci") or [None, None]
     return f"{num(x.get('effect'), '+.4f')} [{num(ci[0], '+.4f')}, {num(ci[1], '+.4f')}]"
+
+
+def factorial_section(cases: list[Case], runs: dict) -> str:
+    """H1's 2x2 (normalization x rounding) per dataset, with its effects; empty when no session's runs fill
+    all four cells (harness.factorial)."""
+    parts = []
+    for t in factorial.tables(cases, runs):
+        def cell_text(name):
+            c = t["cells"][name]
+            missing = f"; not finished: {', '.join(c['not_finished'])}" if c["not_finished"] else ""
+            return f"{name}: {num(c['mean'], '.4f')} ± {num(c['sd'], '.4f')} (n = {c['n']}){missing}"
+        grid = [[label, *(cell_text(factorial.LAYOUT[(normalized, rounded)]) for rounded in (False, True))]
+                for label, normalized in (("normalized", True), ("unnormalized [0, 1]", False))]
+        effects = [[e["name"], num(e["estimate"], "+.4f"), f"[{num(e['ci'][0], '+.4f')}, {num(e['ci'][1], '+.4f')}]",
+                    e["what"]] for e in t["effects"]]
+        size = f" at {t['input_size']} px" if t["input_size"] else ""
+        parts += [f"<h3>{esc(t['dataset'])}: {esc(t['model'])}{esc(size)}, {esc(t['epochs'])} epochs, eps "
+                  f"{num(t['eps'], 'g')}/255, mean {esc(t['score'])} ± sd over seeds</h3>",
+                  table(["", "float", "rounded (8-bit)"], grid, "factorial"),
+                  table(["effect", "estimate", "95% CI", "what it isolates"], effects, "factorial")]
+    if not parts:
+        return ""
+    return ("<h2>H1's 2x2: normalization × rounding</h2><p>Each cell: the per-seed primary score on the strongest "
+            "attack at the deciding eps, over the runs the H1 hypotheses share. Effects are contrasts of the cell "
+            "means; the intervals treat the cells as independent samples (df = the smallest cell's seeds − 1). "
+            "Descriptive: the H1 hypotheses below decide.</p>" + "".join(parts))
+
+
+def dose_section(cases: list[Case]) -> str:
+    """Each dose-response claim at its deciding eps: the score and the clean cost along the dose."""
+    parts = []
+    for c in (c for c in cases if c.kind == "trend" and c.eps == c.deciding_eps):
+        tr, cost = c.trend, c.trend.get("clean_cost", {})
+        rows = [[n, k, m, cm] for n, k, m, cm in zip(tr.get("names", []), tr.get("n", []), tr.get("means", []),
+                                                     cost.get("means", []))]
+        parts += [f"<h3>{esc(c.module)}: {esc(c.dataset)}, eps {num(c.eps, 'g')}/255</h3>",
+                  f"<p>{verdict_cell(c)} &nbsp; {esc(effect_text(c))}; one-sided p (claimed direction) "
+                  f"{num(c.test.p_greater)}, Holm-adjusted {num(c.test.p_adj_greater)}; clean cost: slope of the "
+                  f"final clean accuracy {num(cost.get('slope'), '+.4g')} per {esc(tr.get('unit', ''))}</p>",
+                  table(["level", "seeds", f"mean {c.primary}", "mean final clean accuracy"], rows, "dose"),
+                  img(figures.dose_figure(c), f"dose response of {c.nodeid}")]
+    if not parts:
+        return ""
+    return ("<h2>Dose response</h2><p>One linear trend test of the per-seed score along the dose decides "
+            "(slope from the level means, standard error from each level's own variance, df = the smallest "
+            "level's seeds − 1): supported when the Holm-adjusted one-sided p in the claimed direction ≤ alpha, "
+            "contradicted when the opposite one is. The clean cost is shown, not tested.</p>" + "".join(parts))
 
 
 def problems_section(doc: dict) -> str:
