@@ -6,7 +6,7 @@ Every string taken from results.json is HTML-escaped on its way to the page: cel
 and only markup built here is wrapped in `Markup`. A tiny inline script records, on load, how many
 figures decoded and any JavaScript error as attributes of <body> (the browser test reads them).
 
-A little over 300 lines, on purpose: the page's sections read top to bottom in the order they appear,
+Over 300 lines, on purpose: the page's sections read top to bottom in the order they appear,
 and splitting them across modules would make a reader jump to follow one page.
 """
 from __future__ import annotations

@@ -3,6 +3,9 @@ the test outcome, and the message a failing test prints.
 
 Pure: it reads finished runs (plain dicts with per-epoch records) and returns a `Case`; the plugin only
 translates `Case.outcome` into pass, skip or fail.
+
+Longer than 300 lines on purpose: the policy for pairs and for dose trends is kept in this one module,
+so that every rule a verdict depends on can be read in one place.
 """
 from __future__ import annotations
 
