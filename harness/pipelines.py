@@ -196,7 +196,7 @@ class Deployed(nn.Sequential):
 
     def forward(self, x):
         with torch.autocast(x.device.type, enabled=False):
-            x = self[0](x.float())
+            x = self[0](at_least_float32(x))
         return self[1](x)
 
     @property
@@ -210,6 +210,11 @@ class Deployed(nn.Sequential):
         return {"pipeline": "fp32", "first_layer": first, "rest": precision}
 
 
+def at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """x in fp32 where it was in less (bf16, fp16, uint8); fp64 stays fp64 (a float64 reference model)."""
+    return x if x.dtype == torch.float64 else x.float()
+
+
 def keep_float32(layer: nn.Module) -> None:
     """Make `layer` run in fp32 without TF32 under any autocast (idempotent)."""
     layer.forward = types.MethodType(_float32_forward, layer)
@@ -218,7 +223,7 @@ def keep_float32(layer: nn.Module) -> None:
 @torch.compiler.disable  # runs eagerly: the TF32 flags are set around this call, which a graph would skip
 def _float32_forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
     with torch.autocast(x.device.type, enabled=False), no_tf32():
-        out = type(self).forward(self, x.float())
+        out = type(self).forward(self, at_least_float32(x))
     if out.grad_fn is not None:
         out.grad_fn.register_prehook(_no_tf32_until_backward_ends)
     return out

@@ -20,7 +20,7 @@ def test_the_readme_example_collects_and_builds_a_relu_vit(tmp_path, real_datase
     module = tmp_path / "test_relu_vit.py"
     module.write_text(example())
     proc = subprocess.run([sys.executable, "-m", "pytest", str(module), "--collect-only", "-q", "-p", "no:cacheprovider",
-                           f"--rootdir={ROOT}", "-c", str(ROOT / "pyproject.toml"), f"--reports-dir={tmp_path / 'r'}",
+                           "-p", "harness.plugin", f"--rootdir={ROOT}", "-c", str(ROOT / "pyproject.toml"), f"--reports-dir={tmp_path / 'r'}",
                            f"--cache-dir={tmp_path / 'c'}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "test_relu_improves_vit_tradeoff[" in proc.stdout and "-eps1]" in proc.stdout
