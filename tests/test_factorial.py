@@ -59,7 +59,8 @@ def test_the_2x2_table_holds_each_cell_once_with_its_effects_and_interaction():
     assert (t["dataset"], t["model"], t["input_size"], t["eps"], t["score"]) == ("cifar10", "vit_tiny", 224, 1.0,
                                                                                  "dominated_area")
     cells = t["cells"]
-    assert {c: cells[c]["n"] for c in factorial.CELLS} == dict.fromkeys(factorial.CELLS, 3)  # the 2- to 6-bit runs are out
+    # three seeds a cell: the 2- to 6-bit runs of the dose are not Round's
+    assert {c: cells[c]["n"] for c in factorial.CELLS} == dict.fromkeys(factorial.CELLS, 3)
     assert cells["Round"]["mean"] == pytest.approx(0.5 * 0.21) and cells["Baseline"]["mean"] == pytest.approx(0.055)
     assert cells["Plain"]["sd"] == pytest.approx(0.005)
     effect = {e["name"].split(":")[0]: e for e in t["effects"]}

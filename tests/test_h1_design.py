@@ -74,7 +74,8 @@ def test_the_post_pair_and_the_dose_state_what_the_source_claimed():
 
 def test_collect_only_lists_every_h1_module(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "pytest", "hypotheses/", "--collect-only", "-q", "-p",
-                           "no:cacheprovider", "--profile", "smoke", f"--cache-dir={tmp_path / 'c'}", f"--reports-dir={tmp_path / 'r'}"],
+                           "no:cacheprovider", "--profile", "smoke", f"--cache-dir={tmp_path / 'c'}",
+                           f"--reports-dir={tmp_path / 'r'}"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for m in H1 + (DOSE,):
