@@ -3,12 +3,15 @@
 Contract of every attack here: `model` is in eval mode and maps images in [0, 1] to logits; the input
 pipeline is part of `model`, and it is deterministic and scores each example on its own (as eval-mode
 BatchNorm, ViTs and the rounding pipelines do). Robust accuracy counts an example as robust when the
-deployed model is right on the clean image and on every adversarial image found (the AutoAttack
-convention), so skipping examples that are already wrong (early exit), or that have stopped moving (an
-exactly zero gradient), never changes the result, only the cost.
+deployed model is right on the clean image and on every adversarial image found, and every PGD iterate
+(the random start included) is an adversarial image found (the AutoAttack convention). So skipping
+examples that are already wrong (early exit), fooled, or have stopped moving (an exactly zero gradient)
+never changes the result, only the cost.
 
 Rounding modes (harness.pipelines) change only how rounding layers behave while an attack crafts;
-every adversarial image is scored on the deployed model, rounding on.
+every iterate is scored on the deployed model, rounding on.
+
+What an attack spends, and the budget arms must share, is harness.budget's.
 """
 from __future__ import annotations
 
@@ -16,13 +19,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .budget import Effort, attack_budget, first_starts
 from .config import NO_ROUNDING, ROUNDING_MODES, STRONGEST, AttackConfig, ConfigError
 from .pipelines import crafting
 from .runtime import autocast, without_autotuning
 
 ATTACK_PRECISIONS = ("fp32", "bf16")  # resolved precisions ("auto" is resolved before any attack)
-
-
+DEPLOYED_FORWARD = ("bpda", "exact")  # crafting modes whose forward pass is the deployed one (rounding on)
 def check_attack_inputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, step_size: float,
                         steps: int, probe: bool = True) -> None:
     """Clear errors before any attack runs (eps in [0, 1] units here: 8/255, not 8). `probe` runs the model
@@ -92,7 +95,7 @@ def predict(model: nn.Module, x: torch.Tensor, precision: str, batch: int, check
 
 def random_start(x: torch.Tensor, eps: float, seed: int) -> torch.Tensor:
     """x + U(-eps, eps) noise drawn for every example from its own generator, so the subset attacked
-    does not change which noise an example gets. Projection onto [0, 1] happens in `craft`."""
+    does not change which noise an example gets. Projection onto [0, 1] happens in `attack` and `craft`."""
     gen = torch.Generator(device=x.device)
     gen.manual_seed(seed)
     return x + (torch.rand(x.shape, device=x.device, generator=gen) * 2 - 1) * eps
@@ -101,88 +104,154 @@ def random_start(x: torch.Tensor, eps: float, seed: int) -> torch.Tensor:
 @without_autotuning()
 def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int, step_size: float,
         restarts: int = 1, seed: int = 0, mode: str | None = None, early_exit: bool = True,
-        precision: str = "fp32", batch: int = 500, clean_correct: torch.Tensor | None = None) -> torch.Tensor:
+        precision: str = "fp32", batch: int = 500, clean_correct: torch.Tensor | None = None,
+        first_start: int = 0, effort: Effort | None = None) -> torch.Tensor:
     """Per-example robustness (bool, shape (N,)) of `model` at L-inf radius `eps` (in [0, 1] units).
 
-    Restart r starts at `random_start(x, eps, seed * 1000 + r)`, takes `steps` signed-gradient steps of
-    size `step_size` on the cross-entropy, and projects onto the eps-ball and [0, 1] (`craft`); an example
-    stays robust only if every restart's final image is classified right (worst case per example). `mode`
-    sets how rounding layers behave while crafting (None: as deployed); the final images are scored on
-    the deployed model. Early exit attacks only the examples still robust. `clean_correct`, when given,
-    replaces the clean predictions (pass a robustness mask to attack only what earlier attacks left).
+    Restart r starts at `random_start(x, eps, seed * 1000 + first_start + r)`, takes up to `steps`
+    signed-gradient steps of size `step_size` on the cross-entropy, and projects onto the eps-ball and
+    [0, 1] (`attack`). An example is fooled when ANY iterate of any restart (its random start included) is
+    misclassified by the deployed model; it stays robust only if right on the clean image and on every
+    iterate. `mode` sets how rounding layers behave while crafting (None: as deployed); every iterate is
+    scored on the deployed model. Early exit attacks only the examples still robust and stops stepping an
+    example once fooled; off, every example takes every step (the same result, the full cost).
+    `clean_correct`, when given, replaces the clean predictions (pass a robustness mask to attack only what
+    earlier attacks left). `effort`, when given, counts the passes spent.
     """
     # Without `clean_correct`, the clean predictions are this attack's first forward pass: they check the logits.
     check_attack_inputs(model, x, y, eps, step_size, steps, probe=clean_correct is not None)
     check_attack_settings(mode, precision, restarts)
     if clean_correct is None:
         clean_correct = predict(model, x, precision, batch, check=True) == y
-    return _pgd(model, x, y, eps, steps, step_size, restarts, seed, mode, early_exit, precision, batch, clean_correct)
+    return _pgd(model, x, y, eps, steps, step_size, restarts, seed, mode, early_exit, precision, batch, clean_correct,
+                first_start, effort or Effort())
 
 
-def _pgd(model, x, y, eps, steps, step_size, restarts, seed, mode, early_exit, precision, batch, clean_correct):
+def _pgd(model, x, y, eps, steps, step_size, restarts, seed, mode, early_exit, precision, batch, clean_correct,
+         first_start, effort):
     """`pgd` without its checks, for callers that made them once for many attacks."""
     robust = clean_correct.clone()
     for restart in range(restarts):
-        start = random_start(x, eps, seed * 1000 + restart)
+        start = random_start(x, eps, seed * 1000 + first_start + restart)
         todo = robust.nonzero().squeeze(1) if early_exit else torch.arange(len(x), device=x.device)
         if len(todo):
-            xa = craft(model, x[todo], y[todo], start[todo], eps, steps, step_size, mode, precision, batch)
-            robust[todo] &= predict(model, xa, precision, batch) == y[todo]
+            effort.attacks += len(todo)
+            _, fooled = attack(model, x[todo], y[todo], start[todo], eps, steps, step_size, mode, precision, batch,
+                               stop_fooled=early_exit, effort=effort)
+            robust[todo] &= ~fooled
     return robust
+
+
+def attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, start: torch.Tensor, eps: float, steps: int,
+           step_size: float, mode: str | None = None, precision: str = "fp32", batch: int = 500,
+           judge: nn.Module | None = None, stop_fooled: bool = True,
+           effort: Effort | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """PGD from `start` (projected first) that scores every iterate on `judge`, the deployed model that
+    decides (default: `model` as deployed; a transfer attack passes another), in chunks of `batch`.
+
+    Returns (images, fooled): fooled[i] says some iterate of example i (its projected start, or the image
+    after any step) was misclassified by `judge`; its image is the first that was; the others' are the
+    last iterate. With `stop_fooled` a fooled example takes no more steps.
+
+    Cost per example, in passes: up to `steps` gradient passes, plus forward passes without gradient
+    (`Effort.forward`). When the judge is `model` and the crafting forward is the deployed one (a pipeline
+    that does not round, or modes `bpda` and `exact`), the gradient pass's logits score the iterate it is
+    taken at: one extra forward, for the last iterate. Otherwise (mode `off`: rounding removed while
+    crafting; or a transfer attack) every iterate needs its own forward: steps + 1 in all, about a third of
+    a gradient pass each, so `off` costs about 4/3 of `bpda` before early exit saves its part.
+    """
+    effort = effort or Effort()
+    parts = [_attack_chunk(model, x[i:i + batch], y[i:i + batch], start[i:i + batch], eps, steps, step_size, mode,
+                           precision, judge or model, stop_fooled, effort) for i in range(0, len(x), batch)]
+    if not parts:
+        return x.clone(), torch.zeros(0, dtype=torch.bool, device=x.device)
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
 
 def craft(model: nn.Module, x: torch.Tensor, y: torch.Tensor, start: torch.Tensor, eps: float, steps: int,
           step_size: float, mode: str | None = None, precision: str = "fp32", batch: int = 500) -> torch.Tensor:
-    """PGD's adversarial images from `start` (any point: it is projected first), in chunks of `batch`.
+    """PGD's last iterates from `start` (any point: it is projected first), in chunks of `batch`, every
+    example stepping to the end and nothing scored (as torchattacks' PGD; `attack` scores every iterate).
 
     The loss is the summed cross-entropy, so each example's gradient is its own whatever the chunk.
     """
-    return torch.cat([_craft_chunk(model, x[i:i + batch], y[i:i + batch], start[i:i + batch], eps, steps,
-                                   step_size, mode, precision) for i in range(0, len(x), batch)]
-                     or [x.clone()])
+    return torch.cat([_attack_chunk(model, x[i:i + batch], y[i:i + batch], start[i:i + batch], eps, steps,
+                                    step_size, mode, precision, None, False, Effort())[0]
+                      for i in range(0, len(x), batch)] or [x.clone()])
 
 
-def _craft_chunk(model, x, y, start, eps, steps, step_size, mode, precision):
+def _attack_chunk(model, x, y, start, eps, steps, step_size, mode, precision, judge, stop_fooled, effort):
+    """(images, fooled) of one chunk; `judge` None scores nothing (fooled stays False)."""
+    mode = mode or "exact"
     lo, hi = (x - eps).clamp_(min=0), (x + eps).clamp_(max=1)
     xa = torch.min(torch.max(start, lo), hi)
-    moving = None  # after the first step: indices of the examples still stepping (None: all of them)
-    xs, ys, los, his = xa, y, lo, hi  # the stepping examples' images, labels and bounds
-    with crafting(model, mode or "exact"):
-        for step in range(steps):
-            grad = input_gradient(model, xs, ys, precision)
-            if step == 0 and not (nonzero := grad.flatten(1).ne(0).any(1)).all():
-                # An example whose gradient is exactly zero never moves (sign(0) = 0: the next step sees the
-                # same image, so the same zero), and the model scores examples independently: it needs no more
-                # steps. Under `exact` rounding that is every example, so the masked attack costs one step.
-                moving = nonzero.nonzero().squeeze(1)
-                xs, ys, los, his, grad = (t[moving] for t in (xs, ys, los, his, grad))
-                if not len(moving):
-                    break
-            xs = torch.min(torch.max(xs + step_size * grad.sign(), los), his)
-    if moving is None:
-        return xs
-    xa[moving] = xs  # the others stay at their (projected) start
-    return xa
+    fooled = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+    reuse = judge is model and mode in DEPLOYED_FORWARD  # the gradient pass's logits are the judge's
+    idx = torch.arange(len(x), device=x.device)  # the examples still stepping
+    xs, ys, los, his = xa, y, lo, hi  # their current iterates, labels and bounds
+    for step in range(steps):
+        # Rounding set per pass, not around the loop, so that the judge (maybe `model`) sees the deployed model.
+        with crafting(model, mode):
+            grad, logits = gradient_and_logits(model, xs, ys, precision)
+        effort.gradient += len(xs)
+        done = None
+        if judge is not None:
+            hit = (logits.argmax(1) if reuse else _judge(judge, xs, precision, effort)) != ys
+            fooled[idx] |= hit
+            done = hit if stop_fooled else None
+        if step == 0:
+            # An example whose gradient is exactly zero never moves (sign(0) = 0: the next step sees the same
+            # image, so the same zero), and the model scores examples independently: it needs no more steps.
+            # Under `exact` rounding that is every example, so the masked attack costs one step.
+            zero = grad.flatten(1).eq(0).all(1)
+            done = zero if done is None else done | zero
+        if done is not None and done.any():
+            xa[idx[done]] = xs[done]  # they stay at the iterate just scored
+            keep = ~done
+            idx, xs, ys, los, his, grad = (t[keep] for t in (idx, xs, ys, los, his, grad))
+            if not len(idx):
+                break
+        xs = torch.min(torch.max(xs + step_size * grad.sign(), los), his)
+    if judge is not None and len(idx):  # the last iterate (the start, when steps == 0) is not scored yet
+        fooled[idx] |= _judge(judge, xs, precision, effort) != ys
+    if xs is not xa:  # (it is when no step was taken)
+        xa[idx] = xs
+    return xa, fooled
+
+
+def _judge(judge: nn.Module, x: torch.Tensor, precision: str, effort: Effort) -> torch.Tensor:
+    effort.forward += len(x)
+    return predict(judge, x, precision, max(len(x), 1))
+
+
+def gradient_and_logits(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                        precision: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradient of the summed cross-entropy with respect to the images (each example's own gradient), and
+    the float logits of the same forward pass (detached)."""
+    x = x.detach().requires_grad_(True)
+    with autocast(x.device, precision):
+        logits = model(x).float()
+    grad, = torch.autograd.grad(F.cross_entropy(logits, y, reduction="sum"), x)
+    return grad, logits.detach()
 
 
 def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, precision: str) -> torch.Tensor:
     """Gradient of the summed cross-entropy with respect to the images (each example's own gradient)."""
-    x = x.detach().requires_grad_(True)
-    with autocast(x.device, precision):
-        loss = F.cross_entropy(model(x).float(), y, reduction="sum")
-    grad, = torch.autograd.grad(loss, x)
-    return grad
+    return gradient_and_logits(model, x, y, precision)[0]
 
 
 @without_autotuning()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: AttackConfig, rounds: bool,
              seed: int, precision: str, early_exit: bool = True, batch: int = 500) -> dict:
     """One epoch's point: clean accuracy and, per eps (1/255 units, as a string key) and attack mode,
-    PGD robust accuracy on (x, y), plus `strongest`: robust under every mode at once.
+    PGD robust accuracy on (x, y), plus `strongest`: robust under every mode at once; and `effort`: the
+    arm's `attack_budget` and, per eps and mode, what was spent per example (`Effort.per_example`; the
+    clean predictions, one forward per example, are not in it).
 
     Radii nest: an example fooled within a smaller radius counts as fooled at every larger one (its
     adversarial image lies in the larger ball too), so each radius attacks only what the last left
-    robust. A pipeline that does not round has a single attack, named `pgd`.
+    robust. A pipeline that does not round has a single attack, named `pgd`. Every gradient attack
+    (restart of a gradient mode) starts from its own random start (`first_starts`).
     """
     model.eval()
     modes = cfg.modes if rounds else (NO_ROUNDING,)
@@ -190,17 +259,21 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: AttackConf
         check_attack_inputs(model, x, y, eps_units / 255, eps_units / 255 * cfg.step_ratio, cfg.steps, probe=False)
     for mode in modes:
         check_attack_settings(crafting_mode(mode), precision, cfg.restarts)
+    starts = first_starts(modes, cfg.restarts)
     clean = predict(model, x, precision, batch, check=True) == y
     robust = {mode: clean for mode in modes}
-    adv = {}
+    adv, spent = {}, {}
     for i, eps_units in sorted(enumerate(cfg.eps), key=lambda pair: pair[1]):
         eps = eps_units / 255
+        effort = {mode: Effort() for mode in modes}
         for mode in modes:
             robust[mode] = _pgd(model, x, y, eps, cfg.steps, eps * cfg.step_ratio, cfg.restarts, seed * 100 + i,
-                                crafting_mode(mode), early_exit, precision, batch, robust[mode])
+                                crafting_mode(mode), early_exit, precision, batch, robust[mode], starts[mode],
+                                effort[mode])
         adv[eps_key(eps_units)] = {**{m: accuracy(r) for m, r in robust.items()},
                                    STRONGEST: accuracy(worst_case(robust.values()))}
-    return {"clean": accuracy(clean), "adv": adv}
+        spent[eps_key(eps_units)] = {m: e.per_example(len(x)) for m, e in effort.items()}
+    return {"clean": accuracy(clean), "adv": adv, "effort": {"budget": attack_budget(cfg, rounds), "spent": spent}}
 
 
 def eps_key(eps_units: float) -> str:

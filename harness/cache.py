@@ -27,7 +27,7 @@ from . import store
 
 # The modules whose code computes the numbers: editing one invalidates every cached run.
 NUMERIC_MODULES = ("config.py", "data.py", "formats.py", "sources.py", "models.py", "pipelines.py", "attacks.py",
-                   "train.py", "runtime.py")
+                   "budget.py", "train.py", "runtime.py")
 CHECKPOINT_FIELDS = ("key", "model", "optimizer", "scheduler", "records")
 
 

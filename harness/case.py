@@ -72,6 +72,8 @@ class Case:
     failed_runs: list[str]  # runs that failed or are missing: the case fails under every profile
     problems: list[str]  # why the comparison cannot decide (too few seeds, identical scores, no checks)
     notes: list[str]  # what the plan changed from the claim (a substituted dataset)
+    reduced: list[str]  # how the protocol falls short of the claim's: report only, unless allow_reduced
+    allow_reduced: bool
     # what it means
     verdict: str  # one of harness.verdict.VERDICTS
     outcome: str  # the test's outcome: passed, failed, skipped or xfailed

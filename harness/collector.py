@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from . import results, runtime, store
+from . import drift, results, runtime, store
 
 PAYLOAD = "advhyp_payload"  # user_properties name: a case and its runs, as JSON, worker -> controller
 HYPOTHESIS_TEST = "advhyp_hypothesis"  # user_properties name tagging tests of hypotheses/ modules
@@ -29,8 +29,8 @@ HYPOTHESIS_TEST = "advhyp_hypothesis"  # user_properties name tagging tests of h
 class Collector:
     """Controller only: one per session, registered by the plugin."""
 
-    def __init__(self, config, session_record: dict, folder: Path):
-        self.config, self.folder = config, folder
+    def __init__(self, config, session_record: dict, folder: Path, baseline: dict | None = None):
+        self.config, self.folder, self.baseline = config, folder, baseline
         self.interrupted = False
         self.session = None
         self.started = False  # results.json is written from the first hypothesis test on
@@ -72,22 +72,37 @@ class Collector:
             if self.write_failed is None:
                 self.write_failed = str(e)
                 sys.stderr.write(f"advhyp: {e}\n")
-                if self.session is not None:
-                    self.session.shouldstop = f"advhyp: {e}"
+                stop(self.config, self.session, "advhyp: the reports folder cannot be written (see above)")
             return False
 
     def pytest_sessionstart(self, session):
         self.session = session
 
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtestloop(self, session):
+        """Once the tests are over, or interrupted, a signal only marks the session: one raised in xdist's
+        teardown of its workers would skip every later sessionfinish hook, this collector's write included."""
+        try:
+            return (yield)
+        finally:
+            for sig in self.held:
+                signal.signal(sig, self.mark_only)
+
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session, exitstatus):
-        # From here on no signal interrupts: the report is what the next morning reads.
-        for sig in self.held:
+        for sig in self.held:  # also where the loop never started (a signal while xdist started its workers)
             signal.signal(sig, self.mark_only)
         if not (self.doc["cases"] or self.doc["errors"] or (self.folder / "progress.log").exists()):
             shutil.rmtree(self.folder, ignore_errors=True)  # no hypothesis ran (e.g. only tests/): no report
             return
         partial = self.interrupted or exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR)
+        if self.interrupted and exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):  # a signal
+            # while shutting down: the status says so, as the report does
+            exitstatus = session.exitstatus = pytest.ExitCode.INTERRUPTED
+        if self.baseline is not None:
+            self.doc["drift"] = drift.drift(self.doc, self.baseline)
+            if self.doc["drift"]["changed"] and not partial:  # a changed verdict fails the night
+                session.exitstatus = exitstatus = pytest.ExitCode.TESTS_FAILED
         self.doc["partial"] = partial
         self.doc["session"].update(finished=time.strftime("%Y-%m-%d %H:%M:%S"), exit_status=int(exitstatus),
                                    state="interrupted" if partial else "finished")
@@ -103,12 +118,31 @@ class Collector:
     def mark_only(self, signum, frame):
         self.interrupted = True
 
+    def pytest_unconfigure(self):
+        for sig, handler in self.held.items():  # as they were before this session (pytest run in-process)
+            signal.signal(sig, handler)
+        if self.folder.is_dir() and not any(self.folder.iterdir()):
+            self.folder.rmdir()  # stopped before any hypothesis test started (its sessionfinish never ran)
+
     def pytest_terminal_summary(self, terminalreporter):
+        for c in self.doc.get("drift", {}).get("verdict_changes", []):
+            terminalreporter.write_line(f"advhyp: VERDICT CHANGED since the baseline: {c['module']} {c['dataset']} "
+                                        f"eps {c['eps']:g}: {c['baseline']} -> {c['current']}", red=True)
         for w in self.doc["warnings"]:
             if w.startswith(SUBSTITUTED) or w.startswith(CUT_SHORT):
                 terminalreporter.write_line(f"advhyp warning: {w}", yellow=True)
-        if (self.folder / "results.json").exists():
+        if (self.folder / "results.json").exists() and self.write_failed is None:  # else the line above says why
             terminalreporter.write_line(f"advhyp: results in {self.folder / 'results.json'}")
+
+
+def stop(config, session, why: str) -> None:
+    """End the session after the tests running now, under xdist too (its controller loop reads its own flag,
+    not the session's): a setup error every later test would hit as well."""
+    if session is not None:
+        session.shouldstop = why
+    dsession = config.pluginmanager.getplugin("dsession")
+    if dsession is not None and not dsession.shouldstop:
+        dsession.shouldstop = why
 
 
 SUBSTITUTED = "data substituted:"

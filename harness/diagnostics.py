@@ -2,8 +2,9 @@
 
 Per-epoch PGD (harness.attacks) decides the claims; this module checks, once per run, that it was not
 fooled (Athalye, Carlini & Wagner 2018; Carlini et al. 2019, "On evaluating adversarial robustness"):
-APGD-CE and APGD-T (Croce & Hein 2020) and the gradient-free Square attack (Andriushchenko et al. 2020),
-all from torchattacks, plus five checks on the attack the verdict relies on, the strongest over the
+APGD-CE and APGD-DLR (Croce & Hein 2020; the DLR margin loss does not saturate as cross-entropy can, at
+APGD-CE's cost) and the gradient-free Square attack (Andriushchenko et al. 2020), all from torchattacks,
+plus five checks on the attack the verdict relies on, the strongest over the
 rounding modes per example. `exact` alone is expected to be masked on a rounding pipeline (that is the
 masking the suite demonstrates), so a check fails only when the strongest attack is masked or weak.
 
@@ -18,26 +19,30 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .attacks import (accuracy, check_attack_inputs, check_attack_settings, craft, crafting_mode, input_gradient,
+from .attacks import (accuracy, attack, check_attack_inputs, check_attack_settings, crafting_mode, input_gradient,
                       pgd, predict, random_start, worst_case)
+from .budget import first_starts, gradient_modes
 from .config import NO_ROUNDING, ROUNDING_MODES, STRONGEST, ConfigError, FinalEvalConfig
 from .pipelines import crafting
 from .runtime import autocast, without_autotuning
 
 BATCH = 500  # images per attack call
-APGD_T_MAX_CLASSES = 10  # APGD-T runs one targeted attack per other class: cheap only with few classes
-MISSING_LIBRARY = ("torchattacks is not installed: APGD-CE, APGD-T and Square are recorded as null "
+DLR_MIN_CLASSES = 3  # the DLR loss divides by the gap between the largest and third-largest logits
+TRANSFER_DIRECTIONS = ("worse->better", "better->worse")  # which arm crafts and which is scored
+MISSING_LIBRARY = ("torchattacks is not installed: APGD-CE, APGD-DLR and Square are recorded as null "
                    "(install the reference with: pip install --no-deps torchattacks==3.5.1)")
 
 
 @without_autotuning()
 def final_evaluation(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_units: float,
                      modes: tuple[str, ...], cfg: FinalEvalConfig, steps: int, step_ratio: float,
-                     precision: str, seed: int) -> dict:
+                     precision: str, seed: int, restarts: int = 1) -> dict:
     """Every attack and masking check on the first `cfg.n_eval` examples of (x, y) at `eps_units`/255.
 
     Accuracies are robust accuracies over all n examples (right on the clean image and on every
-    adversarial image). `modes` are the run's attacks: ("pgd",) for a pipeline that does not round.
+    adversarial image: for PGD, every iterate). `modes` and `restarts` are the run's per-epoch attacks
+    (`modes` ("pgd",) for a pipeline that does not round), with their random starts (`first_starts`).
+    APGD-DLR runs where the model has at least 3 classes (DLR's denominator needs a third logit).
     APGD skips `exact` (its gradient is zero almost everywhere on a rounding pipeline, so APGD would
     only repeat the masking PGD `exact` already shows); Square needs no gradient and attacks the
     deployed model. `checks` holds each masking check ({"ok", "detail"}); `warnings` the problems that
@@ -45,37 +50,42 @@ def final_evaluation(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_uni
     """
     start_time = time.perf_counter()
     _check_modes(modes)
-    check_attack_settings(None, precision)
+    check_attack_settings(None, precision, restarts)
     x, y = x[:cfg.n_eval], y[:cfg.n_eval]
     eps = eps_units / 255
     check_attack_inputs(model, x, y, eps, eps * step_ratio, steps, probe=False)
     clean = predict(model, x, precision, BATCH, check=True) == y
     n_classes = _num_classes(model, x)
 
+    starts = first_starts(modes, restarts)
+
+    def run(mode: str, eps_: float, steps_: int, robust: torch.Tensor) -> torch.Tensor:
+        return pgd(model, x, y, eps_, steps_, eps_ * step_ratio, restarts, seed, crafting_mode(mode),
+                   precision=precision, batch=BATCH, clean_correct=robust, first_start=starts[mode])
+
     def strongest_pgd(eps_: float, steps_: int) -> torch.Tensor:  # each mode attacks what the last left
         robust = clean
         for mode in modes:
-            robust = pgd(model, x, y, eps_, steps_, eps_ * step_ratio, seed=seed, mode=crafting_mode(mode),
-                         precision=precision, batch=BATCH, clean_correct=robust)
+            robust = run(mode, eps_, steps_, robust)
         return robust
 
-    per_mode = {m: pgd(model, x, y, eps, steps, eps * step_ratio, seed=seed, mode=crafting_mode(m),
-                       precision=precision, batch=BATCH, clean_correct=clean) for m in modes}
+    per_mode = {m: run(m, eps, steps, clean) for m in modes}
     pgd_strongest = worst_case(per_mode.values())
     warnings: list[str] = []
     library = _library()
     if library is None:
         warnings.append(MISSING_LIBRARY)
-    gradient_modes = [m for m in modes if m != "exact"]
-    apgd_ce = apgd_t = square = None
-    if library and gradient_modes:
-        apgd_ce = {m: _attack_with(model, x, y, clean, m, precision, lambda net: library.APGD(
-            net, norm="Linf", eps=eps, steps=cfg.apgd_steps, n_restarts=1, seed=seed, loss="ce"))
-            for m in gradient_modes}
-        if cfg.apgd_targeted and n_classes <= APGD_T_MAX_CLASSES:
-            apgd_t = {m: _attack_with(model, x, y, clean, m, precision, lambda net: library.APGDT(
-                net, norm="Linf", eps=eps, steps=cfg.apgd_steps, n_restarts=1, seed=seed, n_classes=n_classes))
-                for m in gradient_modes}
+    apgd_ce = apgd_dlr = square = None
+
+    def apgd(loss: str) -> dict[str, torch.Tensor]:
+        return {m: _attack_with(model, x, y, clean, m, precision, lambda net: library.APGD(
+            net, norm="Linf", eps=eps, steps=cfg.apgd_steps, n_restarts=1, seed=seed, loss=loss))
+            for m in gradient_modes(modes)}
+
+    if library and gradient_modes(modes):
+        apgd_ce = apgd("ce")
+        if cfg.apgd_dlr and n_classes >= DLR_MIN_CLASSES:
+            apgd_dlr = apgd("dlr")
     if library:
         square = _attack_with(model, x, y, clean, "exact", precision, lambda net: library.Square(
             net, norm="Linf", eps=eps, n_queries=cfg.square_queries, n_restarts=1, seed=seed, loss="margin"))
@@ -84,7 +94,7 @@ def final_evaluation(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_uni
     steps_acc = [accuracy(strongest_pgd(eps, s)) for s in cfg.steps_curve]
     # As many steps as the steps curve's longest: with a profile's few steps, an unbounded attack may not arrive.
     eps_acc = [accuracy(strongest_pgd(e / 255, max(steps, *cfg.steps_curve))) for e in cfg.eps_curve]
-    everything = [pgd_strongest, *(apgd_ce or {}).values(), *(apgd_t or {}).values()]
+    everything = [pgd_strongest, *(apgd_ce or {}).values(), *(apgd_dlr or {}).values()]
     strongest_overall = worst_case(everything + ([square] if square is not None else []))
 
     tol = cfg.tolerance
@@ -95,16 +105,15 @@ def final_evaluation(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_uni
         "unbounded_attack_wins": _unbounded_wins(cfg.eps_curve, eps_acc, tol),
         # Square's accuracy (gradient-free) is >= strongest-PGD accuracy - tol.
         "gradient_free_not_stronger": _gradient_free(square, pgd_strongest, tol),
-        # APGD's accuracy (every APGD run, worst case per example) is >= strongest-PGD accuracy - tol: the
-        # per-epoch PGD is not a weak attack whose curves a stronger one would lower.
-        "apgd_not_stronger": _apgd_agrees([*(apgd_ce or {}).values(), *(apgd_t or {}).values()], pgd_strongest,
-                                          library is not None, tol),
+        # APGD's accuracy (APGD-CE and APGD-DLR, worst case per example) is >= strongest-PGD accuracy - tol:
+        # the per-epoch PGD is not a weak attack whose curves a stronger one would lower.
+        "apgd_not_stronger": _apgd_agrees({"CE": apgd_ce, "DLR": apgd_dlr}, pgd_strongest, library is not None, tol),
         # The fraction of examples whose input gradient is exactly zero under EVERY mode is <= tol.
         "gradients_not_masked": _gradients_flow(zero_grad, tol),
     }
     return {
         "n": len(x), "clean": accuracy(clean), "eps": float(eps_units),
-        "pgd": _accuracies(per_mode), "apgd_ce": _accuracies(apgd_ce), "apgd_t": _accuracies(apgd_t),
+        "pgd": _accuracies(per_mode), "apgd_ce": _accuracies(apgd_ce), "apgd_dlr": _accuracies(apgd_dlr),
         "square": None if square is None else accuracy(square),
         "zero_grad": {m: accuracy(z) for m, z in zero_grad.items()},
         "steps_curve": {"steps": [int(s) for s in cfg.steps_curve], "acc": steps_acc},
@@ -117,11 +126,16 @@ def final_evaluation(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_uni
 @without_autotuning()
 def transfer_check(source_model: nn.Module, target_model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                    eps_units: float, steps: int, step_ratio: float, precision: str, seed: int,
-                   whitebox_acc: float, tolerance: float) -> dict:
-    """PGD crafted on `source_model` (BPDA through its rounding, if it rounds), scored on `target_model`
-    as deployed, on the target's clean-correct examples. `whitebox_acc` is the target's own strongest
-    white-box accuracy at the same eps; a transfer attack that beats it by more than `tolerance` means
-    the white-box attack was masked."""
+                   whitebox_acc: float, tolerance: float, direction: str = TRANSFER_DIRECTIONS[0]) -> dict:
+    """PGD crafted on `source_model` (BPDA through its rounding, if it rounds), every iterate scored on
+    `target_model` as deployed, on the target's clean-correct examples. `whitebox_acc` is the target's own
+    strongest white-box accuracy at the same eps; a transfer attack that beats it by more than `tolerance`
+    means the white-box attack was masked. Either arm may be the source: run it both ways, saying which
+    in `direction` (one of TRANSFER_DIRECTIONS: worse->better crafts on the claim's worse arm and scores
+    the better), which the result and its detail repeat. Cost: `steps` gradient passes on the source and
+    steps + 1 forward passes on the target per example, less for examples fooled early."""
+    if direction not in TRANSFER_DIRECTIONS:
+        raise ConfigError(f"transfer direction {direction!r}: use one of {', '.join(TRANSFER_DIRECTIONS)}")
     eps = eps_units / 255
     check_attack_settings(None, precision)
     for model in (source_model, target_model):
@@ -130,16 +144,17 @@ def transfer_check(source_model: nn.Module, target_model: nn.Module, x: torch.Te
     robust = predict(target_model, x, precision, BATCH) == y
     todo = robust.nonzero().squeeze(1)  # examples the target gets wrong are not robust anyway
     start = random_start(x, eps, seed)[todo]
-    adv = craft(source_model, x[todo], y[todo], start, eps, steps, eps * step_ratio, mode, precision, BATCH)
-    robust[todo] &= predict(target_model, adv, precision, BATCH) == y[todo]
+    _, fooled = attack(source_model, x[todo], y[todo], start, eps, steps, eps * step_ratio, mode, precision, BATCH,
+                       judge=target_model)
+    robust[todo] &= ~fooled
     acc = accuracy(robust)
     # Transfer accuracy >= white-box accuracy - tolerance.
     ok = acc >= whitebox_acc - tolerance
-    detail = (f"PGD-{steps} crafted on the source ({mode or 'as deployed'}) at eps {eps_units:g}/255 leaves "
-              f"the target at {acc:.3f}; its white-box accuracy is {whitebox_acc:.3f}; "
+    detail = (f"{direction}: PGD-{steps} crafted on the source ({mode or 'as deployed'}) at eps {eps_units:g}/255 "
+              f"leaves the target at {acc:.3f}; its white-box accuracy is {whitebox_acc:.3f}; "
               f"{'ok' if ok else 'FAILED'}: transfer must be >= white-box - {tolerance:g}")
-    return {"eps": float(eps_units), "transfer_acc": acc, "whitebox_acc": float(whitebox_acc), "ok": bool(ok),
-            "detail": detail}
+    return {"eps": float(eps_units), "direction": direction, "transfer_acc": acc, "whitebox_acc": float(whitebox_acc),
+            "ok": bool(ok), "detail": detail}
 
 
 def zero_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mode: str, precision: str) -> torch.Tensor:
@@ -210,15 +225,18 @@ def _gradient_free(square: torch.Tensor | None, pgd_strongest: torch.Tensor, tol
                                 f"Square must be >= PGD - {tol:g}"}
 
 
-def _apgd_agrees(apgd: list[torch.Tensor], pgd_strongest: torch.Tensor, have_library: bool, tol: float) -> dict:
+def _apgd_agrees(apgd: dict[str, dict | None], pgd_strongest: torch.Tensor, have_library: bool, tol: float) -> dict:
+    """`apgd`: loss name -> that APGD's per-mode robustness masks, or None where it did not run."""
     pgd_acc = accuracy(pgd_strongest)
-    if not apgd:
+    ran = {loss: worst_case(per_mode.values()) for loss, per_mode in apgd.items() if per_mode}
+    if not ran:
         why = "torchattacks missing" if not have_library else "no attack mode has a gradient (only exact)"
         return {"ok": False, "detail": f"FAILED, not checked: APGD did not run ({why}); "
                                        f"strongest-PGD accuracy {pgd_acc:.3f}"}
-    apgd_acc = accuracy(worst_case(apgd))
+    apgd_acc = accuracy(worst_case(ran.values()))
+    each = ", ".join(f"{loss} {accuracy(r):.3f}" for loss, r in ran.items())
     ok = apgd_acc >= pgd_acc - tol
-    return {"ok": ok, "detail": f"APGD accuracy {apgd_acc:.3f}, strongest-PGD accuracy {pgd_acc:.3f}; "
+    return {"ok": ok, "detail": f"APGD accuracy {apgd_acc:.3f} ({each}), strongest-PGD accuracy {pgd_acc:.3f}; "
                                 f"{'ok' if ok else 'FAILED'}: APGD must be >= PGD - {tol:g}"}
 
 

@@ -167,7 +167,7 @@ class LocalExecutor:
     def final_tag(self, eps: float) -> str:
         """Names the final-checkpoint results of `eps` in the cache: recomputed when the settings, the eps,
         the attack and diagnostics code or torchattacks' version change."""
-        attack_code = code_version(modules=("attacks.py", "diagnostics.py"))
+        attack_code = code_version(modules=("attacks.py", "budget.py", "diagnostics.py"))
         return hashlib.sha256(repr((self.final_eval, eps, attack_code, diagnostics.library_version())).encode()
                               ).hexdigest()[:12]
 
@@ -178,7 +178,7 @@ class LocalExecutor:
             model, (x, y) = self.final_model(k, cfg, ds), self.eval_set(cfg, ds)
             value = results.plain(diagnostics.final_evaluation(
                 model, x, y, eps, cfg.attack.modes, self.final_eval, cfg.attack.steps, cfg.attack.step_ratio,
-                cfg.precision, seed=cfg.attack.eval_seed))
+                cfg.precision, seed=cfg.attack.eval_seed, restarts=cfg.attack.restarts))
             self.log(f"{k[:8]} {cfg.label} final-checkpoint checks {which}: "
                      f"{sum(c['ok'] for c in value['checks'].values())}/{len(value['checks'])} ok  "
                      f"{time.perf_counter() - start:.1f}s")
@@ -217,7 +217,7 @@ class CollectExecutor(LocalExecutor):
 def absent(k: str, cfg: RunConfig, ds: data.Dataset, status: str, error: str) -> dict:
     """A run that has no numbers: failed in training, or missing from the cache."""
     return results.plain({"key": k, "status": status, "label": cfg.label, "config": cfg.to_dict(),
-                          "dataset_used": ds.name, "error": error, "records": []})
+                          "dataset_used": ds.name, "data_fingerprint": ds.fingerprint, "error": error, "records": []})
 
 
 @dataclass(frozen=True)

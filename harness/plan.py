@@ -9,8 +9,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from . import data, pipelines, stats
-from .config import NO_ROUNDING, Claim, ConfigError, Profile, RunConfig, Variant, key
+from . import budget, data, pipelines, stats
+from .config import NO_ROUNDING, PROFILES, Claim, ConfigError, Profile, RunConfig, Variant, key
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,8 @@ class Plan:
     datasets: tuple[str, ...]  # the datasets the claim runs on here
     eps: tuple[float, ...]  # one case per dataset and eps, in 1/255 units
     notes: tuple[str, ...] = ()  # what the plan changed from the claim (a substituted dataset), for the report
+    reduced: tuple[str, ...] = ()  # how this protocol falls short of the claim's: its cases do not decide
+    allow_reduced: bool = False  # --allow-reduced: a reduced protocol decides all the same (and says so)
 
     @property
     def epochs(self) -> int:
@@ -35,14 +37,32 @@ class Plan:
 
 
 def plan(claim: Claim, profile: Profile, sources: data.Sources, datasets: tuple[str, ...] | None = None,
-         eps: tuple[float, ...] | None = None) -> Plan:
+         eps: tuple[float, ...] | None = None, allow_reduced: bool = False) -> Plan:
     """The claim's cases here: its own datasets and eps, or the overrides. A bound data source that cannot
     be read is an error; a profile that substitutes runs on the first wanted dataset at hand, and only
     where none is, on another one, with a note (a smoke run on a machine without CIFAR still runs)."""
     check_claim(claim)
     found = data.resolve(tuple(datasets or claim.datasets), sources, profile.substitute_data)
-    return Plan(claim=claim, profile=profile, datasets=found.names, eps=tuple(eps or claim.eps),
-                notes=(found.note,) if found.substituted else ())
+    notes = (found.note,) if found.substituted else ()
+    return Plan(claim=claim, profile=profile, datasets=found.names, eps=tuple(eps or claim.eps), notes=notes,
+                reduced=shortfalls(claim, profile, found.names, notes), allow_reduced=allow_reduced)
+
+
+def shortfalls(claim: Claim, profile: Profile, datasets: tuple[str, ...], notes: tuple[str, ...]) -> tuple[str, ...]:
+    """How a deciding profile falls short of the claim's protocol (its epochs and datasets, and the paper
+    profile's seeds and evaluation images): a verdict on less is a measurement, not a replication."""
+    if not profile.decides:
+        return ()
+    paper, epochs = PROFILES["paper"], profile.epochs or claim.epochs
+    out = [f"{epochs} epochs, the claim's protocol has {claim.epochs}"] if epochs < claim.epochs else []
+    if len(profile.seeds) < len(paper.seeds):
+        out.append(f"{len(profile.seeds)} seeds per arm, the protocol has {len(paper.seeds)}")
+    if profile.attack.n_eval < paper.attack.n_eval:
+        out.append(f"{profile.attack.n_eval} evaluation images, the protocol has {paper.attack.n_eval}")
+    missing = [d for d in claim.datasets if d not in datasets]
+    if missing:
+        out.append(f"not run on {', '.join(missing)}")
+    return tuple(out + list(notes))
 
 
 def check_claim(claim: Claim) -> None:
@@ -75,7 +95,11 @@ def _configs(p: Plan, v: Variant, dataset: str, precision: str) -> list[RunConfi
         size = min(size, profile.max_input_size)
     rounds = pipelines.PIPELINES[v.pipeline].rounds
     eps = tuple(sorted(set(profile.attack.eps) | set(p.eps)))
-    attack = dataclasses.replace(profile.attack, eps=eps, modes=p.claim.modes if rounds else (NO_ROUNDING,))
+    if rounds:
+        attack = dataclasses.replace(profile.attack, eps=eps, modes=p.claim.modes)
+    else:  # equal effort: as many random restarts as the claim's rounding arms have gradient attacks
+        restarts = profile.attack.restarts * len(budget.gradient_modes(p.claim.modes))
+        attack = dataclasses.replace(profile.attack, eps=eps, modes=(NO_ROUNDING,), restarts=restarts)
     recipe = v.recipe
     if profile.max_batch_size and recipe.batch_size > profile.max_batch_size:
         recipe = dataclasses.replace(recipe, batch_size=profile.max_batch_size)

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from . import config as cfg
-from . import plan, results, runtime, settings, store, verdict
+from . import drift, plan, results, runtime, settings, store, verdict
 from .case import Case
-from .collector import HYPOTHESIS_TEST, PAYLOAD, SUBSTITUTED, Collector
+from .collector import HYPOTHESIS_TEST, PAYLOAD, SUBSTITUTED, Collector, stop
 
 SETTINGS = pytest.StashKey[settings.Settings]()
 REPORT = pytest.StashKey[Path]()
@@ -38,9 +38,11 @@ def pytest_configure(config):
     try:
         s = settings.read(config)
         runtime.resolve_precision(s.precision, None)
+        baseline = None
         if worker is None:  # setup errors stop the session once, on the controller, before workers start
             runtime.check_device(s.device)
             store.check_writable(s.cache_dir, "--cache-dir")
+            baseline = drift.load_baseline(s.baseline) if s.baseline else None
     except cfg.ConfigError as e:
         raise pytest.UsageError(str(e)) from None
     except store.StoreError as e:
@@ -50,24 +52,27 @@ def pytest_configure(config):
     if worker is None:  # the controller (or a run without xdist)
         folder = _new_report_folder(s.reports_dir)
         config.stash[REPORT] = folder
-        config.pluginmanager.register(Collector(config, settings.as_record(s), folder), "advhyp-collector")
+        config.pluginmanager.register(Collector(config, settings.as_record(s), folder, baseline), "advhyp-collector")
     else:
         config.stash[REPORT] = Path(worker["advhyp_report"])
         runtime.share_cpu(int(worker.get("workercount", os.environ.get("PYTEST_XDIST_WORKER_COUNT", 1))))
 
 
 def _new_report_folder(root: Path) -> Path:
+    try:
+        store.check_writable(root, "--reports-dir")
+    except store.StoreError as e:
+        raise pytest.UsageError(str(e)) from None
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for i in range(1000):
         folder = root / (stamp if i == 0 else f"{stamp}-{i}")
         try:
             folder.mkdir(parents=True)
-            store.check_writable(folder, "--reports-dir")
             return folder
         except FileExistsError:
             continue
         except OSError as e:
-            raise pytest.UsageError(str(store.write_error(folder, e, "--reports-dir"))) from None
+            raise pytest.UsageError(str(store.write_error(folder, e, "--reports-dir", kept=False))) from None
     raise pytest.UsageError(f"too many report folders named {stamp}* in {root}")
 
 
@@ -94,13 +99,14 @@ def plan_of(config, claim: cfg.Claim) -> plan.Plan:
     plans = config.stash[PLANS]
     if id(claim) not in plans:
         s = config.stash[SETTINGS]
-        plans[id(claim)] = plan.plan(claim, s.profile, s.sources, s.overrides.datasets, s.overrides.eps)
+        plans[id(claim)] = plan.plan(claim, s.profile, s.sources, s.overrides.datasets, s.overrides.eps,
+                                     s.allow_reduced)
     return plans[id(claim)]
 
 
 def pytest_generate_tests(metafunc):
     claim = getattr(metafunc.module, "CLAIM", None)
-    if isinstance(claim, cfg.Claim) and {"dataset", "eps"} <= set(metafunc.fixturenames):
+    if isinstance(claim, cfg.CLAIM_TYPES) and {"dataset", "eps"} <= set(metafunc.fixturenames):
         try:
             cases = plan_of(metafunc.config, claim).cases()
         except cfg.ConfigError as e:
@@ -111,7 +117,8 @@ def pytest_generate_tests(metafunc):
 def pytest_collection_modifyitems(items):
     """Tag hypothesis tests, so the controller reports their errors and ignores other tests'."""
     for item in items:
-        if isinstance(getattr(getattr(item, "module", None), "CLAIM", None), cfg.Claim):
+        claim = getattr(getattr(item, "module", None), "CLAIM", None)
+        if isinstance(claim, cfg.CLAIM_TYPES) and "suite" in getattr(item, "fixturenames", ()):
             item.user_properties.append((HYPOTHESIS_TEST, True))
             item.add_marker("hypothesis")
 
@@ -171,8 +178,11 @@ def _logger(config):
         with capman.global_and_fixture_disabled():
             sys.stderr.write(text)
             sys.stderr.flush()
-        with open(log_path, "a") as f:
-            f.write(text)
+        try:
+            with open(log_path, "a") as f:
+                f.write(text)
+        except OSError:  # a full or read-only reports folder: the terminal has the line, and the controller
+            pass  # stops the session when results.json cannot be written, naming the folder
     return log
 
 
@@ -184,9 +194,10 @@ class SuiteFixture:
         self.request = request
         self.config = request.config
 
-    def evaluate(self, claim: cfg.Claim, dataset: str, eps: float) -> Case:
+    def evaluate(self, claim: cfg.Claim | cfg.TrendClaim, dataset: str, eps: float) -> Case:
         s, ex = self.config.stash[SETTINGS], executor(self.config)
         p = plan_of(self.config, claim)
+        setup_error = None
         try:
             precision = runtime.resolve_precision(s.precision, ex.device)
             family = {}
@@ -195,14 +206,14 @@ class SuiteFixture:
                 family[d] = ex.runs(configs)
                 if d == dataset:
                     checks = ex.final_checks(claim, configs, family[d])
-        except store.StoreError as e:  # disk full or read-only: every later test would fail the same way
-            self.request.session.shouldstop = str(e)
-            raise
-        except cfg.ConfigError as e:  # bad data or settings: one line, and the session stops
-            self.request.session.shouldstop = str(e)
-            pytest.fail(str(e), pytrace=False)
-        case = verdict.judge(p, dataset, eps, family, checks, s.alpha, nodeid=self.request.node.nodeid,
-                             module=self.request.module.__name__.split(".")[-1])
+        except (store.StoreError, cfg.ConfigError) as e:  # a full or read-only disk, bad data: every later
+            setup_error = str(e)  # test would fail the same way
+        if setup_error:  # one line, and the session stops (failed outside the except: no chained exception)
+            stop(self.config, self.request.session, "advhyp: stopped by the setup error above")
+            pytest.fail(setup_error, pytrace=False)
+        judge = verdict.judge_trend if isinstance(claim, cfg.TrendClaim) else verdict.judge
+        case = judge(p, dataset, eps, family, checks, s.alpha, nodeid=self.request.node.nodeid,
+                     module=self.request.module.__name__.split(".")[-1])
         warnings = list(ex.cache.warnings) + ex.data_notes + [f"{SUBSTITUTED} {n}" for n in p.notes]
         self.request.node.stash[RECORD] = {
             "case": case.to_dict(), "runs": {r["key"]: r for rs in family[dataset].values() for r in rs},
@@ -213,6 +224,8 @@ class SuiteFixture:
     def conclude(self, case: Case) -> None:
         if case.outcome == "skipped":
             pytest.skip(verdict.message(case))
+        if case.outcome == "xfailed":
+            pytest.xfail(verdict.message(case))
         if case.outcome == "failed":
             pytest.fail(verdict.message(case), pytrace=False)
 

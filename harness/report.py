@@ -5,6 +5,9 @@
 Every string taken from results.json is HTML-escaped on its way to the page: cells go through `cell`,
 and only markup built here is wrapped in `Markup`. A tiny inline script records, on load, how many
 figures decoded and any JavaScript error as attributes of <body> (the browser test reads them).
+
+Over 300 lines, on purpose: the page's sections read top to bottom in the order they appear,
+and splitting them across modules would make a reader jump to follow one page.
 """
 from __future__ import annotations
 
@@ -12,13 +15,16 @@ import argparse
 import base64
 import html
 import math
+import re
 import sys
 from pathlib import Path
 
-from . import figures, results, stats, store
+from . import factorial, figures, results, stats, store
 from .case import Case
 from .attacks import eps_key
 from .config import STRONGEST
+from .verdict import VERDICTS
+from .assets import CHECK_JS, CSS
 
 
 class Markup(str):
@@ -70,7 +76,7 @@ def render(folder) -> Path:
     doc = results.load(folder)
     folder = folder if folder.is_dir() else folder.parent
     path = folder / "index.html"
-    store.atomic_write(path, page(doc, folder.name).encode())
+    store.atomic_write(path, page(doc, folder.name).encode(), "--reports-dir")
     return path
 
 
@@ -79,8 +85,10 @@ def page(doc: dict, title: str) -> str:
     stopped = (f'<p class="warn">{len(doc["errors"])} test(s) stopped before reaching a verdict: see '
                f'<a href="#errors">Errors</a>.</p>' if doc["errors"] else "")
     parts = [header(doc, title), summary(cases), stopped, guide(doc)]
+    parts.append(factorial_section(cases, doc["runs"]))
+    parts.append(dose_section(cases))
     parts += [case_section(i, c, doc["runs"]) for i, c in enumerate(cases)]
-    parts += [problems_section(doc), config_section(doc["session"])]
+    parts += [drift_section(doc), problems_section(doc), config_section(doc["session"])]
     body = "\n".join(parts)
     return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<title>advhyp report {esc(title)}</title><style>{CSS}</style><script>{CHECK_JS}</script></head>\n'
@@ -100,7 +108,7 @@ def header(doc: dict, title: str) -> str:
 
 def verdict_cell(case: Case) -> Markup:
     v = case.verdict
-    cls = v if v in stats.VERDICTS else "unknown"
+    cls = re.sub(r"\W+", "-", v).strip("-") if v in VERDICTS else "unknown"
     notes = []
     if not case.profile_decides:
         notes.append(f"not decided ({case.profile})")
@@ -108,12 +116,19 @@ def verdict_cell(case: Case) -> Markup:
         notes.append("reported only")
     if case.expect == "null":
         notes.append("control: passes when inconclusive, with every run finished")
+    if case.known:
+        notes.append(f"recorded: {case.known['verdict']} ({case.known['evidence']})")
     note = "".join(f' <span class="note">{esc(n)}</span>' for n in notes)
     return Markup(f'<span class="verdict {cls}">{esc(v)}</span>{note}')
 
 
 def effect_text(case: Case) -> str:
     t = case.test
+    if case.kind == "trend":  # the slope along the dose, signed as measured (not in the claimed direction)
+        tr = case.trend
+        lo, hi = tr.get("ci") or (None, None)
+        return (f"slope per {tr.get('unit', '')}: {num(tr.get('slope'), '+.4g')} [{num(lo, '+.4g')}, "
+                f"{num(hi, '+.4g')}], claimed {tr.get('direction')}")
     return (f"{case.better} − {case.worse}: {num(t.effect, '+.4f')} "
             f"[{num(t.ci[0], '+.4f')}, {num(t.ci[1], '+.4f')}]")
 
@@ -129,35 +144,44 @@ def summary(cases: list[Case]) -> str:
     for i, c in enumerate(cases):
         t = c.test
         rows.append([c.module, Markup(f'<a href="#case-{i}">{esc(case_name(c))}</a>'),
-                     verdict_cell(c), effect_text(c), num(t.p_greater), num(t.p_adj_greater),
+                     verdict_cell(c), effect_text(c), claimed_text(c), num(t.p_greater), num(t.p_adj_greater),
                      f"{num(t.p_perm)} (min {num(t.p_min)})",
                      " / ".join(str(n) for n in t.n), c.profile, c.dataset_used, c.outcome])
-    headers = ["hypothesis", "case", "verdict", "effect on the primary score [95% CI]", "p (Welch)",
-               "p (Holm)", "p (permutation)", "seeds per variant", "profile", "dataset used", "pytest"]
+    headers = ["hypothesis", "case", "verdict", "effect on the primary score [95% CI]", "claimed (source) → reading",
+               "p (Welch)", "p (Holm)", "p (permutation)", "seeds per variant", "profile", "dataset used", "pytest"]
     return f"<h2>Summary</h2>{table(headers, rows, 'summary')}"
+
+
+def claimed_text(case: Case) -> str:
+    c = case.claimed
+    if not c:
+        return "—"
+    size = f" by {num(c['size'], '+.4f')}" if c.get("size") is not None else " (no size given)"
+    return f"{c['direction']}{size} ({c['source']}) → {c['reading']}"
 
 
 def guide(doc: dict) -> str:
     alpha = doc["session"].get("alpha", "?")
-    scores = "".join(f"<dt>{esc(n)}{' (primary: decides)' if n == stats.PRIMARY else ''}</dt><dd>{esc(d)}</dd>"
-                     for n, d in stats.SCORES.items())
+    scores = "".join(f"<dt>{esc(n)}{' (the default primary score)' if n == stats.PRIMARY else ''}</dt>"
+                     f"<dd>{esc(d)}</dd>" for n, d in stats.SCORES.items())
+    verdicts = "".join(f"<dt>{esc(v)}</dt><dd>{esc(d)}</dd>" for v, d in VERDICTS.items())
     return (f"<h2>How to read it</h2><p>Each run is scored per seed on its per-epoch (clean accuracy, adversarial "
             f"accuracy) points; adversarial accuracy is the <code>{STRONGEST}</code> attack (per example, the "
             f"worst case over the attacks of that epoch).</p><dl>{scores}</dl>"
             f"<p>Test: Welch's one-sided t-test on the per-seed primary score (better &gt; worse) decides. A "
             f"one-sided permutation test over seed relabelings is shown beside it, with the smallest p its seed "
             f"count allows. Deciding cases (the claim's deciding eps) are Holm-adjusted across the claim's "
-            f"datasets; other eps are reported only. Verdict at alpha = {esc(alpha)}: supported when the "
-            f"Holm-adjusted p (better &gt; worse) ≤ alpha, contradicted when the Holm-adjusted p (better &lt; "
-            f"worse) ≤ alpha, otherwise inconclusive. A deciding case fails whatever its verdict when a run "
-            f"failed or the comparison could not be made (listed under problems), and a supported claim fails "
-            f"when a final-checkpoint masking check failed. A null control passes when inconclusive on "
-            f"complete evidence.</p>")
+            f"datasets; other eps are reported only. Verdicts at alpha = {esc(alpha)}:</p><dl>{verdicts}</dl>"
+            f"<p>A deciding case fails whatever its verdict when a run failed or the comparison could not be made "
+            f"(listed under problems), and a supported claim fails when a final-checkpoint masking check failed. "
+            f"A null control passes when inconclusive on complete evidence. A claim with a recorded verdict is an "
+            f"expected outcome (xfail) while that verdict holds, and fails when it changes.</p>")
 
 
 def case_runs(case: Case, runs: dict) -> dict[str, list[dict]]:
-    """variant -> its runs, the better arm first, then the worse one, then any other."""
-    order = sorted(case.run_keys, key=lambda v: (v != case.better, v != case.worse))
+    """variant -> its runs, the better arm first, then the worse one, then any other (a trend: by dose)."""
+    order = list(case.run_keys) if case.kind == "trend" else \
+        sorted(case.run_keys, key=lambda v: (v != case.better, v != case.worse))
     return {v: [runs[k] for k in case.run_keys[v]] for v in order}
 
 
@@ -171,6 +195,7 @@ def case_section(i: int, case: Case, all_runs: dict) -> str:
              f" &nbsp; <code>{esc(case.nodeid)}</code></p>",
              f'<ul class="warn">{problems}</ul>' if problems else "",
              img(figures.case_figure(case, runs, ek), f"tradeoff and scores of {case.nodeid}"),
+             img(figures.along_eps_figure(case), f"effect along eps of {case.nodeid}") if len(case.along_eps) > 1 else "",
              per_mode_table(case),
              diagnostics(case, runs),
              "<details><summary>test details and runs</summary>", table(["field", "value"], test_rows, "kv"),
@@ -194,7 +219,9 @@ def per_mode_table(case: Case) -> str:
     rows.append([Markup(f"<b>{STRONGEST}</b> (decides)"), num(case.test.effect, "+.4f"),
                  num(case.test.p_greater), num(mean(sc.get(better, {}).get(case.primary))),
                  num(mean(sc.get(worse, {}).get(case.primary)))])
-    headers = ["attack mode", "effect (primary)", "p (Welch, raw)", f"mean {case.primary} {better}",
+    trend = case.kind == "trend"  # effect: the slope signed so that > 0 is the claimed direction
+    headers = ["attack mode", "slope, claimed direction" if trend else "effect (primary)",
+               f"p ({'trend' if trend else 'Welch'}, raw)", f"mean {case.primary} {better}",
                f"mean {case.primary} {worse}"]
     return f"<h3>Per attack mode</h3>{table(headers, rows)}"
 
@@ -246,6 +273,78 @@ def runs_table(runs: dict[str, list[dict]], ek: str) -> str:
                   "train seconds", "error"], rows, "runs")
 
 
+def drift_section(doc: dict) -> str:
+    """Against --baseline: changed verdicts, effects whose CIs no longer overlap, runs beyond their seed spread."""
+    d = doc.get("drift")
+    if not isinstance(d, dict):
+        return ""
+    b = d.get("baseline") or {}
+    where = lambda x: f"{x.get('module')} {x.get('dataset')} eps {num(x.get('eps'), 'g')}"  # noqa: E731
+    rows = ([["verdict changed", where(x), x.get("baseline"), x.get("current")] for x in d.get("verdict_changes", [])]
+            + [["effect moved (CIs disjoint)", where(x), effect_text_of(x.get("baseline")), effect_text_of(x.get("current"))]
+               for x in d.get("effect_shifts", [])]
+            + [[f"final {x.get('metric')} of {x.get('arm')} beyond its seed spread", where(x),
+                num((x.get("baseline") or {}).get("mean")), num((x.get("current") or {}).get("mean"))]
+               for x in d.get("run_shifts", [])])
+    head = (f"<h2 id=\"drift\">Drift against the baseline</h2><p>baseline: {esc(b.get('started'))}, git "
+            f"{esc(b.get('git'))}, {esc(b.get('profile'))} profile. "
+            f"{'<b>A verdict changed: the session fails.</b>' if d.get('changed') else 'No verdict changed.'}</p>")
+    return head + (table(["what", "case", "baseline", "now"], rows) if rows else "<p>Nothing moved.</p>")
+
+
+def effect_text_of(x) -> str:
+    x = x if isinstance(x, dict) else {}
+    ci = x.get("ci") or [None, None]
+    return f"{num(x.get('effect'), '+.4f')} [{num(ci[0], '+.4f')}, {num(ci[1], '+.4f')}]"
+
+
+def factorial_section(cases: list[Case], runs: dict) -> str:
+    """H1's 2x2 (normalization x rounding) per dataset, with its effects; empty when no session's runs fill
+    all four cells (harness.factorial)."""
+    parts = []
+    for t in factorial.tables(cases, runs):
+        def cell_text(name):
+            c = t["cells"][name]
+            missing = f"; not finished: {', '.join(c['not_finished'])}" if c["not_finished"] else ""
+            return f"{name}: {num(c['mean'], '.4f')} ± {num(c['sd'], '.4f')} (n = {c['n']}){missing}"
+        grid = [[label, *(cell_text(factorial.LAYOUT[(normalized, rounded)]) for rounded in (False, True))]
+                for label, normalized in (("normalized", True), ("unnormalized [0, 1]", False))]
+        effects = [[e["name"], num(e["estimate"], "+.4f"), f"[{num(e['ci'][0], '+.4f')}, {num(e['ci'][1], '+.4f')}]",
+                    e["what"]] for e in t["effects"]]
+        size = f" at {t['input_size']} px" if t["input_size"] else ""
+        parts += [f"<h3>{esc(t['dataset'])}: {esc(t['model'])}{esc(size)}, {esc(t['epochs'])} epochs, eps "
+                  f"{num(t['eps'], 'g')}/255, mean {esc(t['score'])} ± sd over seeds</h3>",
+                  table(["", "float", "rounded (8-bit)"], grid, "factorial"),
+                  table(["effect", "estimate", "95% CI", "what it isolates"], effects, "factorial")]
+    if not parts:
+        return ""
+    return ("<h2>H1's 2x2: normalization × rounding</h2><p>Each cell: the per-seed primary score on the strongest "
+            "attack at the deciding eps, over the runs the H1 hypotheses share. Effects are contrasts of the cell "
+            "means; the intervals treat the cells as independent samples (df = the smallest cell's seeds − 1). "
+            "Descriptive: the H1 hypotheses below decide.</p>" + "".join(parts))
+
+
+def dose_section(cases: list[Case]) -> str:
+    """Each dose-response claim at its deciding eps: the score and the clean cost along the dose."""
+    parts = []
+    for c in (c for c in cases if c.kind == "trend" and c.eps == c.deciding_eps):
+        tr, cost = c.trend, c.trend.get("clean_cost", {})
+        rows = [[n, k, m, cm] for n, k, m, cm in zip(tr.get("names", []), tr.get("n", []), tr.get("means", []),
+                                                     cost.get("means", []))]
+        parts += [f"<h3>{esc(c.module)}: {esc(c.dataset)}, eps {num(c.eps, 'g')}/255</h3>",
+                  f"<p>{verdict_cell(c)} &nbsp; {esc(effect_text(c))}; one-sided p (claimed direction) "
+                  f"{num(c.test.p_greater)}, Holm-adjusted {num(c.test.p_adj_greater)}; clean cost: slope of the "
+                  f"final clean accuracy {num(cost.get('slope'), '+.4g')} per {esc(tr.get('unit', ''))}</p>",
+                  table(["level", "seeds", f"mean {c.primary}", "mean final clean accuracy"], rows, "dose"),
+                  img(figures.dose_figure(c), f"dose response of {c.nodeid}")]
+    if not parts:
+        return ""
+    return ("<h2>Dose response</h2><p>One linear trend test of the per-seed score along the dose decides "
+            "(slope from the level means, standard error from each level's own variance, df = the smallest "
+            "level's seeds − 1): supported when the Holm-adjusted one-sided p in the claimed direction ≤ alpha, "
+            "contradicted when the opposite one is. The clean cost is shown, not tested.</p>" + "".join(parts))
+
+
 def problems_section(doc: dict) -> str:
     errors = "".join(f"<h3>{esc(e.get('nodeid', '?'))}</h3><pre>{esc(e.get('message', ''))}</pre>"
                      for e in doc["errors"] if isinstance(e, dict))
@@ -257,34 +356,6 @@ def problems_section(doc: dict) -> str:
 def config_section(session: dict) -> str:
     rows = [list(r) for r in flat(session)]
     return f"<h2>Configuration and environment</h2>{table(['setting', 'value'], rows, 'kv')}"
-
-
-CSS = """
-body{font:14px/1.45 system-ui,sans-serif;margin:1.5em auto;max-width:1400px;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:.6em 0}th,td{border:1px solid #ccc;padding:3px 7px;text-align:left;
-vertical-align:top}th{background:#f2f2f2}td{font-variant-numeric:tabular-nums}
-.verdict{font-weight:bold;padding:1px 6px;border-radius:3px}.supported{background:#c8ecc8;color:#165a16}
-.contradicted{background:#f6c6c6;color:#8a1010}.inconclusive{background:#fbe3a8;color:#7a5400}
-.unknown{background:#ddd}.note{font-size:.85em;color:#555;font-style:italic}
-.partial{background:#b00020;color:#fff;font-weight:bold;font-size:1.3em;padding:.6em 1em;margin:.8em 0}
-.warn li,p.warn{color:#8a4b00}.case{border-top:2px solid #888;margin-top:2em}.statement{font-style:italic}
-img{max-width:100%;display:block;margin:.5em 0}pre{white-space:pre-wrap;background:#f7f7f7;padding:.5em}
-.kv td:first-child{font-family:monospace}
-"""
-
-CHECK_JS = """
-window.advhypErrors = [];
-window.addEventListener('error', function (e) { window.advhypErrors.push(String(e.message)); });
-window.addEventListener('load', function () {
-  var imgs = Array.prototype.slice.call(document.images);
-  var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
-  var b = document.body;
-  b.setAttribute('data-images-total', imgs.length);
-  b.setAttribute('data-images-ok', ok);
-  b.setAttribute('data-js-errors', window.advhypErrors.join(' | '));
-  b.setAttribute('data-checked', 'yes');
-});
-"""
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,7 +43,7 @@ def add(doc: dict, payload: dict) -> None:
 
 def write(folder: Path, doc: dict) -> Path:
     path = Path(folder) / "results.json"
-    store.atomic_write(path, json.dumps(plain(doc), indent=1, allow_nan=True).encode())
+    store.atomic_write(path, json.dumps(plain(doc), indent=1, allow_nan=True).encode(), "--reports-dir")
     return path
 
 

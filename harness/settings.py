@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import config as cfg
-from .data import Sources, check_name, parse_binding
+from .data import Sources, check_name, layout, parse_binding
 
 OPTIONS = {  # dest: (flag, environment variable, ini name, default, help)
     "profile": ("--profile", "ADVHYP_PROFILE", "advhyp_profile", "smoke",
@@ -43,6 +43,9 @@ OPTIONS = {  # dest: (flag, environment variable, ini name, default, help)
                    "--executor slurm: CPU cores per job (default: the cluster's); also the job's torch threads"),
     "slurm_mem": ("--slurm-mem", "ADVHYP_SLURM_MEM", "advhyp_slurm_mem", "",
                   "--executor slurm: memory per job in GB (default: the cluster's)"),
+    "baseline": ("--baseline", "ADVHYP_BASELINE", None, "",
+                 "a previous results.json (or its folder): verdict drift is reported, and a changed verdict "
+                 "fails the session"),
     "seeds": ("--seeds", None, None, "", "override the profile's seeds, e.g. 0,1,2"),
     "epochs": ("--epochs", None, None, "", "override every hypothesis's epoch count"),
     "datasets": ("--datasets", None, None, "", "override the hypotheses' datasets, e.g. cifar10"),
@@ -51,6 +54,8 @@ OPTIONS = {  # dest: (flag, environment variable, ini name, default, help)
 FLAGS = {  # dest: (flag, help): switches, off unless given
     "no_early_exit": ("--no-early-exit", "attack every example, not only those still robust (same numbers, slower)"),
     "deterministic": ("--deterministic", "deterministic GPU kernels (slower); recorded in the results"),
+    "allow_reduced": ("--allow-reduced", "let a protocol smaller than the claim's (fewer epochs, seeds, images or "
+                                         "datasets; data bound in place of the claim's) decide; it says so"),
     "collect_only_runs": ("--collect-only-runs", "train nothing: every verdict and the report from the cache "
                                                  "alone, naming each run it lacks"),
 }
@@ -84,6 +89,8 @@ class Settings:
     deterministic: bool
     executor: str
     collect_only: bool
+    allow_reduced: bool
+    baseline: str  # path of a previous results.json, or ""
     slurm: SlurmOptions = SlurmOptions()
 
 
@@ -115,7 +122,10 @@ def numbers(text: str, kind, flag: str) -> tuple | None:
     if text is None:
         return None
     items = [x.strip() for x in text.split(",")]
-    if not text.strip() or any(not x for x in items):
+    if not text.strip():
+        raise cfg.ConfigError(f"{flag} {text!r} is empty: give a comma-separated list, e.g. {flag} "
+                              f"{EXAMPLES[flag]}")
+    if any(not x for x in items):
         raise cfg.ConfigError(f"{flag} {text!r} has an empty item: give a comma-separated list, e.g. {flag} "
                               f"{EXAMPLES[flag]}")
     try:
@@ -147,6 +157,8 @@ def read(config) -> Settings:
     overrides = cfg.Overrides(seeds=seeds, epochs=epochs[0] if epochs else None, datasets=datasets, eps=eps)
     profile = overrides.apply(cfg.get_profile(setting(config, "profile")))
     bindings = tuple(parse_binding(b) for b in setting(config, "data_sources").split(";") if b.strip())
+    for name, path in bindings:  # file checks only: an unreadable binding stops the session here, once
+        layout(name, Path(path).expanduser())
     try:
         alpha = float(setting(config, "alpha"))
     except ValueError:
@@ -155,7 +167,8 @@ def read(config) -> Settings:
         raise cfg.ConfigError(f"--alpha {setting(config, 'alpha')!r} must be a number in (0, 0.5), e.g. 0.05")
     for dest, allowed in (("compile", ("auto", "on", "off")), ("executor", EXECUTORS)):
         if setting(config, dest) not in allowed:
-            raise cfg.ConfigError(f"{OPTIONS[dest][0]} {setting(config, dest)!r}: use {', '.join(allowed)}")
+            raise cfg.ConfigError(f"{OPTIONS[dest][0]} {setting(config, dest)!r}: use {', '.join(allowed[:-1])} "
+                                  f"or {allowed[-1]}")
     slurm = slurm_options(config)
     executor = setting(config, "executor")
     precision = setting(config, "precision")
@@ -176,7 +189,8 @@ def read(config) -> Settings:
         compile=setting(config, "compile"), alpha=alpha,
         early_exit=not config.getoption("advhyp_no_early_exit"),
         deterministic=config.getoption("advhyp_deterministic"), executor=executor,
-        collect_only=config.getoption("advhyp_collect_only_runs"), slurm=slurm)
+        collect_only=config.getoption("advhyp_collect_only_runs"), slurm=slurm,
+        allow_reduced=config.getoption("advhyp_allow_reduced"), baseline=setting(config, "baseline"))
 
 
 def slurm_options(config) -> SlurmOptions:
@@ -207,5 +221,5 @@ def as_record(s: Settings) -> dict:
                   "overrides": s.overrides.as_dict(), "alpha": s.alpha,
                   "data_sources": [f"{n}={p}" for n, p in s.sources.bindings],
                   "deterministic": s.deterministic, "early_exit": s.early_exit, "executor": s.executor,
-                  "collect_only_runs": s.collect_only,
+                  "collect_only_runs": s.collect_only, "allow_reduced": s.allow_reduced, "baseline": s.baseline,
                   **({"slurm": dataclasses.asdict(s.slurm)} if s.executor == "slurm" else {})})

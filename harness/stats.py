@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 
 # Re-exported until the core imports them from `inference` (their one home); then delete this line.
-from .inference import VERDICTS, compare, holm, verdict  # noqa: F401
 
 SCORES = {  # name -> one line for the report; the first is the primary score that decides
     "dominated_area": "area of the (clean acc, adv acc) plane dominated by the run's per-epoch points "

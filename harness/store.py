@@ -31,12 +31,19 @@ _WHY = {errno.ENOSPC: "the disk is full", errno.EROFS: "the file system is read-
 class StoreError(OSError):
     """A write failed (disk full, read-only folder, ...): the message names the folder and the fix."""
 
+    def __str__(self) -> str:  # the message alone, not OSError's "[Errno 28] ..."
+        return self.strerror or super().__str__()
 
-def write_error(path: Path, e: OSError, flag: str = "--cache-dir / --reports-dir") -> StoreError:
+
+def write_error(path: Path, e: OSError, flag: str = "--cache-dir / --reports-dir", folder: Path | None = None,
+                kept: bool = True) -> StoreError:
+    """The message for a failed write of `path`: why (read-only, full, ...), and the fix: free space in
+    `folder` (default: the file's folder), or point `flag` elsewhere."""
     why = _WHY.get(e.errno, e.strerror or str(e))
-    fix = (f"free space in {Path(path).parent} or point {flag} at another folder" if e.errno in (errno.ENOSPC,
-           errno.EDQUOT) else f"point {flag} at a writable folder")
-    return StoreError(e.errno, f"cannot write {path} ({why}): {fix}; finished results already there are kept")
+    fix = (f"free space in {folder or Path(path).parent} or point {flag} at another folder"
+           if e.errno in (errno.ENOSPC, errno.EDQUOT) else f"point {flag} at a writable folder")
+    return StoreError(e.errno, f"cannot write {path} ({why}): {fix}" +
+                      ("; finished results already there are kept" if kept else ""))
 
 
 def check_writable(folder: Path, flag: str, min_free_mb: int = 64) -> None:
@@ -48,12 +55,14 @@ def check_writable(folder: Path, flag: str, min_free_mb: int = 64) -> None:
     if not os.access(existing, os.W_OK):
         read_only = os.statvfs(existing).f_flag & os.ST_RDONLY
         e = OSError(errno.EROFS if read_only else errno.EACCES, "")
-        raise write_error(Path(folder) / "x", e, flag)
+        raise write_error(Path(folder), e, flag, kept=False)
     if shutil.disk_usage(existing).free < min_free_mb * 2 ** 20:
-        raise write_error(Path(folder) / "x", OSError(errno.ENOSPC, ""), flag)
+        raise write_error(Path(folder), OSError(errno.ENOSPC, ""), flag, folder=existing, kept=False)
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes, flag: str = "--cache-dir / --reports-dir") -> None:
+    """Publish `data` at `path` whole or not at all; a StoreError names the folder and `flag`, the option
+    that moves it."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -70,7 +79,7 @@ def atomic_write(path: Path, data: bytes) -> None:
             raise
         _fsync_folder(path.parent)  # make the rename itself survive a power cut
     except OSError as e:
-        raise write_error(path, e) from None
+        raise write_error(path, e, flag) from None
 
 
 def _fsync_folder(folder: Path) -> None:

@@ -1,7 +1,7 @@
 """One training run: data on the device, epochs, and an evaluation point after each epoch.
 
-All randomness comes from generators seeded by (seed, epoch), so a run resumed from the checkpoint of
-epoch k draws exactly what an uninterrupted run draws from epoch k+1 on.
+All randomness comes from generators seeded by (seed, arm, epoch) through config.derive_seed, so a run
+resumed from the checkpoint of epoch k draws exactly what an uninterrupted run draws from epoch k+1 on.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from . import models, pipelines
 from .attacks import evaluate
-from .config import Recipe, RunConfig
+from .config import Recipe, RunConfig, arm_identity, derive_seed
 from .data import Dataset, augment, fixed_subset
 from .runtime import autocast
 
@@ -31,9 +31,10 @@ class Checkpointer(Protocol):
 
 
 def build(cfg: RunConfig, ds: Dataset, device: torch.device) -> pipelines.Deployed:
-    """The model as attacked: the variant's pipeline in front of its network, seeded by cfg.seed."""
+    """The model as attacked: the variant's pipeline in front of its network, initialised from the run's
+    seed and the arm (config.derive_seed)."""
     v = cfg.variant
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(derive_seed(cfg.seed, "init", arm_identity(v)))
     size = v.input_size or ds.size
     net = models.create(v.model, ds.num_classes, ds.channels, size, **v.model_kwargs)
     mean, std = ds.mean_std
@@ -51,7 +52,7 @@ def channels_last(model: pipelines.Deployed, device: torch.device) -> bool:
 
 def make_optimizer(params, r: Recipe, device: torch.device, stacked: bool = False) -> torch.optim.Optimizer:
     """The recipe's optimizer over `params`. Weight decay on weight matrices and kernels only, not on biases
-    and norm scales; `stacked`: parameters carry a leading seed dimension (harness.bench_concurrency)."""
+    and norm scales; `stacked`: parameters carry a leading seed dimension (harness.bench.concurrency)."""
     params = list(params)
     matrix_ndim = 3 if stacked else 2
     decay = [p for p in params if p.ndim >= matrix_ndim]
@@ -125,7 +126,7 @@ def run(cfg: RunConfig, ds: Dataset, device: torch.device, checkpoint: Checkpoin
     for epoch in range(len(records) + 1, cfg.epochs + 1):
         start = time.perf_counter()
         model.train()
-        gen.manual_seed(cfg.seed * 100_003 + epoch)
+        gen.manual_seed(derive_seed(cfg.seed, "order", arm_identity(cfg.variant), epoch))
         order = torch.randperm(len(train_x), device=device, generator=gen)
         loss_sum = torch.zeros((), device=device)
         for step in range(steps_per_epoch):
@@ -137,7 +138,7 @@ def run(cfg: RunConfig, ds: Dataset, device: torch.device, checkpoint: Checkpoin
             raise TrainingDiverged(f"{cfg.label}: the training loss became {train_loss} in epoch {epoch}: "
                                    f"lower the learning rate (recipe lr={r.lr}) or use fp32 (--precision fp32)")
         train_seconds = time.perf_counter() - start
-        point = evaluate(model, eval_x, eval_y, cfg.attack, model.rounds, seed=cfg.attack.eval_seed * 1000 + epoch,
+        point = evaluate(model, eval_x, eval_y, cfg.attack, model.rounds, seed=derive_seed(cfg.attack.eval_seed, "attack", epoch) % 2 ** 31,
                          precision=cfg.precision, early_exit=early_exit)
         records.append({"epoch": epoch, "train_loss": train_loss, "train_seconds": train_seconds,
                         "seconds": time.perf_counter() - start, **point})

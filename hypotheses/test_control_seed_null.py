@@ -12,7 +12,7 @@ CLAIM = Claim(
     better="Seeds A", worse="Seeds B",
     variants={"Seeds A": Variant("resnet18", "baseline", SGD_RESNET),
               "Seeds B": Variant("resnet18", "baseline", SGD_RESNET, seed_offset=100)},
-    datasets=("cifar10",), epochs=10, eps=(1.0,), deciding_eps=1, expect="null")
+    datasets=("cifar10",), epochs=10, factor="seed", eps=(1.0,), deciding_eps=1, expect="null")
 
 
 def test_same_variant_different_seeds_is_not_significant(suite, dataset, eps):

@@ -14,6 +14,7 @@ from torch import nn
 
 from harness import data, plugin
 from harness.data import Sources
+from helpers import export_subset
 
 # One thread, as under `pytest -n 3` on two cores: float results (and so the trained test models) then do
 # not depend on how the tests are run.
@@ -62,8 +63,7 @@ def eps_units(real_dataset_name) -> float:
 def tiny_images(real_dataset, tmp_path_factory):
     """64 training and 32 test images of real_dataset as a PNG folder, for subprocesses that must start
     fast (`python -m harness.chaos work`, pytest runs of hypotheses/): bind with --data-source NAME=PATH."""
-    from harness import chaos
-    return chaos.export_subset(real_dataset, tmp_path_factory.mktemp("tiny-images"))
+    return export_subset(real_dataset, tmp_path_factory.mktemp("tiny-images"))
 
 
 @pytest.fixture(scope="session")
@@ -154,3 +154,37 @@ def slurm_cluster():
                 os.environ[name] = value
         subprocess.run(["bash", str(script), "stop", str(prefix)], check=True, timeout=120)
         top.rmdir()
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """mount(size_mb, read_only=False, full=False) -> a fresh tmpfs folder (a real file system that answers
+    EROFS or ENOSPC), unmounted at teardown. Skips, with the reason, where mounting is not allowed (it needs
+    root, with CAP_SYS_ADMIN): chmod would not stop root, and a monkeypatched error would not be the kernel's."""
+    mounted = []
+
+    def mount(size_mb: int, read_only: bool = False, full: bool = False) -> Path:
+        where = tmp_path / f"tmpfs{len(mounted)}"
+        where.mkdir()
+        if shutil.which("mount") is None or os.geteuid() != 0:
+            pytest.skip("mounting a tmpfs needs root and mount(8)")
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m,mode=755", "tmpfs", str(where)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+        mounted.append(where)
+        if full:  # every block taken: the kernel answers ENOSPC
+            with open(where / "filler", "wb") as f:
+                try:
+                    while True:
+                        f.write(b"\0" * 2 ** 16)
+                        f.flush()
+                except OSError:
+                    pass
+        if read_only:
+            subprocess.run(["mount", "-o", "remount,ro", str(where)], check=True)
+        return where
+
+    yield mount
+    for where in reversed(mounted):
+        subprocess.run(["umount", str(where)], check=False)

@@ -115,9 +115,11 @@ def test_restarts_keep_the_worst_case_per_example(rounding):
     eps, steps, seed = 8 / 255, 1, 5
     with_restarts = attacks.pgd(model, x, y, eps, steps, eps / 4, restarts=3, seed=seed, mode="bpda")
     per_restart = []
-    for r in range(3):  # restart r starts from the noise seeded seed * 1000 + r
-        adv = attacks.craft(model, x, y, attacks.random_start(x, eps, seed * 1000 + r), eps, steps, eps / 4, "bpda")
-        per_restart.append(clean & (attacks.predict(model, adv, "fp32", 500) == y))
+    for r in range(3):  # restart r starts from the noise seeded seed * 1000 + r; both its iterates are scored
+        start = attacks.random_start(x, eps, seed * 1000 + r)
+        right = [attacks.predict(model, attacks.craft(model, x, y, start, eps, s, eps / 4, "bpda"), "fp32", 500) == y
+                 for s in (0, steps)]
+        per_restart.append(clean & right[0] & right[1])
     assert torch.equal(with_restarts, per_restart[0] & per_restart[1] & per_restart[2])
     assert _acc(with_restarts) <= min(_acc(r) for r in per_restart)
 

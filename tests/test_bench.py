@@ -1,22 +1,26 @@
-"""harness.bench: runs on the CPU at a tiny size and writes consistent numbers; the paper projection's
-arithmetic and workload; lockstep seeds train what separate runs train. Nothing here is about speed."""
+"""harness.bench, the benchmark tool: it runs on the CPU at a tiny size and writes consistent numbers; the
+paper projection's arithmetic and workload; lockstep seeds train what separate runs train; the core harness
+imports no tool. Nothing here is about speed."""
 from __future__ import annotations
 
-import collections
+import ast
 import dataclasses
-import importlib.util
 import json
+import runpy
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from harness import bench, runner, train
-from harness.bench import PAPER, SPECS, Size, Work, pgd_passes, project
-from harness.bench_concurrency import lockstep_trainer, run_config, synthetic
-from harness.config import PROFILES, SGD_RESNET, key
-from harness.data import Sources, augment
+from harness import train
+from harness.bench import cli, measure
+from harness.bench.concurrency import lockstep_trainer, run_config, synthetic
+from harness.bench.measure import Size
+from harness.bench.workload import Work, paper_workload, pgd_passes, project
+from harness.config import SGD_RESNET
+from harness.data import augment
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = Size(batch=4, warmup=1, steps=2, pgd_images=4, pgd_steps=1, pgd_batch=4, train_images=64, concurrency_steps=1,
@@ -25,9 +29,9 @@ TINY = Size(batch=4, warmup=1, steps=2, pgd_images=4, pgd_steps=1, pgd_batch=4, 
 
 def test_bench_on_cpu_writes_positive_rates_and_their_ratios(tmp_path, monkeypatch, capsys):
     pytest.importorskip("torchattacks")
-    monkeypatch.setitem(bench.SIZES, "small", TINY)
+    monkeypatch.setitem(measure.SIZES, "small", TINY)
     out = tmp_path / "bench.json"
-    bench.main(["--device", "cpu", "--size", "small", "--models", "resnet18_32", "--compile", "off",
+    cli.main(["--device", "cpu", "--size", "small", "--models", "resnet18_32", "--compile", "off",
                 "--no-concurrency", "--out", str(out)])
     report = json.loads(out.read_text())
     m = report["models"]["resnet18_32"]
@@ -41,15 +45,41 @@ def test_bench_on_cpu_writes_positive_rates_and_their_ratios(tmp_path, monkeypat
     assert m["forward_flops"] > 1e7 and report["peak_flops"] > 0 and report["peak_dtype"] == "float32"
     assert report["environment"]["device"] == "cpu" and report["date"] and report["data"].startswith("synthetic")
     assert not report["projection"]["complete"]  # no vit_224: H1 cannot be projected
-    assert [p["model"] for p in report["projection"]["parts"]] == ["resnet18_32", "resnet18_32"]
-    assert report["targets"] == {}  # the targets are for GPUs
+    assert [p["model"] for p in report["projection"]["parts"]] == ["resnet18_32"]  # H2 and the control: one cost
+    assert "targets" not in report  # targets are documentation: the bench reports measurements only
     printed = capsys.readouterr().out
     assert "resnet18_32  harness_eager" in printed and "resnet18_32  harness, new shapes" in printed
+    assert "target" not in printed.lower()
+
+
+def test_python_m_harness_bench_is_the_entry_point(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["python -m harness.bench", "--help"])
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_module("harness.bench", run_name="__main__")
+    assert exit_.value.code == 0 and "--concurrency" in capsys.readouterr().out
+
+
+def test_the_core_harness_imports_no_tool():
+    """The tools (harness.bench, harness.chaos) import the core; the core imports neither."""
+    tools = {"bench", "chaos"}
+    for path in sorted((ROOT / "harness").glob("*.py")):
+        if path.stem in tools:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] + [f"{node.module or ''}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            for name in names:
+                parts = name.removeprefix("harness").strip(".").split(".")
+                assert parts[0] not in tools, f"{path.name} imports {name}"
 
 
 def test_unknown_model_is_refused_by_name():
     with pytest.raises(ValueError, match="resnet50.*choose from resnet18_32"):
-        bench.main(["--device", "cpu", "--models", "resnet50"])
+        cli.main(["--device", "cpu", "--models", "resnet50"])
 
 
 def test_projection_arithmetic_on_constructed_rates():
@@ -70,31 +100,16 @@ def test_projection_arithmetic_on_constructed_rates():
     assert masked["parts"][0]["epoch_eval_s"] == pytest.approx(1_000 * 2 * 48 / 22 / 1_000)
 
 
-def _claim(module: str):
-    spec = importlib.util.spec_from_file_location(module, ROOT / "hypotheses" / f"{module}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.CLAIM
-
-
-def test_paper_workload_is_what_the_runner_trains_for_the_hypotheses():
-    """Distinct runs (by cache key) the runner expands the claims into under the paper profile, grouped by
-    cost: (model, input size, epochs, eps count, attack modes) -> runs."""
-    suite = runner.Suite(profile=PROFILES["paper"], sources=Sources(), cache=None, device=torch.device("cpu"),
-                         precision="bf16")
-    runs = {}
-    for module in ("test_quantized_input", "test_pooling_type", "test_control_seed_null"):
-        claim = _claim(module)
-        for dataset in claim.datasets:
-            for variant in claim.variants.values():
-                for cfg in suite.run_configs(claim, variant, dataset):
-                    runs[key(cfg, "data", "code")] = (cfg.variant.model, cfg.variant.input_size, cfg.epochs,
-                                                            len(cfg.attack.eps), len(cfg.attack.modes),
-                                                            cfg.attack.modes.count("exact"))
-    expected = collections.Counter()
-    for w in PAPER:
-        expected[(SPECS[w.model].model, SPECS[w.model].input_size, w.epochs, w.eps, w.modes, w.masked)] += w.runs
-    assert collections.Counter(runs.values()) == expected
+def test_paper_workload_is_derived_from_the_hypotheses_plans():
+    """ResNet18: H2's Max and Avg and the control's Seeds B, 3 seeds each (Seeds A is Max, shared through the
+    cache); every ViT-tiny/16 run without rounding attacks with as many restarts as Round has gradient modes."""
+    work = paper_workload()
+    resnet = [w for w in work if w.model == "resnet18_32"]
+    assert sum(w.runs for w in resnet) == 9 and {(w.epochs, w.eps, w.modes, w.masked) for w in resnet} == {(10, 4, 1, 0)}
+    vit = [w for w in work if w.model == "vit_224"]
+    assert vit and all(w.epochs == 40 and w.eps == 4 for w in vit)
+    assert {(w.modes - w.masked) for w in vit} == {2}  # off + bpda for rounding arms; 2 restarts for the others
+    assert {w.masked for w in vit} == {0, 1}  # exact rounding's masked attack: one step, rounding arms only
 
 
 def test_lockstep_seeds_compute_the_losses_of_separate_runs():

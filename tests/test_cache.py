@@ -18,14 +18,15 @@ import torch
 from harness import chaos, results, store
 from harness.cache import Checkpoint, RunCache
 from harness.data import Sources
+from helpers import small_claim, small_suite
 
 
-CLAIM = chaos.small_claim("cifar10")  # one ResNet18 run per seed
+CLAIM = small_claim("cifar10")  # one ResNet18 run per seed
 
 
 def _suite(root, tiny_images, seeds=(0,), **kw):
     sources = Sources(bindings=(("cifar10", str(tiny_images)),), allow_download=False)
-    return chaos.small_suite(RunCache(root), sources, seeds, epochs=2, **kw)
+    return small_suite(RunCache(root), sources, seeds, epochs=2, **kw)
 
 
 def _stop_after_first_epoch(line: str) -> None:

@@ -1,5 +1,5 @@
 """Promises 5 (failures are not cached), 6 (invalidation) and 8 (determinism) of the run cache, in-process
-with small real ResNet18 runs (runner.Suite at chaos.small_suite's size)."""
+with small real ResNet18 runs (runner.Suite at helpers.small_suite's size)."""
 from __future__ import annotations
 
 import ast
@@ -18,20 +18,21 @@ from harness import chaos, config, runtime
 from harness.cache import RunCache, code_version
 from harness.config import Recipe, Variant
 from harness.data import Sources
+from helpers import small_claim, small_suite
 
 HARNESS = Path(cache_module.__file__).parent
-CLAIM = chaos.small_claim("cifar10")  # one ResNet18 run per seed
+CLAIM = small_claim("cifar10")  # one ResNet18 run per seed
 
 
 def _suite(root, images, epochs=1, session="night-1", log=None):
     sources = Sources(bindings=(("cifar10", str(images)),), allow_download=False)
-    return chaos.small_suite(RunCache(root), sources, (0,), epochs, session=session,
-                             log=log if log is not None else (lambda line: None))
+    return small_suite(RunCache(root), sources, (0,), epochs, session=session,
+                       log=log if log is not None else (lambda line: None))
 
 
 # ---- 5. failures are not cached ------------------------------------------------------------------------
 def test_failed_runs_are_reported_not_cached_do_not_stop_others_and_are_retried(tiny_images, tmp_path):
-    claim = chaos.small_claim("cifar10", {
+    claim = small_claim("cifar10", {
         "diverges": Variant("resnet18", "baseline", Recipe(batch_size=32, lr=1e12)),  # loss becomes NaN
         "raises": Variant("resnet18", "baseline", Recipe(batch_size=32, optimizer="no-such-optimizer")),
         "fine": Variant("resnet18", "baseline", Recipe(batch_size=32))})

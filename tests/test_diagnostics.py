@@ -1,5 +1,6 @@
 """Final evaluation and gradient-masking diagnostics (harness.diagnostics): the output schema, the
 checks quiet on a sound evaluation and firing on a masked one, and the transfer check."""
+import dataclasses
 import json
 import sys
 
@@ -58,12 +59,12 @@ def _plain_json(value) -> bool:
 
 
 def test_output_schema_is_plain_json_with_every_field(sound, eps_units):
-    assert set(sound) == {"n", "clean", "eps", "pgd", "apgd_ce", "apgd_t", "square", "zero_grad", "steps_curve",
+    assert set(sound) == {"n", "clean", "eps", "pgd", "apgd_ce", "apgd_dlr", "square", "zero_grad", "steps_curve",
                           "eps_curve", "strongest_overall", "checks", "warnings", "seconds"}
     assert _plain_json(sound) and json.loads(json.dumps(sound)) == sound
     assert sound["n"] == CFG.n_eval and sound["eps"] == eps_units
     assert set(sound["pgd"]) == {"off", "bpda", "exact", "strongest"}
-    assert set(sound["apgd_ce"]) == set(sound["apgd_t"]) == {"off", "bpda", "strongest"}  # exact: no gradient
+    assert set(sound["apgd_ce"]) == set(sound["apgd_dlr"]) == {"off", "bpda", "strongest"}  # exact: no gradient
     assert sound["steps_curve"]["steps"] == list(CFG.steps_curve) and len(sound["steps_curve"]["acc"]) == 3
     assert sound["eps_curve"]["eps"] == [2.0, 8.0, 255.0] and len(sound["eps_curve"]["acc"]) == 3
     assert set(sound["checks"]) == CHECKS
@@ -73,7 +74,7 @@ def test_output_schema_is_plain_json_with_every_field(sound, eps_units):
 def test_strongest_is_the_per_example_worst_case(sound):
     pgd = sound["pgd"]
     assert pgd["strongest"] <= min(pgd["off"], pgd["bpda"], pgd["exact"])
-    every = [pgd["strongest"], sound["apgd_ce"]["strongest"], sound["apgd_t"]["strongest"], sound["square"]]
+    every = [pgd["strongest"], sound["apgd_ce"]["strongest"], sound["apgd_dlr"]["strongest"], sound["square"]]
     assert sound["strongest_overall"] <= min(every)
     assert sound["apgd_ce"]["strongest"] <= sound["clean"] and sound["strongest_overall"] < sound["clean"]
 
@@ -90,7 +91,7 @@ def test_masked_evaluation_fails_the_checks_that_catch_it(masked):
     assert ok == {"steps_monotone": True,  # a masked attack is flat, not rising: this check cannot see it
                   "unbounded_attack_wins": False, "gradient_free_not_stronger": False, "gradients_not_masked": False,
                   "apgd_not_stronger": False}  # not checked: no mode with a gradient, so APGD could not run
-    assert masked["apgd_ce"] is None and masked["apgd_t"] is None  # no mode with a gradient to run APGD on
+    assert masked["apgd_ce"] is None and masked["apgd_dlr"] is None  # no mode with a gradient to run APGD on
     assert masked["pgd"]["exact"] >= masked["clean"] - CFG.tolerance  # PGD found (almost) nothing ...
     assert masked["square"] < masked["pgd"]["exact"] - CFG.tolerance  # ... where a gradient-free attack did
     assert masked["warnings"] == []  # failed checks live in `checks` only, so the report lists each once
@@ -114,7 +115,7 @@ def test_missing_torchattacks_records_null_and_a_warning(models, monkeypatch):
     monkeypatch.setitem(sys.modules, "torchattacks", None)  # `import torchattacks` now raises ImportError
     cfg = FinalEvalConfig(n_eval=16, apgd_steps=2, square_queries=2, steps_curve=(1,), eps_curve=(255,))
     out = diagnostics.final_evaluation(rounding, x, y, 8.0, ("bpda",), cfg, 2, 0.25, "fp32", 0)
-    assert out["apgd_ce"] is None and out["apgd_t"] is None and out["square"] is None
+    assert out["apgd_ce"] is None and out["apgd_dlr"] is None and out["square"] is None
     assert diagnostics.MISSING_LIBRARY in out["warnings"]
     assert not out["checks"]["gradient_free_not_stronger"]["ok"]  # unverified is not passed
     assert not out["checks"]["apgd_not_stronger"]["ok"] and "torchattacks missing" in \
@@ -143,7 +144,8 @@ def test_transfer_check_passes_when_whitebox_is_sound_and_fails_when_masked(mode
     args = dict(eps_units=eps_units, steps=5, step_ratio=0.25, precision="fp32", seed=0, tolerance=CFG.tolerance)
     honest = diagnostics.transfer_check(baseline, rounding, x, y, whitebox_acc=sound["pgd"]["strongest"], **args)
     fooled = diagnostics.transfer_check(baseline, rounding, x, y, whitebox_acc=masked["pgd"]["strongest"], **args)
-    assert set(honest) == {"eps", "transfer_acc", "whitebox_acc", "ok", "detail"} and _plain_json(honest)
+    assert set(honest) == {"eps", "direction", "transfer_acc", "whitebox_acc", "ok", "detail"} and _plain_json(honest)
+    assert honest["direction"] == "worse->better" and honest["detail"].startswith("worse->better: ")
     assert honest["ok"] and not fooled["ok"]
     assert honest["transfer_acc"] == fooled["transfer_acc"] < masked["pgd"]["strongest"] - CFG.tolerance
     assert "FAILED" in fooled["detail"] and f"{CFG.tolerance:g}" in fooled["detail"]
@@ -153,3 +155,68 @@ def test_unknown_modes_are_a_clear_error(models, run_args):
     rounding, _, x, y = models
     with pytest.raises(ConfigError, match=r"attack modes \['soft'\].*off, bpda, exact, pgd"):
         diagnostics.final_evaluation(rounding, x, y, modes=("soft",), **run_args)
+
+
+class Saturated(torch.nn.Module):
+    """`model`'s logits times `scale`: the cross-entropy of a confidently right example rounds to exactly
+    zero, and so does its gradient, while the DLR loss (a ratio of logit gaps) does not change at all."""
+
+    def __init__(self, model, scale):
+        super().__init__()
+        self.model, self.scale = model, scale
+
+    def forward(self, x):
+        return self.model(x) * self.scale
+
+
+def test_apgd_dlr_finds_what_saturated_cross_entropy_misses(models, run_args):
+    pytest.importorskip("torchattacks")
+    _, baseline, x, y = models
+    saturated = Saturated(baseline, 1e4).eval()
+    out = diagnostics.final_evaluation(saturated, x, y, modes=("pgd",), **run_args)
+    assert out["zero_grad"]["pgd"] > 0.3  # cross-entropy saturated on many examples
+    assert out["apgd_dlr"]["strongest"] < out["apgd_ce"]["strongest"] - CFG.tolerance
+    assert out["apgd_dlr"]["strongest"] < out["pgd"]["strongest"] - CFG.tolerance
+    check = out["checks"]["apgd_not_stronger"]
+    assert not check["ok"] and f"DLR {out['apgd_dlr']['strongest']:.3f}" in check["detail"]
+    no_dlr = diagnostics.final_evaluation(saturated, x, y, modes=("pgd",), **{**run_args,
+                                          "cfg": dataclasses.replace(CFG, apgd_dlr=False)})
+    assert no_dlr["apgd_dlr"] is None and no_dlr["apgd_ce"] == out["apgd_ce"]
+
+
+def test_transfer_runs_both_ways_and_says_which(models, eps_units):
+    rounding, baseline, x, y = models
+    x, y = x[:CFG.n_eval], y[:CFG.n_eval]
+    args = dict(eps_units=eps_units, steps=5, step_ratio=0.25, precision="fp32", seed=0, whitebox_acc=0.0,
+                tolerance=CFG.tolerance)
+    there = diagnostics.transfer_check(baseline, rounding, x, y, **args)
+    back = diagnostics.transfer_check(rounding, baseline, x, y, **args, direction="better->worse")
+    assert (there["direction"], back["direction"]) == ("worse->better", "better->worse")
+    assert back["detail"].startswith("better->worse: PGD-5 crafted on the source (bpda)")
+    assert there["detail"].startswith("worse->better: PGD-5 crafted on the source (as deployed)")
+    with pytest.raises(ConfigError, match="transfer direction 'sideways'"):
+        diagnostics.transfer_check(rounding, baseline, x, y, **args, direction="sideways")
+
+
+def test_a_transfer_from_a_model_to_itself_is_its_white_box_pgd(models, eps_units):
+    """Both score every iterate on the deployed target: from the same start, the same examples fall."""
+    rounding, _, x, y = models
+    x, y = x[:CFG.n_eval], y[:CFG.n_eval]
+    eps, seed = eps_units / 255, 2
+    self_transfer = diagnostics.transfer_check(rounding, rounding, x, y, eps_units, 5, 0.25, "fp32", seed * 1000,
+                                               whitebox_acc=0.0, tolerance=CFG.tolerance)
+    white_box = attacks.pgd(rounding, x, y, eps, 5, eps * 0.25, seed=seed, mode="bpda")
+    assert self_transfer["transfer_acc"] == attacks.accuracy(white_box)
+
+
+def test_final_pgd_uses_the_runs_restarts(models, run_args, monkeypatch):
+    rounding, _, x, y = models
+    monkeypatch.setitem(sys.modules, "torchattacks", None)  # PGD only: the library's attacks are not the point
+    one, two = (diagnostics.final_evaluation(rounding, x, y, modes=("off", "bpda"), **run_args, restarts=r)
+                for r in (1, 2))
+    x, y = x[:CFG.n_eval], y[:CFG.n_eval]
+    eps = run_args["eps_units"] / 255
+    for mode, first in (("off", 0), ("bpda", 2)):  # gradient mode j starts at start j * restarts
+        expect = attacks.pgd(rounding, x, y, eps, 10, eps * 0.25, restarts=2, mode=mode, first_start=first)
+        assert two["pgd"][mode] == attacks.accuracy(expect)
+        assert two["pgd"][mode] <= one["pgd"][mode]

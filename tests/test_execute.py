@@ -83,7 +83,7 @@ def test_collect_mode_trains_nothing_and_names_the_missing_runs(cache, sources, 
 def test_a_diverging_run_is_reported_failed_not_cached_and_others_finish(cache, sources, count_trainings,
                                                                           real_dataset_name):
     diverging = Variant("resnet18", "baseline", Recipe(lr=1e12, batch_size=32))
-    exploding = dataclasses.replace(CLAIM, variants={**CLAIM.variants, "B": diverging})
+    exploding = dataclasses.replace(CLAIM, variants={**CLAIM.variants, "B": diverging}, factor="recipe")
     runs = executor(cache, sources).runs(configs(exploding, real_dataset_name))
     assert [r["status"] for r in runs["A"]] == ["done", "done"]
     assert [r["status"] for r in runs["B"]] == ["failed", "failed"]
@@ -115,6 +115,43 @@ def test_seeds_that_make_two_arms_share_a_run_are_refused_before_training():
         configs(twin, "cifar10")
 
 
+def test_arms_differing_in_an_undeclared_setting_are_confounded_until_it_is_declared():
+    """Arm parity: the arms' fully resolved settings may differ only in the claim's factor, or in a difference
+    the claim declares intended; attack effort is compared as gradient attacks per example."""
+    def runs(n_eval_b, restarts_b=1, modes_b=("pgd",)):
+        out = {}
+        for arm, n_eval, restarts, modes, adv in (("A", 1000, 1, ("pgd",), 0.3), ("B", n_eval_b, restarts_b, modes_b, 0.1)):
+            cfg = {"seed": 0, "variant": {"model": "resnet18", "model_kwargs": {"pooling": "avg"} if arm == "B" else {}},
+                   "attack": {"n_eval": n_eval, "restarts": restarts, "modes": list(modes)}}
+            out[arm] = [{"key": f"{arm}{s}", "status": "done", "label": f"{arm}/s{s}", "config": {**cfg, "seed": s},
+                         "records": [{"epoch": 1, "clean": 0.5, "adv": {"1": {"strongest": adv + 0.01 * s}}}]}
+                        for s in range(3)]
+        return out
+    claim = dataclasses.replace(CLAIM, factor="model_kwargs.pooling")
+    p = plan.Plan(claim, PROFILES["paper"], ("toy",), (1.0,))
+    judge = lambda c, r: verdict.judge(dataclasses.replace(p, claim=c), "toy", 1.0, {"toy": r}, {"transfer": [], "masking_warnings": []}, 0.05)  # noqa: E731
+    assert judge(claim, runs(1000)).verdict == "supported" and judge(claim, runs(1000)).parity == []
+    case = judge(claim, runs(500))
+    assert case.verdict == "confounded" and case.outcome == "failed"
+    assert case.parity == ["attack.n_eval: A 1000, B 500"]
+    declared = dataclasses.replace(claim, intended={"attack.n_eval": "B's test set is smaller"})
+    assert judge(declared, runs(500)).verdict == "supported"
+    # a rounding arm's two gradient modes against two restarts: equal effort; against one restart: not
+    assert judge(claim, runs(1000, restarts_b=1, modes_b=("off", "bpda", "exact"))).parity == [
+        "attack.gradient_attacks_per_example: A 1, B 2"]
+    assert judge(claim, runs(1000, restarts_b=2, modes_b=("pgd",))).parity == [
+        "attack.gradient_attacks_per_example: A 1, B 2"]
+
+
+def test_equal_attack_effort_arms_without_rounding_get_a_restart_per_gradient_mode():
+    rounding = dataclasses.replace(CLAIM, variants={"A": Variant("resnet18", "round"), "B": CLAIM.variants["A"]},
+                                   modes=("off", "bpda", "exact"))
+    cfgs = configs(rounding, "cifar10")
+    assert cfgs["A"][0].attack.restarts == 1 and cfgs["A"][0].attack.modes == ("off", "bpda", "exact")
+    assert cfgs["B"][0].attack.restarts == 2 and cfgs["B"][0].attack.modes == ("pgd",)
+    assert configs(CLAIM, "cifar10")["B"][0].attack.restarts == 1  # no rounding arm: one attack each
+
+
 def test_a_claim_without_final_checks_cannot_pass():
     runs = {arm: [{"key": f"{arm}{s}", "status": "done", "label": f"{arm}{s}", "dataset_used": "toy",
                    "records": [{"epoch": 1, "clean": 0.5, "adv": {"1": {"pgd": 0.1 + 0.1 * (arm == "A") + 0.01 * s,
@@ -125,3 +162,16 @@ def test_a_claim_without_final_checks_cannot_pass():
     assert case.verdict == "supported" and case.outcome == "failed"
     assert any("no final-checkpoint checks ran" in p for p in case.problems)
     assert case.masking_warnings == [] and case.transfer == []
+
+
+def test_arms_with_one_seed_are_independent_draws_and_one_arm_is_reproducible(real_dataset):
+    """Seeds are decorrelated per arm: Max and Avg with seed 0 start from different weights (a correlated
+    pair would make Welch's test across seeds wrong); the same variant and seed starts identically."""
+    from harness.config import RunConfig, arm_identity, derive_seed
+    a, b = (RunConfig(dataset="x", variant=v, seed=0, epochs=1, train_subset=None, attack=TINY.attack,
+                      precision="fp32") for v in (CLAIM.variants["A"], CLAIM.variants["B"]))
+    build = lambda cfg: train.build(cfg, real_dataset, torch.device("cpu"))[1].conv1.weight  # noqa: E731
+    assert not torch.equal(build(a), build(b))
+    assert torch.equal(build(a), build(dataclasses.replace(a)))
+    assert derive_seed(0, "order", arm_identity(a.variant), 1) != derive_seed(0, "order", arm_identity(b.variant), 1)
+    assert derive_seed(0, "order", arm_identity(a.variant), 1) != derive_seed(0, "order", arm_identity(a.variant), 2)

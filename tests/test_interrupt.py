@@ -5,59 +5,16 @@ from __future__ import annotations
 
 import collections
 import os
-import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from harness import chaos, results, store
+import pytest
+from helpers_session import Session
 
-ROOT = Path(__file__).resolve().parent.parent
-HYPOTHESIS = "hypotheses/test_control_seed_null.py"  # 2 variants x 2 seeds = 4 runs, one test case
-EPOCH_LINE = re.compile(r"\] ([0-9a-f]{8}) \S+ epoch (\d+)/(\d+) ")  # runner.Suite's progress line
-
-
-class Session:
-    """One `pytest hypotheses/...` process on the smoke profile, 2 epochs, seeds 0 and 1."""
-
-    def __init__(self, tmp: Path, images: Path, *extra: str, own_group: bool = False):
-        self.reports = tmp / "reports"
-        self.before = set(self.reports.iterdir()) if self.reports.exists() else set()
-        self._folder: Path | None = None
-        cmd = [sys.executable, "-m", "pytest", HYPOTHESIS, "-q", "-p", "no:cacheprovider", "--epochs=2",
-               "--seeds=0,1", f"--cache-dir={tmp / 'cache'}", f"--reports-dir={self.reports}",
-               f"--data-source=cifar10={images}", "--device=cpu", *extra]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     env={**os.environ, "OMP_NUM_THREADS": "1"},
-                                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-                                     start_new_session=own_group)  # a group of its own, as a terminal job
-
-    @property
-    def folder(self) -> Path | None:
-        """The report folder this session made (found once it exists; sessions here run one at a time)."""
-        if self._folder is None and self.reports.exists():
-            self._folder = next(iter(set(self.reports.iterdir()) - self.before), None)
-        return self._folder
-
-    def epochs(self) -> list[tuple[str, int]]:
-        log = self.folder / "progress.log" if self.folder else None
-        text = log.read_text() if log and log.exists() else ""
-        return [(m[1], int(m[2])) for m in EPOCH_LINE.finditer(text)]
-
-    def wait_until(self, condition, timeout: float = 180) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            assert self.proc.poll() is None, f"pytest ended early:\n{self.proc.stdout.read()[-3000:]}"
-            assert time.monotonic() < deadline, "timed out waiting for the run to progress"
-            time.sleep(0.05)
-
-    def end(self, sig: int | None = None, group: bool = False) -> tuple[int, dict]:
-        if sig is not None:  # a terminal's Ctrl-C reaches the whole group: the xdist workers too
-            os.killpg(self.proc.pid, sig) if group else self.proc.send_signal(sig)
-        out, _ = self.proc.communicate(timeout=180)
-        return self.proc.returncode, results.load(self.folder)  # load validates against the schema
+from harness import chaos, collector, results, store
 
 
 def _run_dir(cache: Path, prefix: str) -> Path:
@@ -84,6 +41,10 @@ def test_interrupted_sessions_leave_finished_epochs_resumable_and_a_partial_repo
     assert rc == 2 and doc["partial"] is True
     assert [e for k, e in second.epochs() if k == key] == list(range(saved + 1, 3)), "did not resume"
 
+    # SIGTERM can land between publishing the run and deleting its checkpoint: the third session then
+    # resumes from that checkpoint instead of training from epoch 1.
+    leftover = store.load_tensors(run / "checkpoint.pt")
+    resumed_from = len(leftover["records"]) if leftover else 0
     chaos.corrupt(run / "result.json", "truncate")  # a damaged entry, to be recomputed and named
     third = Session(tmp_path, tiny_images, "--deterministic")
     rc, doc = third.end()
@@ -94,7 +55,7 @@ def test_interrupted_sessions_leave_finished_epochs_resumable_and_a_partial_repo
 
     logged = collections.Counter(first.epochs() + second.epochs() + third.epochs())
     assert [(k, e) for (k, e), n in logged.items() if n > 1 and k != key] == [], "a finished epoch was retrained"
-    assert [e for k, e in third.epochs() if k == key] == [1, 2]
+    assert [e for k, e in third.epochs() if k == key] == list(range(resumed_from + 1, 3))
     assert not list(cache.rglob(store.TMP_PREFIX + "*"))
 
 
@@ -106,3 +67,94 @@ def test_ctrl_c_under_xdist_stops_the_workers_and_writes_a_partial_report(tiny_i
     key = session.epochs()[0][0]
     run = _run_dir(tmp_path / "cache", key)
     assert (run / "result.json").exists() or (run / "checkpoint.pt").exists()  # the finished epoch is kept
+
+
+def _assert_partial_report(session: Session, rc: int, doc: dict) -> None:
+    """What any number of signals must leave: exit status 2 (pytest's "interrupted"), a results.json that
+    validates and says partial, and the page, or the command that rebuilds it."""
+    assert rc == 2, session.output[-3000:]
+    assert doc["partial"] is True and doc["session"]["state"] == "interrupted" and doc["session"]["exit_status"] == 2
+    assert (session.folder / "index.html").exists() or \
+        f"rebuild it with: python -m harness.report {session.folder}" in session.output
+    assert "INTERNALERROR" not in session.output
+
+
+@pytest.mark.parametrize("sigs, gap", [
+    ((signal.SIGINT, signal.SIGINT), 0.3),  # two quick Ctrl-C presses
+    ((signal.SIGINT, signal.SIGINT, signal.SIGINT), 0.3),
+    ((signal.SIGTERM, signal.SIGINT), 1.5),  # a CI timeout, then an impatient Ctrl-C in xdist's shutdown
+], ids=["2xSIGINT-0.3s", "3xSIGINT-0.3s", "SIGTERM+SIGINT-1.5s"])
+def test_repeated_signals_under_xdist_during_training_leave_a_partial_report(sigs, gap, tiny_images, tmp_path):
+    session = Session(tmp_path, tiny_images, "-n", "2", own_group=True)
+    session.wait_until(lambda: session.epochs())
+    session.signal(*sigs, gap=gap)
+    _assert_partial_report(session, *session.end())
+
+
+# Loaded into the session with -p: holds the controller at a moment of its shutdown until the test has sent
+# its signals there, so that they land exactly in xdist's teardown of its workers and in the page's rendering.
+PROBE = """
+import os, pathlib, time
+import pytest
+
+MARKS = pathlib.Path(os.environ["ADVHYP_PROBE"])
+
+
+def pause(name):
+    (MARKS / name).touch()
+    deadline = time.monotonic() + 120
+    while not (MARKS / (name + ".go")).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session):
+    if not hasattr(session.config, "workerinput"):
+        pause("teardown")  # before xdist's own sessionfinish stops the workers
+
+
+def pytest_configure(config):
+    if not hasattr(config, "workerinput"):
+        from harness import report
+        real = report.render
+
+        def render(folder):
+            pause("render")
+            return real(folder)
+        report.render = render
+"""
+
+
+def test_signals_during_xdist_teardown_and_rendering_leave_a_partial_report_and_its_page(tiny_images, tmp_path):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    (tmp_path / "shutdown_probe.py").write_text(PROBE)
+    env = {"ADVHYP_PROBE": str(marks), "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path),
+                                                                                  os.environ.get("PYTHONPATH")]))}
+    session = Session(tmp_path, tiny_images, "-n", "2", "-p", "shutdown_probe", own_group=True, env=env)
+    session.wait_until(lambda: session.epochs())
+    session.signal(signal.SIGINT)
+    for moment, sigs in (("teardown", (signal.SIGINT, signal.SIGTERM)), ("render", (signal.SIGINT, signal.SIGINT))):
+        session.wait_until(lambda: (marks / moment).exists())
+        session.signal(*sigs)
+        time.sleep(0.5)  # let the handlers run before the controller moves on
+        (marks / f"{moment}.go").touch()
+    rc, doc = session.end()
+    _assert_partial_report(session, rc, doc)
+    assert (session.folder / "index.html").exists()  # rendering ran to its end
+
+
+def test_a_session_killed_before_its_last_write_is_named_by_the_next_one(tmp_path):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])  # a process id that no longer runs: SIGKILL's end
+    gone.wait()
+    killed, alive, new = (tmp_path / name for name in ("20261201-080000", "20261201-090000", "20261201-100000"))
+    for folder, pid in ((killed, gone.pid), (alive, os.getpid())):  # the second one is still running
+        folder.mkdir()
+        results.write(folder, results.new({"state": "running", "pid": pid}))
+    new.mkdir()
+    assert collector.cut_short_sessions(new) == [
+        f"{collector.CUT_SHORT} 20261201-080000 ended before writing its report (killed, or the machine stopped); "
+        f"its results.json holds the cases it had finished"]
+    assert results.load(killed)["session"]["state"] == "cut short"  # named once: the next session is silent
+    assert results.load(alive)["session"]["state"] == "running"
+    assert collector.cut_short_sessions(new) == []

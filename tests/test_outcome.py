@@ -13,7 +13,8 @@ DECIDING = Case(nodeid="h.py::t[c-eps1]", module="h", statement="A beats B", bet
                 dataset="cifar10", dataset_used="cifar10", eps=1.0, deciding_eps=1.0, decides=True, profile="paper",
                 profile_decides=True, alpha=0.05, seeds=[0, 1, 2], epochs=10, primary="dominated_area",
                 attack="strongest", shared_clean_range=[0.1, 0.5], scores={}, test=EVIDENCE, per_mode={},
-                run_keys={}, transfer=[], masking_warnings=[], failed_runs=[], problems=[], notes=[],
+                run_keys={}, transfer=[], masking_warnings=[], failed_runs=[], problems=[], notes=[], reduced=[],
+                allow_reduced=False,
                 verdict="supported", outcome="")
 
 
@@ -42,6 +43,17 @@ def _case(**changes) -> Case:
     # ... but a run that failed fails the test under every profile: a crash must turn CI red.
     (_case(profile_decides=False, failed_runs=["Avg/s1 failed: RuntimeError"]), "failed"),
     (_case(decides=False, failed_runs=["Avg/s1 missing: not in the cache"]), "failed"),
+    # A reduced protocol reports; it decides only when asked to, and says so.
+    (_case(reduced=["5 epochs, the claim's protocol has 10"]), "skipped"),
+    (_case(reduced=["ran on cifar10-jpeg75, bound in place of cifar10"], allow_reduced=True), "passed"),
+    # A confounded comparison never passes; a recorded verdict observed again is an expected outcome.
+    (_case(parity=["attack.n_eval: A 1000, B 500"], verdict="confounded"), "failed"),
+    (_case(verdict="contradicted", known={"verdict": "contradicted", "evidence": "H100", "profile": "paper"}),
+     "xfailed"),
+    (_case(verdict="inconclusive", known={"verdict": "contradicted", "evidence": "H100", "profile": "paper"}),
+     "failed"),
+    (_case(expect="equivalent", verdict="equivalent"), "passed"),
+    (_case(expect="equivalent", verdict="inconclusive"), "failed"),
 ])
 def test_outcome(case, expected):
     assert outcome(case) == expected

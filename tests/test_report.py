@@ -137,7 +137,8 @@ def test_summary_row_shows_effect_interval_p_values_and_seeds(rendered):
     assert f"Round − Baseline: {t['effect']:+.4f} [{t['ci'][0]:+.4f}, {t['ci'][1]:+.4f}]" in row
     assert f"<td>{t['p_greater']:.3g}</td><td>{t['p_adj_greater']:.3g}</td>" in row
     assert f"{t['p_perm']:.3g} (min {t['p_min']:.3g})" in row
-    assert "<td>3 / 3</td><td>paper</td><td>cifar10-jpeg75</td><td>failed</td>" in row
+    # ran on the JPEG copy in place of cifar10: a reduced protocol, so reported, not decided
+    assert "<td>3 / 3</td><td>paper</td><td>cifar10-jpeg75</td><td>skipped</td>" in row
 
 
 def test_undecided_profile_is_marked_beside_the_verdict():
@@ -171,8 +172,9 @@ def test_figures_are_embedded_one_per_case_plus_diagnostics(rendered):
     html = rendered[1]
     assert "http://" not in html and "https://" not in html and "<link" not in html
     images = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
-    assert len(images) == 4 + 1  # four cases, one of whose runs carry final-checkpoint curves
-    assert re.search(r'<body data-figures="5">', html)
+    # four cases, each with its effect along eps (the runs evaluate eps 1 and 2), one with final-checkpoint curves
+    assert len(images) == 4 + 4 + 1
+    assert re.search(r'<body data-figures="9">', html)
     assert all(base64.b64decode(i).startswith(b"\x89PNG") for i in images)
 
 
@@ -238,7 +240,7 @@ def test_a_failed_run_and_a_case_without_finished_runs_still_render(tmp_path):
         doc["runs"][key].update(status="failed", records=[], error="CUDA out of memory")
     html = report.render(write_doc(tmp_path / "r", doc)).read_text()
     assert html.count("<td>failed</td>") == 3 and html.count("<td>CUDA out of memory</td>") == 3
-    assert 'data-figures="1"' in html
+    assert 'data-figures="2"' in html  # the case figure, and the effect along eps the case recorded
 
 
 def test_cli_rebuilds_the_same_page_from_results_json_alone(rendered):
@@ -320,3 +322,16 @@ def test_names_with_dollar_signs_are_drawn_as_text_not_tex():
     assert png.startswith(b"\x89PNG")
     final = {**FINAL, "steps_curve": {"steps": [1, 2], "acc": [0.3, 0.2]}}
     assert figures.diagnostics_figure([(odd, odd, final)]).startswith(b"\x89PNG")
+
+
+def test_drift_and_claimed_beside_measured_are_shown(tmp_path):
+    from harness import drift as drift_
+    doc, night_before = sample_doc(), sample_doc()
+    night_before["cases"][0]["verdict"] = "inconclusive"
+    doc["drift"] = drift_.drift(doc, night_before)
+    html = report.render(write_doc(tmp_path / "20261127-010000", doc)).read_text()
+    assert "<b>A verdict changed: the session fails.</b>" in html
+    assert "<td>verdict changed</td><td>test_pooling_type cifar10 eps 1</td><td>inconclusive</td><td>supported</td>" in html
+    case = dataclasses.replace(Case.from_dict(doc["cases"][0]), claimed={
+        "direction": "better", "size": 0.5, "source": "the post", "reading": "direction only"})
+    assert report.claimed_text(case) == "better by +0.5000 (the post) → direction only"

@@ -45,7 +45,7 @@ def page(tmp_path_factory) -> Path:
 
 def test_page_loads_without_errors_and_every_figure_renders(page, tmp_path):
     html = page.read_text()
-    expected = len(sample_doc()["cases"]) + 1  # one per case, plus the diagnostics curves of one case
+    expected = 2 * len(sample_doc()["cases"]) + 1  # two per case (curves, effect along eps), one case's diagnostics
     dom = chromium(tmp_path, page, "--dump-dom")
     seen = body_attributes(dom)
     assert seen.get("data-checked") == "yes", "the page's check script did not run"

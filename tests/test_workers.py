@@ -2,6 +2,10 @@
 processes racing on one cache through runner.Suite and the cache's flock locks."""
 from __future__ import annotations
 
+import subprocess
+
+import pytest
+
 from harness import chaos, store
 
 
@@ -29,3 +33,10 @@ def test_worker_killed_holding_the_lock_does_not_block_the_others(worker_options
     summaries = [w.finish(timeout=180) for w in others]
     assert sorted(e for w in others for e in w.epochs) == [(key, e) for e in range(finished + 1, worker_epochs + 1)]
     assert all(s["runs"][key] == clean_runs[key] for s in summaries)
+
+
+def test_a_worker_given_up_on_is_killed_not_left_training(worker_options, tmp_path):
+    worker = chaos.Worker(tmp_path / "cache", *worker_options, "--seeds=0")
+    with pytest.raises(subprocess.TimeoutExpired):
+        worker.wait(timeout=0.01)
+    assert worker.proc.poll() is not None  # no orphan trains on, holding its run's lock

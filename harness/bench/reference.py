@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from .config import Recipe
+from ..config import Recipe
 
 
 class ArrayDataset(torch.utils.data.Dataset):

@@ -1,4 +1,4 @@
-"""The harness's training loop as a timing primitive, and whether concurrency beats one process (harness.bench).
+"""The harness's training loop as a timing primitive, and whether concurrency beats one process.
 
 Two ways to fill one GPU with a small, launch-bound model: K processes each training one run (what
 `pytest -n K` does), or S seeds in one process in lockstep, their parameters stacked and the step
@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 
-from . import runtime, train
-from .config import AttackConfig, Recipe, RunConfig, Variant
-from .data import Dataset, augment
+from .. import runtime, train
+from ..config import AttackConfig, Recipe, RunConfig, Variant
+from ..data import Dataset, augment
 
 PROCESSES = (1, 3)  # as `pytest -n 3`
 LOCKSTEP_SEEDS = 3

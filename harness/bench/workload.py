@@ -1,0 +1,93 @@
+"""The paper profile's workload, and its wall time projected from measured training and PGD rates.
+
+`paper_workload()` derives it from the hypotheses' CLAIMs planned under `config.PROFILES["paper"]`:
+runs = distinct runs (variants x datasets x seeds, shared runs once), epochs = the claim's epochs, eps =
+the radii a run evaluates, modes = the PGD attacks per radius (restarts x gradient modes, plus the
+masked `exact` mode, which stops after one step).
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+HYPOTHESES = Path(__file__).resolve().parents[2] / "hypotheses"
+
+
+@dataclass(frozen=True)
+class Work:
+    """One part of the paper profile: `runs` runs of `epochs` epochs; each epoch trains on TRAIN_IMAGES and
+    attacks EVAL_IMAGES with PGD-EVAL_STEPS at `eps` radii x `modes` attack modes, of which `masked` craft
+    through rounding's zero gradient (`exact`) and so stop after one step (harness.attacks.craft)."""
+    part: str
+    model: str  # key in harness.bench.measure.SPECS
+    runs: int
+    epochs: int
+    eps: int
+    modes: int
+    masked: int = 0
+
+
+def paper_workload(folder: Path = HYPOTHESES) -> tuple[Work, ...]:
+    """The distinct runs the hypotheses in `folder` plan under the paper profile (a run two claims share
+    through the cache counts once), grouped by what they cost. Attack effort counts restarts: an arm
+    without rounding gets as many as its claim's rounding arms have gradient modes (harness.plan)."""
+    from .. import budget, config, plan
+    from .measure import SPECS
+    spec_of = {(s.model, s.input_size or 32): name for name, s in SPECS.items()}
+    runs: dict[str, tuple] = {}
+    for path in sorted(Path(folder).glob("test_*.py")):
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        claim = getattr(module, "CLAIM", None)
+        if not isinstance(claim, config.Claim):
+            continue
+        p = plan.Plan(claim, config.PROFILES["paper"], tuple(claim.datasets), tuple(claim.eps))
+        for dataset in claim.datasets:
+            for cfgs in plan.run_configs(p, dataset, "bf16").values():
+                for cfg in cfgs:
+                    a, v = cfg.attack, cfg.variant
+                    full = a.restarts * len(budget.gradient_modes(a.modes))
+                    cost = (spec_of.get((v.model, v.input_size or 32), v.model), cfg.epochs, len(a.eps), full,
+                            a.modes.count("exact"))
+                    runs[config.key(cfg, dataset, "")] = (path.stem, cost)
+    groups = collections.Counter(cost for _, cost in runs.values())
+    parts = {cost: sorted({m for m, c in runs.values() if c == cost}) for cost in groups}
+    return tuple(Work(", ".join(parts[c]), c[0], runs=n, epochs=c[1], eps=c[2], modes=c[3] + c[4], masked=c[4])
+                 for c, n in sorted(groups.items()))
+
+
+# CIFAR's training set; the paper profile's per-epoch evaluation (AttackConfig(steps=10, n_eval=1000)).
+TRAIN_IMAGES, EVAL_IMAGES, EVAL_STEPS = 50_000, 1_000, 10
+
+
+def pgd_passes(steps: int) -> int:
+    """Forward-pass equivalents per image of one PGD attack: a clean and a final prediction, and per step
+    a forward and an input-gradient backward (about one forward each)."""
+    return 2 * steps + 2
+
+
+def project(work: tuple[Work, ...], train_img_s: dict, pgd_img_s: dict, pgd_steps: int, speedup: dict) -> dict:
+    """Wall time in seconds of `work` from measured rates (model -> images/s; PGD at `pgd_steps` steps), in
+    one process and in concurrent processes (each model's work divided by its measured speedup, 1 where
+    unmeasured). Assumes no early exit: every eval image is attacked at every radius (early exit and nested
+    radii only lower the eval time); a masked mode costs one step. Parts whose model was not measured are
+    left out and `complete` is False."""
+    passes_s = {m: r * pgd_passes(pgd_steps) for m, r in pgd_img_s.items()}  # forward-equivalents per second
+    parts = []
+    for w in work:
+        if w.model not in train_img_s or w.model not in passes_s:
+            continue
+        epoch_train = TRAIN_IMAGES / train_img_s[w.model]
+        passes = (w.modes - w.masked) * pgd_passes(EVAL_STEPS) + w.masked * pgd_passes(1)
+        epoch_eval = EVAL_IMAGES * w.eps * passes / passes_s[w.model]
+        seconds = w.runs * w.epochs * (epoch_train + epoch_eval)
+        parts.append({**dataclasses.asdict(w), "epoch_train_s": epoch_train, "epoch_eval_s": epoch_eval,
+                      "seconds": seconds, "concurrent_s": seconds / speedup.get(w.model, 1.0)})
+    return {"parts": parts, "complete": len(parts) == len(work), "early_exit": False,
+            "one_process_s": sum(p["seconds"] for p in parts),
+            "concurrent_s": sum(p["concurrent_s"] for p in parts),
+            "concurrency_speedup": speedup}

@@ -1,0 +1,55 @@
+"""Promise 10: a reports folder that fills up during a session stops it with one line naming the folder
+and the fix (no INTERNALERROR, no traceback), and the runs it finished stay in the cache. A real session
+under xdist, a real file system (a tmpfs) that the kernel says is full. A folder that is already full or
+read-only when the session starts is refused before anything runs: tests/test_bad_input.py."""
+from __future__ import annotations
+
+import os
+
+from helpers_session import Session
+
+# Loaded into the session with -p: takes every free block of the reports folder's file system just before
+# the controller first writes results.json (the first hypothesis test's first report), as another job
+# filling the disk would.
+FILLER = """
+import os, pathlib
+import pytest
+
+FILL = pathlib.Path(os.environ["ADVHYP_FILL"])
+FILLED = []
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_logreport(report):
+    if FILLED or os.environ.get("PYTEST_XDIST_WORKER"):  # once, on the controller
+        return
+    FILLED.append(True)
+    with open(FILL / "filler", "wb") as f:
+        try:
+            while True:
+                f.write(b"\\0" * 2 ** 16)
+                f.flush()
+        except OSError:
+            pass
+"""
+
+
+def test_a_reports_folder_that_fills_up_stops_the_session_with_one_line_and_keeps_finished_runs(
+        tiny_images, tmp_path, tmpfs):
+    disk = tmpfs(80)  # room enough to start (the start wants 64 MB free)
+    (tmp_path / "fill_disk.py").write_text(FILLER)
+    env = {"ADVHYP_FILL": str(disk),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+    session = Session(tmp_path, tiny_images, "-n", "2", "-p", "fill_disk", f"--reports-dir={disk}/reports",
+                      "--epochs=1", env=env)
+    rc = session.finish()
+    folder = next((disk / "reports").iterdir())
+    message = (f"advhyp: cannot write {folder / 'results.json'} (the disk is full): free space in {folder} or "
+               f"point --reports-dir at another folder")
+    out = session.output
+    assert rc == 2, out[-3000:]  # the session stopped, as for an interrupt
+    assert out.count(message) == 1 and f"\n{message}" in out, out[-3000:]  # once, a line of its own
+    assert "Traceback" not in out and "INTERNALERROR" not in out, out[-3000:]
+    assert not (folder / "results.json").exists() and not (folder / "index.html").exists()
+    finished = list((tmp_path / "cache" / "runs").glob("*/result.json"))
+    assert len(finished) == 4, out[-3000:]  # the test running when the disk filled ran to its end
