@@ -29,7 +29,7 @@ TINY_FINAL_CHECKS = """
 import dataclasses
 from harness import config
 config.PROFILES["smoke"] = dataclasses.replace(config.PROFILES["smoke"], final_eval=config.FinalEvalConfig(
-    n_eval=8, apgd_steps=2, apgd_targeted=False, square_queries=5, steps_curve=(1, 2), eps_curve=(1, 255)))
+    n_eval=8, apgd_steps=2, apgd_dlr=False, square_queries=5, steps_curve=(1, 2), eps_curve=(1, 255)))
 """
 DIVERGING_CLAIM = '''
 from harness import SGD_RESNET, Claim, Recipe, Variant
