@@ -153,7 +153,8 @@ def pytest_runtestloop(session):
     for item in session.items:
         claim = getattr(getattr(item, "module", None), "CLAIM", None)
         params = getattr(getattr(item, "callspec", None), "params", {})
-        if isinstance(claim, cfg.Claim) and {"dataset", "eps"} <= set(params):
+        if isinstance(claim, cfg.CLAIM_TYPES) and "suite" in getattr(item, "fixturenames", ()) \
+                and {"dataset", "eps"} <= set(params):
             cases.append((plan_of(config, claim), params["dataset"], params["eps"]))
     if not cases:
         return None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ import pytest
 import torch
 
 from harness import plan, settings
-from harness.cache import RunCache
+from harness.cache import Lock, RunCache
 from harness.config import AttackConfig, Claim, ConfigError, Profile, Recipe, Variant
 from harness.data import Sources
 from harness.execute import Job, LocalExecutor, perform
@@ -28,7 +29,7 @@ TINY_FINAL_CHECKS = """
 import dataclasses
 from harness import config
 config.PROFILES["smoke"] = dataclasses.replace(config.PROFILES["smoke"], final_eval=config.FinalEvalConfig(
-    n_eval=8, apgd_steps=2, apgd_targeted=False, square_queries=5, steps_curve=(1, 2), eps_curve=(1, 255)))
+    n_eval=8, apgd_steps=2, apgd_dlr=False, square_queries=5, steps_curve=(1, 2), eps_curve=(1, 255)))
 """
 DIVERGING_CLAIM = '''
 from harness import SGD_RESNET, Claim, Recipe, Variant
@@ -52,15 +53,38 @@ def test_plugins(tmp_path_factory) -> Path:
     return folder
 
 
-def session(folder: Path, tiny_images, test_plugins, *args, cache: Path | None = None):
-    """A pytest session in a subprocess (cwd: the repository); returns (process, results.json, report folder)."""
+def session(folder: Path, tiny_images, test_plugins, *args, cache: Path | None = None) -> SimpleNamespace:
+    """A pytest session in a subprocess (cwd: the repository), and what it left in `folder`."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(test_plugins), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                            "-p", "advhyp_tiny_final_checks", f"--data-source=cifar10={tiny_images}",
                            "--cache-dir", str(cache or folder / "cache"), "--reports-dir", str(folder / "reports"),
                            *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
+    (folder / "process.json").write_text(json.dumps({k: getattr(proc, k) for k in ("returncode", "stdout", "stderr")}))
+    return finished(folder, cache)
+
+
+def finished(folder: Path, cache: Path | None = None) -> SimpleNamespace:
+    """returncode, stdout, stderr, doc (results.json), report (its folder) and cache of a session in folder."""
     [report] = sorted((folder / "reports").iterdir())
-    return proc, json.loads((report / "results.json").read_text()), report
+    return SimpleNamespace(**json.loads((folder / "process.json").read_text()), report=report,
+                           doc=json.loads((report / "results.json").read_text()), cache=cache or folder / "cache")
+
+
+def once(tmp_path_factory, name: str, make) -> Path:
+    """A folder that make(folder) filled once per test run: under xdist, the first worker to ask makes it
+    and the others wait for it (else each worker would run the same sessions again)."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # this run's, shared by its workers
+    folder = base / f"once-{name}"
+    with Lock(base / f"once-{name}.lock", blocking=True):
+        if not (folder / "made").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            make(folder)
+            (folder / "made").touch()
+    return folder
 
 
 def untimed(record: dict) -> dict:
@@ -76,17 +100,15 @@ def verdicts(doc: dict) -> list:
 
 
 @pytest.fixture(scope="module")
-def local_session(tmp_path_factory, tiny_images, test_plugins):
-    folder = tmp_path_factory.mktemp("local")
-    return (*session(folder, tiny_images, test_plugins, *SESSION), folder / "cache")
+def local_session(tmp_path_factory, tiny_images, test_plugins) -> SimpleNamespace:
+    return finished(once(tmp_path_factory, "local", lambda f: session(f, tiny_images, test_plugins, *SESSION)))
 
 
 @pytest.fixture(scope="module")
-def slurm_session(slurm_cluster, tmp_path_factory, tiny_images, test_plugins):
+def slurm_session(slurm_cluster, tmp_path_factory, tiny_images, test_plugins) -> SimpleNamespace:
     pytest.importorskip("submitit", reason="submitit is not installed: pip install -e .[test]")
-    folder = tmp_path_factory.mktemp("slurm")
-    return (*session(folder, tiny_images, test_plugins, *SESSION, "--executor", "slurm", "--slurm-gpus", "0",
-                     "--slurm-time", "10"), folder / "cache")
+    args = (*SESSION, "--executor", "slurm", "--slurm-gpus", "0", "--slurm-time", "10")
+    return finished(once(tmp_path_factory, "slurm", lambda f: session(f, tiny_images, test_plugins, *args)))
 
 
 # ---- options -------------------------------------------------------------------------------------------
@@ -141,31 +163,31 @@ def test_without_sbatch_a_slurm_session_stops_with_one_line_and_leaves_nothing(t
 def test_collect_mode_on_an_empty_cache_trains_nothing_and_names_each_missing_run(tmp_path, tiny_images,
                                                                                  test_plugins):
     # With --executor slurm too: collect mode submits nothing (no sbatch is needed here).
-    proc, doc, report = session(tmp_path, tiny_images, test_plugins, *SESSION, "--collect-only-runs",
-                                "--executor", "slurm", "--slurm-gpus", "0")
-    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert not list((tmp_path / "cache").glob("runs/*/result.json")) and not (report / "progress.log").exists()
-    [case] = doc["cases"]
+    ran = session(tmp_path, tiny_images, test_plugins, *SESSION, "--collect-only-runs",
+                  "--executor", "slurm", "--slurm-gpus", "0")
+    assert ran.returncode == 1, ran.stdout[-3000:] + ran.stderr[-3000:]
+    assert not list((tmp_path / "cache").glob("runs/*/result.json")) and not (ran.report / "progress.log").exists()
+    [case] = ran.doc["cases"]
     assert case["outcome"] == "failed" and len(case["failed_runs"]) == 4  # Max and Avg, seeds 0 and 1
     assert all(" missing: not in the cache (collect mode trains nothing)" in f for f in case["failed_runs"])
-    assert {r["status"] for r in doc["runs"].values()} == {"missing"} and len(doc["runs"]) == 4
-    assert "failed run: resnet18[pooling=avg]/baseline/cifar10/s1 missing" in proc.stdout
+    assert {r["status"] for r in ran.doc["runs"].values()} == {"missing"} and len(ran.doc["runs"]) == 4
+    assert "failed run: resnet18[pooling=avg]/baseline/cifar10/s1 missing" in ran.stdout
 
 
 def test_collect_mode_on_a_warm_cache_reproduces_the_verdicts(local_session, tmp_path, tiny_images, test_plugins):
-    local, local_doc, _, cache = local_session
+    local = local_session
     assert local.returncode == 0, local.stdout[-3000:] + local.stderr[-3000:]
-    proc, doc, report = session(tmp_path, tiny_images, test_plugins, *SESSION, "--collect-only-runs", cache=cache)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert not (report / "progress.log").exists()  # nothing trained
-    assert verdicts(doc) == verdicts(local_doc) and doc["runs"] == local_doc["runs"]
+    ran = session(tmp_path, tiny_images, test_plugins, *SESSION, "--collect-only-runs", cache=local.cache)
+    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
+    assert not (ran.report / "progress.log").exists()  # nothing trained
+    assert verdicts(ran.doc) == verdicts(local.doc) and ran.doc["runs"] == local.doc["runs"]
 
 
 # ---- SLURM ---------------------------------------------------------------------------------------------
 def test_a_slurm_session_gives_the_local_numbers(local_session, slurm_session):
-    local, local_doc, _, _ = local_session
-    proc, doc, report, cache = slurm_session
-    assert local.returncode == 0 and proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    local_doc, ran = local_session.doc, slurm_session
+    doc, report = ran.doc, ran.report
+    assert local_session.returncode == 0 and ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
     assert doc["session"]["executor"] == "slurm" and doc["partial"] is False
     assert len(doc["runs"]) == 4 and doc["runs"].keys() == local_doc["runs"].keys()  # same keys: same precision
     for key, run in doc["runs"].items():
@@ -182,18 +204,19 @@ def test_a_slurm_session_gives_the_local_numbers(local_session, slurm_session):
         assert sum(key[:8] in line and "final-checkpoint checks at eps 1:" in line for line in lines) == 1
     assert "final-checkpoint checks 1/" not in progress  # the tests' process evaluated none itself
     assert "SLURM: 4 of 4 runs done" in progress
-    assert not (cache / "slurm" / report.name).exists()  # every job succeeded: its logs are gone
+    assert not (ran.cache / "slurm" / report.name).exists()  # every job succeeded: its logs are gone
 
 
 def test_a_failing_job_is_reported_not_cached_and_the_session_completes(slurm_session, tmp_path, tiny_images,
                                                                         test_plugins):
-    *_, cache = slurm_session  # holds Max's runs: only the diverging arm is submitted
+    cache = slurm_session.cache  # holds Max's runs: only the diverging arm is submitted
     module = tmp_path / "test_diverging.py"
     module.write_text(DIVERGING_CLAIM)
-    proc, doc, report = session(tmp_path, tiny_images, test_plugins, str(module), "-p", "harness.plugin",
-                                "-c", str(ROOT / "pyproject.toml"), "--seeds", "0,1", "--epochs", "1", "--eps", "1",
-                                "--executor", "slurm", "--slurm-gpus", "0", "--slurm-time", "10", cache=cache)
-    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    ran = session(tmp_path, tiny_images, test_plugins, str(module), "-p", "harness.plugin",
+                  "-c", str(ROOT / "pyproject.toml"), "--seeds", "0,1", "--epochs", "1", "--eps", "1",
+                  "--executor", "slurm", "--slurm-gpus", "0", "--slurm-time", "10", cache=cache)
+    doc, report = ran.doc, ran.report
+    assert ran.returncode == 1, ran.stdout[-3000:] + ran.stderr[-3000:]
     assert doc["partial"] is False and doc["session"]["state"] == "finished"
     [case] = doc["cases"]
     assert case["outcome"] == "failed" and len(case["failed_runs"]) == 2
@@ -205,7 +228,7 @@ def test_a_failing_job_is_reported_not_cached_and_the_session_completes(slurm_se
         assert runs.lookup(key) is None and runs.failure(key)["session"] == report.name  # failed, not cached
     assert all(doc["runs"][key]["status"] == "done" for key in case["run_keys"]["Max"])
     assert (cache / "slurm" / report.name).is_dir()  # kept: the failed jobs' logs
-    assert "failed run: resnet18/baseline/cifar10/s0 failed: TrainingDiverged" in proc.stdout
+    assert "failed run: resnet18/baseline/cifar10/s0 failed: TrainingDiverged" in ran.stdout
 
 
 def test_a_preempted_job_resumes_from_its_checkpoint_with_the_uninterrupted_numbers(slurm_cluster, tmp_path,
