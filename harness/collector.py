@@ -1,9 +1,10 @@
 """The controller's side of a session: it merges the cases the workers send, rewrites results.json as they
 arrive, and renders index.html at the end, whatever happens in between.
 
-Interrupts: the first SIGINT or SIGTERM ends the session as Ctrl-C does; later ones only mark it
-interrupted, so no signal can cut the last write short. Whether the session was partial is taken from
-that mark, not from pytest's exit status (a second signal can skip the step that sets it). A session that
+Interrupts: the first SIGINT or SIGTERM ends the session as Ctrl-C does; later ones, and any once the
+tests are over (xdist's teardown, the last write, the page), only mark it interrupted, so no signal can
+cut the last write short. Whether the session was partial is taken from that mark, not from pytest's exit
+status (a second signal can skip the step that sets it); a marked session exits with 2. A session that
 dies before its last write (SIGKILL, power) leaves results.json saying "running"; the next session names
 it in its warnings.
 """

@@ -94,12 +94,13 @@ MOUNTS = {  # what to prepare on a tmpfs: (size in MB, read-only, filled)
 SESSION = ("hypotheses/test_control_seed_null.py", "-p", "no:xdist", "--seeds=0,1", "--epochs=1", "--device=cpu")
 CASES = [
     # options (collection checks them once, on the controller)
-    Bad("--profile nope", ("--profile", "nope"), "unknown profile 'nope': choose one of smoke, paper", 4),
+    Bad("--profile nope", ("--profile", "nope"), "unknown profile 'nope': choose one of smoke, paper, confirm", 4),
     Bad("--eps 0", ("--eps", "0"), "eps 0 is out of range: eps is in 1/255 units and must be in (0, 255]", 4),
     Bad("--eps 256", ("--eps", "256"), "eps 256 is out of range", 4),
     Bad("--eps one", ("--eps", "one"), "--eps 'one' is not a comma-separated list of numbers", 4),
     Bad("--eps 1,1", ("--eps", "1,1"), "--eps '1,1' repeats a radius: list each once, e.g. --eps 1,2,4,8", 4),
-    Bad("--seeds 3", ("--seeds", "3"), "at least 2 distinct seeds per variant, e.g. --seeds 0,1,2", 4),
+    Bad("--seeds 3", ("--seeds", "3"),
+        "seeds [3]: a comparison across seeds needs at least 2 distinct seeds per variant, e.g. --seeds 0,1,2", 4),
     Bad("--seeds 1,1", ("--seeds", "1,1"), "seeds [1, 1] repeat a seed: list each once", 4),
     Bad("--seeds ''", ("--seeds", ""), "--seeds '' is empty: give a comma-separated list, e.g. --seeds 0,1,2", 4),
     Bad("--seeds 0,,1", ("--seeds", "0,,1"), "--seeds '0,,1' has an empty item", 4),
