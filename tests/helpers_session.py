@@ -29,7 +29,7 @@ class Session:
                "--seeds=0,1", f"--cache-dir={tmp / 'cache'}", f"--reports-dir={self.reports}",
                f"--data-source=cifar10={images}", "--device=cpu", *extra]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
+                                     env={**clean_environment(), "OMP_NUM_THREADS": "1", **(env or {})},
                                      preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
                                      start_new_session=own_group)  # a group of its own, as a terminal job
 
@@ -82,3 +82,9 @@ class Session:
         if sig is not None:  # a terminal's Ctrl-C reaches the whole group: the xdist workers too
             os.killpg(self.proc.pid, sig) if group else self.proc.send_signal(sig)
         return self.finish(), results.load(self.folder)  # load validates against the schema
+
+
+def clean_environment() -> dict:
+    """os.environ without what an outer `pytest -n N` set for its own workers (PYTEST_XDIST_WORKER, ...):
+    a session started from a test is a controller of its own."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_XDIST", "PYTEST_CURRENT_TEST"))}

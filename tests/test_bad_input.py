@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers_session import clean_environment
 from PIL import Image
 
 from harness import results
@@ -189,7 +189,7 @@ def test_bad_input_is_one_clear_line(case, tmp_path, tmpfs):
         size, read_only, full = MOUNTS[case.data]
         fill["data"] = tmpfs(size, read_only=read_only, full=full)
     proc = subprocess.run(_command(case, tmp_path, fill), cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "OMP_NUM_THREADS": "1", **case.env})
+                          env={**clean_environment(), "OMP_NUM_THREADS": "1", **case.env})
     out = proc.stdout + proc.stderr
     message = case.message.format(**fill)
     assert proc.returncode == case.status, out[-3000:]

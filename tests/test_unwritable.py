@@ -16,14 +16,19 @@ import os, pathlib
 import pytest
 
 FILL = pathlib.Path(os.environ["ADVHYP_FILL"])
-FILLED = []
+TO_FILL = []
+
+
+def pytest_configure(config):
+    if not hasattr(config, "workerinput"):  # the controller
+        TO_FILL.append(True)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_logreport(report):
-    if FILLED or os.environ.get("PYTEST_XDIST_WORKER"):  # once, on the controller
+    if not TO_FILL:
         return
-    FILLED.append(True)
+    TO_FILL.clear()  # once
     with open(FILL / "filler", "wb") as f:
         try:
             while True:
