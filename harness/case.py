@@ -20,7 +20,7 @@ class SchemaError(ValueError):
 
 @dataclass(frozen=True)
 class Evidence:
-    """The comparison 'better > worse' on the primary score, per seed (harness.stats.compare), with the Holm
+    """The comparison 'better > worse' on the primary score, per seed (harness.inference.compare), with the Holm
     adjustment across the claim's datasets when the case decides (else the adjusted p's equal the raw ones)."""
     n: list[int]  # finished seeds per arm: [better, worse]
     effect: float  # mean(better) - mean(worse), in the score's units

@@ -2,8 +2,8 @@
 
 The four pipelines of harness.pipelines are the cells: baseline (normalized, float), plain (unnormalized,
 float), round (unnormalized, rounded), norm_round (normalized, rounded). Runs fall into one table when
-their configs differ in nothing but the pipeline, the seed and the attack modes (a rounding arm is
-attacked in its rounding modes), so the table holds exactly the runs the H1 modules share; a `round`
+their configs differ in nothing but the pipeline, the seed and the attack modes and restarts (a rounding
+arm is attacked in its rounding modes, a float arm with as many restarts), so the table holds exactly the runs the H1 modules share; a `round`
 run at another bit depth than 8 (the dose hypothesis's) is left out.
 
 Each cell: the per-seed primary score of its finished runs at the claims' deciding eps, on the strongest
@@ -65,9 +65,10 @@ def tables(cases, runs: dict) -> list[dict]:
 
 
 def _group(config: dict, case) -> str:
-    """What a run shares with the other cells of its table: its config but pipeline, seed, attack modes."""
+    """What a run shares with the other cells of its table: its config but pipeline, seed and attack modes and
+    restarts (a float arm's restarts match a rounding arm's gradient modes: harness.plan's equal effort)."""
     rest = {**config, "seed": None, "variant": {**config["variant"], "pipeline": None},
-            "attack": {**config.get("attack", {}), "modes": None}}
+            "attack": {**config.get("attack", {}), "modes": None, "restarts": None}}
     return json.dumps([rest, case.deciding_eps, case.primary], sort_keys=True)
 
 

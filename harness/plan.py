@@ -100,10 +100,7 @@ def _configs(p: Plan, v: Variant, dataset: str, precision: str) -> list[RunConfi
     else:  # equal effort: as many random restarts as the claim's rounding arms have gradient attacks
         restarts = profile.attack.restarts * len(budget.gradient_modes(p.claim.modes))
         attack = dataclasses.replace(profile.attack, eps=eps, modes=(NO_ROUNDING,), restarts=restarts)
-    recipe = v.recipe
-    if profile.max_batch_size and recipe.batch_size > profile.max_batch_size:
-        recipe = dataclasses.replace(recipe, batch_size=profile.max_batch_size)
-    base = dataclasses.replace(v, input_size=size, recipe=recipe, seed_offset=0)
+    base = dataclasses.replace(v, input_size=size, recipe=profile.recipe(v.recipe), seed_offset=0)
     return [RunConfig(dataset=dataset, variant=base, seed=s + v.seed_offset, epochs=p.epochs,
                       train_subset=profile.train_subset, attack=attack, precision=precision)
             for s in profile.seeds]

@@ -306,8 +306,8 @@ def judge_trend(p: Plan, dataset: str, eps: float, family: dict[str, Runs], chec
     fits = {d: _trend_fit(claim, family[d], eps) for d in names}
     fit, i = fits[dataset], names.index(dataset)
     tr = fit["trend"]
-    adj_claimed = stats.holm([fits[d]["trend"][f"p_{claim.expect}"] for d in names])[i]
-    adj_other = stats.holm([fits[d]["trend"][f"p_{other}"] for d in names])[i]
+    adj_claimed = inference.holm([fits[d]["trend"][f"p_{claim.expect}"] for d in names])[i]
+    adj_other = inference.holm([fits[d]["trend"][f"p_{other}"] for d in names])[i]
     decides = eps == claim.deciding_eps
     test = Evidence(n=tr["n"], effect=sign * tr["slope"], ci=sorted(sign * c for c in tr["ci"]),
                     p_greater=tr[f"p_{claim.expect}"], p_less=tr[f"p_{other}"], p_perm=math.nan, p_min=math.nan,
@@ -321,6 +321,7 @@ def judge_trend(p: Plan, dataset: str, eps: float, family: dict[str, Runs], chec
     checks = checks or {"transfer": [], "masking_warnings": []}
     adj = {f"p_adj_{claim.expect}": adj_claimed, f"p_adj_{other}": adj_other}
     runs = family[dataset]
+    state = inference.verdict(adj_claimed, adj_other, alpha)
     case = Case(
         nodeid=nodeid, module=module, statement=claim.statement, better=claim.better, worse=claim.worse,
         expect=claim.expect, dataset=dataset, dataset_used=fit["dataset_used"], eps=float(eps),
@@ -331,11 +332,11 @@ def judge_trend(p: Plan, dataset: str, eps: float, family: dict[str, Runs], chec
         transfer=checks["transfer"], masking_warnings=checks["masking_warnings"],
         failed_runs=[f"{r['label']} {r['status']}: {r.get('error')}" for rs in runs.values() for r in rs
                      if r["status"] != "done"],
-        problems=problems, notes=list(p.notes), verdict=stats.verdict(adj_claimed, adj_other, alpha), outcome="",
+        problems=problems, notes=list(p.notes), reduced=reduced(p, fit["dataset_used"], dataset),
+        allow_reduced=p.allow_reduced, verdict=state, outcome="",
         kind="trend", trend={"unit": claim.unit, "direction": claim.expect, "names": list(claim.variants),
                              **tr, **adj, "clean_cost": fit["clean_cost"]},
-        claimed=dataclasses.asdict(claim.claimed) if claim.claimed else None,
-        known=dataclasses.asdict(claim.known) if claim.known else None)
+        claimed=claimed_reading(claim, state, test), known=_known(claim, p.profile.name))
     return dataclasses.replace(case, outcome=outcome(case))
 
 

@@ -1,15 +1,17 @@
 """Builders the harness's tests share (not fixtures: plain functions, imported as `from helpers import ...`).
 
-small_claim and small_suite: runs at the smallest size that still trains and attacks for real, in this
+sample_case: a complete, valid Case to change field by field; small_claim and small_suite: runs at the smallest size that still trains and attacks for real, in this
 process; export_subset: a real dataset small enough that a subprocess decodes it in a moment.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness import runtime
 from harness.cache import RunCache
+from harness.case import Case, Evidence
 from harness.chaos.worker import small_profile, small_runs
 from harness.config import Claim, Profile, Recipe, Variant
 from harness.data import Dataset, Sources
@@ -57,3 +59,21 @@ def export_subset(ds: Dataset, folder: Path, n_train: int = 64, n_test: int = 32
             pixels = image.permute(1, 2, 0).numpy()
             Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels).save(path)
     return Path(folder)
+
+
+EVIDENCE = Evidence(n=[3, 3], effect=0.05, ci=[0.01, 0.09], p_greater=0.01, p_less=0.99, p_perm=0.05, p_min=0.05,
+                    seeds_needed=None, problem=None)
+DECIDING = Case(nodeid="h.py::t[c-eps1]", module="h", statement="A beats B", better="A", worse="B", expect="better",
+                dataset="cifar10", dataset_used="cifar10", eps=1.0, deciding_eps=1.0, decides=True, profile="paper",
+                profile_decides=True, alpha=0.05, seeds=[0, 1, 2], epochs=10, primary="dominated_area",
+                attack="strongest", shared_clean_range=[0.1, 0.5], scores={}, test=EVIDENCE, per_mode={},
+                run_keys={}, transfer=[], masking_warnings=[], failed_runs=[], problems=[], notes=[], reduced=[],
+                allow_reduced=False, verdict="supported", outcome="")
+
+
+def sample_case(**changes) -> Case:
+    """A deciding, supported case of the paper profile, with `changes` (fields of Case; `test` may be a dict
+    of Evidence fields to change)."""
+    if isinstance(changes.get("test"), dict):
+        changes["test"] = dataclasses.replace(EVIDENCE, **changes["test"])
+    return dataclasses.replace(DECIDING, **changes)

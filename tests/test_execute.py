@@ -7,7 +7,7 @@ import torch
 
 from harness import plan, plugin, train, verdict
 from harness.cache import RunCache
-from harness.config import PROFILES, AttackConfig, Claim, ConfigError, Recipe, Variant
+from harness.config import ADAMW_VIT, PROFILES, SGD_RESNET, AttackConfig, Claim, ConfigError, Recipe, Variant
 from harness.execute import CollectExecutor, LocalExecutor
 
 TINY = dataclasses.replace(PROFILES["smoke"], seeds=(0, 1), epochs=1, train_subset=64,
@@ -102,9 +102,21 @@ def test_profile_shapes_the_runs():
     cfgs = configs(claim, "cifar10")
     assert [c.seed for c in cfgs["A"]] == [100, 101]
     assert cfgs["A"][0].variant.input_size == TINY.max_input_size  # 224 is capped on the smoke profile
+    assert cfgs["A"][0].variant.recipe == TINY.recipe(vit.recipe)  # batch capped, lr scaled, warmup replaced
     assert cfgs["A"][0].variant.seed_offset == 0  # the seed itself is in the key, not the offset
     assert cfgs["A"][0].attack.modes == ("off", "bpda", "exact")
     assert cfgs["B"][0].attack.modes == ("pgd",)
+
+
+def test_profile_recipe_caps_scales_and_replaces_warmup_only():
+    smoke, paper = PROFILES["smoke"], PROFILES["paper"]
+    for r in (SGD_RESNET, ADAMW_VIT):
+        assert paper.recipe(r) == r  # the published protocol trains the recipes as written
+        s = smoke.recipe(r)
+        assert (s.batch_size, s.warmup_epochs) == (smoke.max_batch_size, smoke.warmup_epochs)
+        assert s.lr == pytest.approx(r.lr * smoke.lr_scale) and s.lr < r.lr
+        assert dataclasses.replace(s, batch_size=r.batch_size, lr=r.lr, warmup_epochs=r.warmup_epochs) == r
+    assert smoke.recipe(Recipe(batch_size=16)).batch_size == 16  # a cap, never an increase
 
 
 def test_seeds_that_make_two_arms_share_a_run_are_refused_before_training():

@@ -4,22 +4,11 @@ import math
 
 import pytest
 
-from harness.case import Case, Evidence
+from harness.case import Case
 from harness.verdict import outcome
+from helpers import DECIDING, EVIDENCE, sample_case
 
-EVIDENCE = Evidence(n=[3, 3], effect=0.05, ci=[0.01, 0.09], p_greater=0.01, p_less=0.99, p_perm=0.05, p_min=0.05,
-                    seeds_needed=None, problem=None)
-DECIDING = Case(nodeid="h.py::t[c-eps1]", module="h", statement="A beats B", better="A", worse="B", expect="better",
-                dataset="cifar10", dataset_used="cifar10", eps=1.0, deciding_eps=1.0, decides=True, profile="paper",
-                profile_decides=True, alpha=0.05, seeds=[0, 1, 2], epochs=10, primary="dominated_area",
-                attack="strongest", shared_clean_range=[0.1, 0.5], scores={}, test=EVIDENCE, per_mode={},
-                run_keys={}, transfer=[], masking_warnings=[], failed_runs=[], problems=[], notes=[], reduced=[],
-                allow_reduced=False,
-                verdict="supported", outcome="")
-
-
-def _case(**changes) -> Case:
-    return dataclasses.replace(DECIDING, **changes)
+_case = sample_case
 
 
 @pytest.mark.parametrize("case, expected", [
