@@ -130,7 +130,7 @@ class LocalExecutor:
     # ---- the final checkpoint: stronger attacks and masking diagnostics -----------------------------
     def final_checks(self, claim: Claim, configs: dict[str, list[RunConfig]], runs: Runs) -> dict | None:
         """Attach each finished run's final evaluation (run["final"], at the claim's deciding eps) and,
-        seed by seed, a transfer check from the worse variant to the better; failed checks are named in
+        seed by seed, transfer checks between the arms in both directions; failed checks are named in
         "masking_warnings". Each is computed once and kept in the cache beside its run."""
         fe = self.final_eval
         if fe is None:
@@ -145,16 +145,19 @@ class LocalExecutor:
             r["final"] = self.final_evaluation(r["key"], cfg_of[r["key"]], ds, eps, f"{i}/{len(finished)}")
             warnings += [f"{r['label']}: {name}: {c['detail']}" for name, c in r["final"]["checks"].items()
                          if not c["ok"]]
-        pairs = zip(runs[claim.worse], runs[claim.better]) if claim.expect == "better" else ()
-        for src, tgt in ((s, t) for s, t in pairs if s["status"] == t["status"] == "done"):
+        # Both ways, seed by seed: a masked white-box attack on either arm shows as a transfer attack beating it.
+        seeds = zip(runs[claim.worse], runs[claim.better]) if claim.expect == "better" else ()
+        pairs = [(pair if d == "worse->better" else pair[::-1], d) for pair in seeds
+                 for d in diagnostics.TRANSFER_DIRECTIONS if pair[0]["status"] == pair[1]["status"] == "done"]
+        for (src, tgt), direction in pairs:
             s_cfg, t_cfg = cfg_of[src["key"]], cfg_of[tgt["key"]]
 
-            def transfer(src=src, tgt=tgt, s_cfg=s_cfg, t_cfg=t_cfg):
+            def transfer(src=src, tgt=tgt, s_cfg=s_cfg, t_cfg=t_cfg, direction=direction):
                 x, y = self.eval_set(t_cfg, ds)
                 value = results.plain(diagnostics.transfer_check(
                     self.final_model(src["key"], s_cfg, ds), self.final_model(tgt["key"], t_cfg, ds), x, y,
                     eps, t_cfg.attack.steps, t_cfg.attack.step_ratio, t_cfg.precision, seed=t_cfg.attack.eval_seed,
-                    whitebox_acc=tgt["final"]["pgd"][STRONGEST], tolerance=fe.tolerance))
+                    whitebox_acc=tgt["final"]["pgd"][STRONGEST], tolerance=fe.tolerance, direction=direction))
                 self.log(f"{tgt['key'][:8]} transfer {src['label']} -> {tgt['label']}: {value['transfer_acc']:.3f} "
                          f"({'ok' if value['ok'] else 'FAILED'})")
                 return value

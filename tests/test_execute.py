@@ -7,7 +7,8 @@ import torch
 
 from harness import plan, plugin, train, verdict
 from harness.cache import RunCache
-from harness.config import ADAMW_VIT, PROFILES, SGD_RESNET, AttackConfig, Claim, ConfigError, Recipe, Variant
+from harness.config import (ADAMW_VIT, PROFILES, SGD_RESNET, AttackConfig, Claim, ConfigError, FinalEvalConfig,
+                            Recipe, Variant)
 from harness.execute import CollectExecutor, LocalExecutor
 
 TINY = dataclasses.replace(PROFILES["smoke"], seeds=(0, 1), epochs=1, train_subset=64,
@@ -162,6 +163,19 @@ def test_equal_attack_effort_arms_without_rounding_get_a_restart_per_gradient_mo
     assert cfgs["A"][0].attack.restarts == 1 and cfgs["A"][0].attack.modes == ("off", "bpda", "exact")
     assert cfgs["B"][0].attack.restarts == 2 and cfgs["B"][0].attack.modes == ("pgd",)
     assert configs(CLAIM, "cifar10")["B"][0].attack.restarts == 1  # no rounding arm: one attack each
+
+
+def test_final_checks_transfer_both_ways_seed_by_seed(cache, sources, real_dataset_name):
+    tiny = FinalEvalConfig(n_eval=8, apgd_steps=1, apgd_dlr=False, square_queries=1, steps_curve=(1,),
+                           eps_curve=(1.0,), tolerance=1.0)
+    ex = dataclasses.replace(executor(cache, sources), final_eval=tiny)
+    cfgs = configs(CLAIM, real_dataset_name)
+    checks = ex.final_checks(CLAIM, cfgs, ex.runs(cfgs))
+    seen = [(t["direction"], t["source"], t["target"]) for t in checks["transfer"]]
+    a, b = ([c.label for c in cfgs[arm]] for arm in ("A", "B"))
+    assert seen == [("worse->better", b[0], a[0]), ("better->worse", a[0], b[0]),
+                    ("worse->better", b[1], a[1]), ("better->worse", a[1], b[1])]
+    assert checks["masking_warnings"] == []  # tolerance 1: nothing can fail
 
 
 def test_a_claim_without_final_checks_cannot_pass():
