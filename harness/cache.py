@@ -3,6 +3,7 @@
 Layout under the cache folder:
   runs/<key>/result.json      the finished run (checksummed); its presence means "done"
   runs/<key>/final.pt         final weights (for evaluations on the final checkpoint)
+  runs/<key>/best-e<n>.pt     weights of epoch n, the best adversarial accuracy at some eps (not the last)
   runs/<key>/checkpoint.pt    the latest finished epoch while the run is in progress
   runs/<key>/failed.json      the last failure (never read as a result; the run is retried)
   runs/<key>/<name>.json      results derived from the finished run (checksummed; see derived)
@@ -28,7 +29,7 @@ from . import store
 # The modules whose code computes the numbers: editing one invalidates every cached run.
 NUMERIC_MODULES = ("config.py", "data.py", "formats.py", "sources.py", "models.py", "pipelines.py", "attacks.py",
                    "budget.py", "train.py", "runtime.py")
-CHECKPOINT_FIELDS = ("key", "model", "optimizer", "scheduler", "records")
+CHECKPOINT_FIELDS = ("key", "model", "optimizer", "scheduler", "records", "best")
 
 
 def code_version(folder: Path | None = None, modules: tuple[str, ...] = NUMERIC_MODULES) -> str:
@@ -129,23 +130,27 @@ class RunCache:
     def record_failure(self, key: str, session: str, error: str) -> None:
         store.write_json(self.dir(key) / "failed.json", {"session": session, "error": error, "time": time.time()})
 
-    def publish(self, key: str, result: dict, final_state: dict) -> None:
-        """Weights first, result last: result.json appearing is the commit point."""
+    def publish(self, key: str, result: dict, final_state: dict, best: dict[int, dict] | None = None) -> None:
+        """Weights first, result last: result.json appearing is the commit point. best: {epoch: weights}."""
         d = self.dir(key)
+        for epoch, state in (best or {}).items():
+            store.save_tensors(d / f"best-e{epoch}.pt", state)
         store.save_tensors(d / "final.pt", final_state)
         store.write_json(d / "result.json", result, checksum=True)
         for leftover in ("checkpoint.pt", "failed.json"):
             (d / leftover).unlink(missing_ok=True)
 
-    def final_state(self, key: str) -> dict | None:
-        """The finished run's final weights; if they are corrupt, the whole entry is moved aside (so the
-        next lookup misses and the run is recomputed) and None is returned."""
-        path = self.dir(key) / "final.pt"
+    def final_state(self, key: str, epoch: int | None = None) -> dict | None:
+        """The finished run's final weights, or those of a best epoch (train.best_epoch) other than the last;
+        if they are missing or corrupt, the whole entry is moved aside (so the next lookup misses and the run
+        is recomputed) and None is returned."""
+        path = self.dir(key) / ("final.pt" if epoch is None else f"best-e{epoch}.pt")
         state = store.load_tensors(path) if path.exists() else None
-        if state is None and path.exists():
-            self.quarantine(path, "unreadable final weights")
+        if state is None:
+            if path.exists():
+                self.quarantine(path, f"unreadable weights {path.name}")
             if (path.parent / "result.json").exists():
-                self.quarantine(path.parent / "result.json", "finished run without its final weights")
+                self.quarantine(path.parent / "result.json", f"finished run without its weights {path.name}")
         return state
 
     def derived(self, key: str, name: str, compute) -> dict:

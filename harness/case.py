@@ -173,6 +173,8 @@ class Run:
     dataset_used: str | None = None
     error: str | None = None
     final: dict | None = None  # the final-checkpoint evaluation at the claim's deciding eps
+    best: dict | None = None  # the same on the weights of the epoch of highest adversarial accuracy there,
+    #                           with its "epoch" (absent when that is the last epoch)
 
 
 def check_run(d: dict, where: str) -> None:

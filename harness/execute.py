@@ -24,6 +24,7 @@ import torch
 from . import data, diagnostics, results, runtime, train
 from .cache import RunCache, code_version
 from .config import STRONGEST, Claim, ConfigError, FinalEvalConfig, RunConfig, key
+from .attacks import eps_key
 from .data import fixed_subset
 
 Runs = dict[str, list[dict]]  # arm -> one run dict per seed
@@ -106,8 +107,8 @@ class LocalExecutor:
             self.log(f"{k[:8]} {cfg.label} epoch {r['epoch']}/{cfg.epochs} loss {r['train_loss']:.3f} "
                      f"clean {r['clean']:.3f}  {adv}  {r['seconds']:.1f}s")
         try:
-            records, final_state = train.run(cfg, ds, self.device, self.cache.checkpointer(k), progress,
-                                             compile_mode=self.compile_mode, early_exit=self.early_exit)
+            records, final_state, best = train.run(cfg, ds, self.device, self.cache.checkpointer(k), progress,
+                                                   compile_mode=self.compile_mode, early_exit=self.early_exit)
         except (KeyboardInterrupt, SystemExit, OSError, ConfigError):
             raise  # interrupts and bad input stop the session; finished epochs stay in the checkpoint
         except Exception as e:  # a failed run is reported, never cached, and retried next session
@@ -124,7 +125,7 @@ class LocalExecutor:
                                    "deterministic": torch.are_deterministic_algorithms_enabled(),
                                    "session": self.session},
                   "train_wall_seconds": time.perf_counter() - start})  # as the cache returns it
-        self.cache.publish(k, result, final_state)
+        self.cache.publish(k, result, final_state, best)
         return result
 
     # ---- the final checkpoint: stronger attacks and masking diagnostics -----------------------------
@@ -145,6 +146,12 @@ class LocalExecutor:
             r["final"] = self.final_evaluation(r["key"], cfg_of[r["key"]], ds, eps, f"{i}/{len(finished)}")
             warnings += [f"{r['label']}: {name}: {c['detail']}" for name, c in r["final"]["checks"].items()
                          if not c["ok"]]
+            # Where the score is made: the epoch of the highest adversarial accuracy, if not the last.
+            best = train.best_epoch(r["records"], eps_key(eps))
+            if best < len(r["records"]):
+                r["best"] = self.final_evaluation(r["key"], cfg_of[r["key"]], ds, eps, f"{i}/{len(finished)}", best)
+                warnings += [f"{r['label']} (epoch {best}, its best adversarial accuracy): {name}: {c['detail']}"
+                             for name, c in r["best"]["checks"].items() if not c["ok"]]
         # Both ways, seed by seed: a masked white-box attack on either arm shows as a transfer attack beating it.
         seeds = zip(runs[claim.worse], runs[claim.better]) if claim.expect == "better" else ()
         pairs = [(pair if d == "worse->better" else pair[::-1], d) for pair in seeds
@@ -174,25 +181,32 @@ class LocalExecutor:
         return hashlib.sha256(repr((self.final_eval, eps, attack_code, diagnostics.library_version())).encode()
                               ).hexdigest()[:12]
 
-    def final_evaluation(self, k: str, cfg: RunConfig, ds: data.Dataset, eps: float, which: str = "") -> dict:
-        """Finished run k's final-checkpoint evaluation at eps: computed once, kept in the cache beside it."""
+    def final_evaluation(self, k: str, cfg: RunConfig, ds: data.Dataset, eps: float, which: str = "",
+                         epoch: int | None = None) -> dict:
+        """Finished run k's evaluation at eps on its final checkpoint, or on the weights of `epoch` (one of
+        its best epochs): computed once, kept in the cache beside it."""
+        where = "final-checkpoint" if epoch is None else f"epoch-{epoch}"
+
         def final():
             start = time.perf_counter()
-            model, (x, y) = self.final_model(k, cfg, ds), self.eval_set(cfg, ds)
+            model, (x, y) = self.final_model(k, cfg, ds, epoch), self.eval_set(cfg, ds)
             value = results.plain(diagnostics.final_evaluation(
                 model, x, y, eps, cfg.attack.modes, self.final_eval, cfg.attack.steps, cfg.attack.step_ratio,
                 cfg.precision, seed=cfg.attack.eval_seed, restarts=cfg.attack.restarts))
-            self.log(f"{k[:8]} {cfg.label} final-checkpoint checks {which}: "
+            self.log(f"{k[:8]} {cfg.label} {where} checks {which}: "
                      f"{sum(c['ok'] for c in value['checks'].values())}/{len(value['checks'])} ok  "
                      f"{time.perf_counter() - start:.1f}s")
-            return value
-        return self.cache.derived(k, f"final-{self.final_tag(eps)}", final)
+            return value if epoch is None else {**value, "epoch": epoch}
+        name = f"final-{self.final_tag(eps)}" if epoch is None else f"best-e{epoch}-{self.final_tag(eps)}"
+        return self.cache.derived(k, name, final)
 
-    def final_model(self, k: str, cfg: RunConfig, ds: data.Dataset) -> torch.nn.Module:
+    def final_model(self, k: str, cfg: RunConfig, ds: data.Dataset, epoch: int | None = None) -> torch.nn.Module:
+        """The finished run's model with its final weights, or those of `epoch` (a best epoch)."""
         model = train.build(cfg, ds, self.device)
-        state = self.cache.final_state(k)
+        state = self.cache.final_state(k, epoch)
         if state is None:
-            raise RuntimeError(f"{cfg.label}: final weights unreadable; moved aside, the run retrains next time")
+            raise RuntimeError(f"{cfg.label}: weights of {'the final' if epoch is None else f'epoch {epoch}'} "
+                               f"unreadable; moved aside, the run retrains next time")
         model.load_state_dict(state)
         return model.eval()
 
@@ -277,3 +291,6 @@ def perform(job: Job) -> None:
         raise RuntimeError(result["error"])
     for eps in job.final_eps if job.final_eval else ():
         ex.final_evaluation(k, cfg, ds, eps, f"at eps {eps:g}")
+        best = train.best_epoch(result["records"], eps_key(eps))
+        if best < len(result["records"]):
+            ex.final_evaluation(k, cfg, ds, eps, f"at eps {eps:g}", best)

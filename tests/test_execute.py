@@ -1,5 +1,6 @@
 """From claim to runs: the plan, the run cache's hits and misses, failed runs, collect mode, and the
 profile's effect on runs."""
+import copy
 import dataclasses
 
 import pytest
@@ -8,7 +9,8 @@ import torch
 from harness import plan, plugin, train, verdict
 from harness.cache import RunCache
 from harness.config import (ADAMW_VIT, PROFILES, SGD_RESNET, AttackConfig, Claim, ConfigError, FinalEvalConfig,
-                            Recipe, Variant)
+                            Recipe, RunConfig, Variant)
+from harness.chaos.worker import numbers
 from harness.execute import CollectExecutor, LocalExecutor
 
 TINY = dataclasses.replace(PROFILES["smoke"], seeds=(0, 1), epochs=1, train_subset=64,
@@ -83,7 +85,7 @@ def test_collect_mode_trains_nothing_and_names_the_missing_runs(cache, sources, 
 
 def test_a_diverging_run_is_reported_failed_not_cached_and_others_finish(cache, sources, count_trainings,
                                                                           real_dataset_name):
-    diverging = Variant("resnet18", "baseline", Recipe(lr=1e12, batch_size=32))
+    diverging = Variant("resnet18", "baseline", Recipe(lr=1e30, batch_size=32))  # overflows fp32 after a step
     exploding = dataclasses.replace(CLAIM, variants={**CLAIM.variants, "B": diverging}, factor="recipe")
     runs = executor(cache, sources).runs(configs(exploding, real_dataset_name))
     assert [r["status"] for r in runs["A"]] == ["done", "done"]
@@ -201,3 +203,39 @@ def test_arms_with_one_seed_are_independent_draws_and_one_arm_is_reproducible(re
     assert torch.equal(build(a), build(dataclasses.replace(a)))
     assert derive_seed(0, "order", arm_identity(a.variant), 1) != derive_seed(0, "order", arm_identity(b.variant), 1)
     assert derive_seed(0, "order", arm_identity(a.variant), 1) != derive_seed(0, "order", arm_identity(a.variant), 2)
+
+
+class _Recorder:
+    """A Checkpointer that keeps every epoch's saved state in memory, optionally starting from one."""
+
+    def __init__(self, start: dict | None = None):
+        self.saved, self.start = [], start
+
+    def load(self):
+        return self.start
+
+    def save(self, state):
+        self.saved.append(copy.deepcopy(state))
+
+
+def test_the_best_epochs_weights_are_kept_and_survive_a_resume(real_dataset):
+    """train.run returns the weights of every epoch best_epoch names at some eps (the last excepted), equal
+    to that epoch's weights, and a run resumed from a checkpoint returns the same, bit for bit (CPU)."""
+    attack = AttackConfig(eps=(1.0, 255.0), steps=4, n_eval=32)  # at 255/255 every epoch ties at 0: epoch 1 wins
+    cfg = RunConfig(dataset="x", variant=CLAIM.variants["A"], seed=0, epochs=3, train_subset=64, attack=attack,
+                    precision="fp32")
+    whole = _Recorder()
+    records, final, best = train.run(cfg, real_dataset, torch.device("cpu"), whole)
+    wanted = {train.best_epoch(records, ek) for ek in records[0]["adv"]} - {3}
+    assert wanted and set(best) == wanted
+    for e, state in best.items():
+        assert all(torch.equal(state[k], v) for k, v in whole.saved[e - 1]["model"].items())
+    resumed = train.run(cfg, real_dataset, torch.device("cpu"), _Recorder(start=whole.saved[0]))
+    assert numbers(resumed[0]) == numbers(records) and set(resumed[2]) == set(best)
+    assert all(torch.equal(resumed[2][e][k], v) for e in best for k, v in best[e].items())
+    assert all(torch.equal(resumed[1][k], v) for k, v in final.items())
+
+
+def test_best_epoch_is_the_highest_strongest_accuracy_and_the_first_of_ties():
+    records = [{"epoch": e, "adv": {"1": {"strongest": a}}} for e, a in enumerate((0.2, 0.5, 0.5, 0.1), 1)]
+    assert train.best_epoch(records, "1") == 2
