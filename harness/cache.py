@@ -15,6 +15,7 @@ writes in runs/<key>/, so it may remove any temporary a killed writer left there
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import math
 import os
@@ -32,8 +33,11 @@ NUMERIC_MODULES = ("config.py", "data.py", "formats.py", "sources.py", "models.p
 CHECKPOINT_FIELDS = ("key", "model", "optimizer", "scheduler", "records", "best")
 
 
+@functools.lru_cache(maxsize=None)
 def code_version(folder: Path | None = None, modules: tuple[str, ...] = NUMERIC_MODULES) -> str:
-    """A hash of `modules`' source in `folder` (default: this package) and the library versions."""
+    """A hash of `modules`' source in `folder` (default: this package) and the library versions. Read once
+    per process: the code that runs is the code imported, so a file edited mid-session (a `git pull`
+    beside a nightly run) must not file this process's results under the new code's key."""
     h = hashlib.sha256(f"torch {torch.__version__} timm {timm.__version__}".encode())
     here = Path(folder or Path(__file__).parent)
     for name in modules:

@@ -229,14 +229,15 @@ def per_mode_table(case: Case) -> str:
 def diagnostics(case: Case, runs: dict[str, list[dict]]) -> str:
     """Final-checkpoint attacks, masking checks and transfer checks, whatever fields the runs carry; empty
     when none. They were computed at the claim's deciding eps, so they show with that case only."""
-    finals = [(v, r["label"], r["final"]) for v, rs in runs.items() for r in rs
-              if isinstance(r.get("final"), dict) and r["final"].get("eps") in (None, case.eps)]
+    finals = [(v, r["label"] if which == "final" else f"{r['label']} @ epoch {r[which].get('epoch')} (best adv)",
+               r[which]) for v, rs in runs.items() for r in rs for which in ("final", "best")
+              if isinstance(r.get(which), dict) and r[which].get("eps") in (None, case.eps)]
     transfers = [t for t in case.transfer if t.get("eps") in (None, case.eps)]
     if not (finals or transfers):
         return ""
     # The failed checks, as the runner named them for the test's message; then other problems.
     warnings = list(case.masking_warnings)
-    not_scalars = ("steps_curve", "eps_curve", "checks", "warnings")  # drawn, counted, or listed above
+    not_scalars = ("steps_curve", "eps_curve", "checks", "warnings", "epoch")  # drawn, counted, listed, labelled
     leaves = [dict(flat({k: x for k, x in f.items() if k not in not_scalars})) for _, _, f in finals]
     columns = list(dict.fromkeys(name for run in leaves for name in run))
     rows = []
@@ -245,7 +246,7 @@ def diagnostics(case: Case, runs: dict[str, list[dict]]) -> str:
         ok = sum(1 for c in checks.values() if isinstance(c, dict) and c.get("ok"))
         rows.append([v, label, *[values.get(c) for c in columns], f"{ok}/{len(checks)} ok" if checks else None])
         warnings += [f"{label}: {w}" for w in f.get("warnings") or []]
-    parts = ["<h3>Final-checkpoint diagnostics</h3>"]
+    parts = ["<h3>Final-checkpoint diagnostics (and the epoch of best adversarial accuracy)</h3>"]
     if warnings:
         parts.append('<ul class="warn">' + "".join(f"<li>{esc(w)}</li>" for w in warnings) + "</ul>")
     if finals:
@@ -254,10 +255,10 @@ def diagnostics(case: Case, runs: dict[str, list[dict]]) -> str:
         if png:
             parts.append(img(png, f"final-checkpoint curves of {case.nodeid}"))
     if transfers:
-        rows = [[t.get("source"), t.get("target"), t.get("transfer_acc"), t.get("whitebox_acc"),
+        rows = [[t.get("direction"), t.get("source"), t.get("target"), t.get("transfer_acc"), t.get("whitebox_acc"),
                  "ok" if t.get("ok") else "FAILED", t.get("detail")] for t in transfers]
-        parts.append("<h4>Transfer: PGD crafted on the worse variant, scored on the better</h4>" + table(
-            ["source", "target", "transfer acc", "white-box acc", "check", "detail"], rows, "diag"))
+        parts.append("<h4>Transfer: PGD crafted on one arm, scored on the other (both ways)</h4>" + table(
+            ["direction", "source", "target", "transfer acc", "white-box acc", "check", "detail"], rows, "diag"))
     return "\n".join(parts)
 
 

@@ -97,11 +97,21 @@ def test_every_setting_the_data_and_the_code_are_in_the_key():
 
 @pytest.mark.parametrize("module", cache_module.NUMERIC_MODULES)
 def test_editing_a_numeric_module_changes_the_code_version(module, tmp_path):
-    copy = shutil.copytree(HARNESS, tmp_path / "harness", ignore=shutil.ignore_patterns("__pycache__"))
-    assert code_version(copy) == code_version()
-    with open(copy / module, "a") as f:
+    same, edited = (shutil.copytree(HARNESS, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+                    for name in ("same", "edited"))
+    with open(edited / module, "a") as f:
         f.write("\n# edited\n")
-    assert code_version(copy) != code_version()
+    assert code_version(same) == code_version() != code_version(edited)
+
+
+def test_the_code_version_is_read_once_per_process(tmp_path):
+    """The code that runs is the code imported: an edit after the first read must not move later runs of
+    this process to the new code's key."""
+    copy = shutil.copytree(HARNESS, tmp_path / "harness", ignore=shutil.ignore_patterns("__pycache__"))
+    before = code_version(copy)
+    with open(copy / "train.py", "a") as f:
+        f.write("\n# edited mid-session\n")
+    assert code_version(copy) == before
 
 
 # Harness modules the numeric code imports that cannot change a number, and why.

@@ -190,7 +190,7 @@ def test_per_mode_table_sets_the_posts_protocol_beside_the_strongest_attack(rend
 def test_diagnostics_table_and_warnings_come_from_the_final_block(rendered):
     html = rendered[1]
     section = next(s for s in html.split('<section class="case"') if "test_quantized_input:" in s)
-    assert "<h3>Final-checkpoint diagnostics</h3>" in section
+    assert "<h3>Final-checkpoint diagnostics (and the epoch of best adversarial accuracy)</h3>" in section
     diag = re.search(r'<table class="diag">(.*?)</table>', section).group(1)
     assert re.findall(r"<th>(.*?)</th>", diag) == [
         "variant", "run", "n", "clean", "eps", "pgd.off", "pgd.bpda", "pgd.exact", "pgd.strongest", "apgd_ce.off",
@@ -212,6 +212,9 @@ def test_final_block_shows_only_with_the_case_at_its_eps():
     case = Case.from_dict(next(c for c in doc["cases"] if c["module"] == "test_quantized_input"))
     runs = report.case_runs(case, doc["runs"])
     assert "round/s0" in report.diagnostics(dataclasses.replace(case, masking_warnings=[], transfer=[]), runs)
+    runs["Round"][0]["best"] = {**FINAL, "epoch": 2}  # the checks on the epoch of best adversarial accuracy
+    shown = report.diagnostics(dataclasses.replace(case, masking_warnings=[], transfer=[]), runs)
+    assert shown.count("<td>round/s0 @ epoch 2 (best adv)</td>") == 1 and "<th>epoch</th>" not in shown
     assert report.diagnostics(dataclasses.replace(case, eps=2.0, masking_warnings=[], transfer=[]), runs) == ""
 
 
