@@ -90,10 +90,14 @@ def mount_tmpfs(where: Path, size_mb: int, read_only: bool = False, full: bool =
     once `full`, EROFS when `read_only`. OSError where it cannot be mounted; umount(where) undoes it."""
     where.mkdir(parents=True, exist_ok=True)
     _mount("-t", "tmpfs", "-o", f"size={size_mb}m,mode=755", "tmpfs", str(where))
-    if full:
-        fill(where)
-    if read_only:
-        _mount("-o", "remount,ro", str(where))
+    try:
+        if full:
+            fill(where)
+        if read_only:
+            _mount("-o", "remount,ro", str(where))
+    except OSError:
+        umount(where)
+        raise
     return where
 
 

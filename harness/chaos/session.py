@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from .. import results
+from . import folders
 from .worker import ROOT
 
 HYPOTHESIS = "hypotheses/test_control_seed_null.py"  # 2 variants x 2 seeds = 4 runs, one test case
@@ -137,10 +138,22 @@ def _session(t, *extra: str, reports: Path | None = None, env: dict | None = Non
                    reports=reports or t.root / "reports")
 
 
-def _one_line(out: str, *words: str) -> str:
-    """The output's line holding every word if there is exactly one such line and no traceback, else ''."""
-    found = [line for line in out.splitlines() if all(w in line for w in words)]
-    return found[0] if len(found) == 1 and "Traceback" not in out and "INTERNALERROR" not in out else ""
+def _kept(t, s: Session, ok: bool, note: str) -> str:
+    """The note, naming the file that keeps the session's terminal output where the outcome was wrong."""
+    if ok:
+        return note
+    log = t.root / f"session-{s.proc.pid}.log"
+    log.write_text(s.output)
+    return f"{note}; its output: {log}"
+
+
+def _said_once(t, s: Session, rc: int, expected_rc: int, disk: Path, why: str) -> tuple:
+    """One fault whose outcome is exit status `expected_rc` and exactly one line saying "cannot write ...
+    (`why`)", with no traceback."""
+    found = [line for line in s.output.splitlines() if "cannot write" in line and why in line]
+    ok = rc == expected_rc and len(found) == 1 and "Traceback" not in s.output and "INTERNALERROR" not in s.output
+    said = found[0].split(" (")[0].replace(str(disk), "<tmpfs>") if found else "no such line"
+    return 1, _kept(t, s, ok, f"exit {rc}: {said} ({why}), {len(found)} line(s)"), ok
 
 
 def signal_session(t, audit, sigs: tuple[int, ...] = (), gap: float = 0.3) -> tuple:
@@ -157,18 +170,17 @@ def signal_session(t, audit, sigs: tuple[int, ...] = (), gap: float = 0.3) -> tu
     try:
         doc = results.load(s.folder)
     except Exception as e:  # a missing or invalid report is the failure this step looks for
-        return len(sigs), f"exit {rc}, no valid results.json ({type(e).__name__}: {e})", False
+        return len(sigs), _kept(t, s, False, f"exit {rc}, no valid results.json ({type(e).__name__}: {e})"), False
     page = (s.folder / "index.html").exists() or f"python -m harness.report {s.folder}" in s.output
     ok = rc == 2 and doc["partial"] is True and doc["session"]["state"] == "interrupted" and page and \
         "INTERNALERROR" not in s.output
-    return len(sigs), f"exit {rc}, partial={doc['partial']}, {len(doc['runs'])} runs in the report, " \
-                      f"page {'written' if page else 'MISSING'}", ok
+    return len(sigs), _kept(t, s, ok, f"exit {rc}, partial={doc['partial']}, {len(doc['runs'])} runs in the report, "
+                                      f"page {'written' if page else 'MISSING'}"), ok
 
 
 def reports_refused(t, audit, read_only: bool = False) -> tuple:
     """The reports folder on a tmpfs that is read-only, or full, when the session starts: refused with one
     line before anything runs (exit status 4)."""
-    from . import folders
     if folders.cannot_mount():
         return 0, f"not run: {folders.cannot_mount()}", True
     disk = folders.mount_tmpfs(t.root / f"reports-{'ro' if read_only else 'full'}", 2, read_only=read_only,
@@ -178,16 +190,12 @@ def reports_refused(t, audit, read_only: bool = False) -> tuple:
         rc = s.finish()
     finally:
         folders.umount(disk)
-    why = "the file system is read-only" if read_only else "the disk is full"
-    said = _one_line(s.output, "cannot write", why)
-    return 1, f"exit {rc}: {said.split(' (')[0].replace(str(disk), '<tmpfs>')} ({why})" if said else \
-        f"exit {rc} without one clear line", rc == 4 and bool(said)
+    return _said_once(t, s, rc, 4, disk, "the file system is read-only" if read_only else "the disk is full")
 
 
 def reports_fill_up(t, audit) -> tuple:
     """The reports folder's tmpfs fills up as the first test reports (FILLER): the session stops with one
     line (exit status 2) and its runs stay in the cache."""
-    from . import folders
     if folders.cannot_mount():
         return 0, f"not run: {folders.cannot_mount()}", True
     disk = folders.mount_tmpfs(t.root / "reports-filling", 80)  # room to start: the start wants 64 MB free
@@ -197,9 +205,7 @@ def reports_fill_up(t, audit) -> tuple:
         rc = s.finish()
     finally:
         folders.umount(disk)
-    said = _one_line(s.output, "cannot write", "the disk is full")
-    return 1, f"exit {rc}: {said.split(' (')[0].replace(str(disk), '<tmpfs>')} (the disk is full)" if said else \
-        f"exit {rc} without one clear line", rc == 2 and bool(said)
+    return _said_once(t, s, rc, 2, disk, "the disk is full")
 
 
 def final_session(t, audit) -> tuple:
@@ -207,4 +213,5 @@ def final_session(t, audit) -> tuple:
     s = _session(t)
     rc = s.finish()
     doc = results.load(s.folder)
-    return 0, f"exit {rc}, partial={doc['partial']}, warnings {len(doc['warnings'])}", rc == 0 and not doc["partial"]
+    ok = rc == 0 and not doc["partial"]
+    return 0, _kept(t, s, ok, f"exit {rc}, partial={doc['partial']}, warnings {len(doc['warnings'])}"), ok
