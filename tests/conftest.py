@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from harness import data, plugin
+from harness.chaos import folders
 from harness.data import Sources
-from helpers import export_subset
 
 # One thread, as under `pytest -n 3` on two cores: float results (and so the trained test models) then do
 # not depend on how the tests are run.
@@ -63,7 +63,7 @@ def eps_units(real_dataset_name) -> float:
 def tiny_images(real_dataset, tmp_path_factory):
     """64 training and 32 test images of real_dataset as a PNG folder, for subprocesses that must start
     fast (`python -m harness.chaos work`, pytest runs of hypotheses/): bind with --data-source NAME=PATH."""
-    return export_subset(real_dataset, tmp_path_factory.mktemp("tiny-images"))
+    return folders.export_subset(real_dataset, tmp_path_factory.mktemp("tiny-images"))
 
 
 @pytest.fixture(scope="session")
@@ -164,27 +164,19 @@ def tmpfs(tmp_path):
     mounted = []
 
     def mount(size_mb: int, read_only: bool = False, full: bool = False) -> Path:
+        why = folders.cannot_mount()
+        if why:
+            pytest.skip(why)
         where = tmp_path / f"tmpfs{len(mounted)}"
-        where.mkdir()
-        if shutil.which("mount") is None or os.geteuid() != 0:
-            pytest.skip("mounting a tmpfs needs root and mount(8)")
-        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m,mode=755", "tmpfs", str(where)],
-                              capture_output=True, text=True)
-        if proc.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
-        mounted.append(where)
-        if full:  # every block taken: the kernel answers ENOSPC
-            with open(where / "filler", "wb") as f:
-                try:
-                    while True:
-                        f.write(b"\0" * 2 ** 16)
-                        f.flush()
-                except OSError:
-                    pass
-        if read_only:
-            subprocess.run(["mount", "-o", "remount,ro", str(where)], check=True)
+        try:
+            folders.mount_tmpfs(where, size_mb, read_only=read_only, full=full)
+        except OSError as e:
+            pytest.skip(f"cannot mount a tmpfs here: {e}")
+        finally:
+            if where.is_mount():
+                mounted.append(where)
         return where
 
     yield mount
     for where in reversed(mounted):
-        subprocess.run(["umount", str(where)], check=False)
+        folders.umount(where)

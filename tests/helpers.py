@@ -1,20 +1,20 @@
 """Builders the harness's tests share (not fixtures: plain functions, imported as `from helpers import ...`).
 
-sample_case: a complete, valid Case to change field by field; small_claim and small_suite: runs at the smallest size that still trains and attacks for real, in this
-process; export_subset: a real dataset small enough that a subprocess decodes it in a moment.
+sample_case: a complete, valid Case to change field by field; small_claim and small_suite: runs at the
+smallest size that still trains and attacks for real, in this process. (export_subset, a real dataset small
+enough that a subprocess decodes it in a moment, is harness.chaos.folders'.)
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 
 from harness import runtime
 from harness.cache import RunCache
 from harness.case import Case, Evidence
 from harness.chaos.worker import small_profile, small_runs
 from harness.config import Claim, Profile, Recipe, Variant
-from harness.data import Dataset, Sources
+from harness.data import Sources
 from harness.execute import LocalExecutor
 
 
@@ -46,19 +46,6 @@ def small_suite(cache: RunCache, sources: Sources, seeds: tuple[int, ...], epoch
     executor = LocalExecutor(cache=cache, sources=sources, device=runtime.pick_device("cpu"), final_eval=None,
                              session=session, log=log)
     return SmallSuite(executor, small_profile(seeds, epochs))
-
-
-def export_subset(ds: Dataset, folder: Path, n_train: int = 64, n_test: int = 32) -> Path:
-    """The first images of a loaded dataset as an ImageFolder of PNGs (lossless). Bind it with
-    --data-source NAME=folder."""
-    from PIL import Image
-    for split, x, y, n in (("train", ds.train_x, ds.train_y, n_train), ("test", ds.test_x, ds.test_y, n_test)):
-        for i, (image, label) in enumerate(zip(x[:n], y[:n])):
-            path = Path(folder) / split / f"{int(label):03d}" / f"{i:05d}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            pixels = image.permute(1, 2, 0).numpy()
-            Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels).save(path)
-    return Path(folder)
 
 
 EVIDENCE = Evidence(n=[3, 3], effect=0.05, ci=[0.01, 0.09], p_greater=0.01, p_less=0.99, p_perm=0.05, p_min=0.05,

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers_session import Session
+from harness.chaos.session import Session
 
 from harness import chaos, collector, results, store
 

@@ -4,47 +4,13 @@ under xdist, a real file system (a tmpfs) that the kernel says is full. A folder
 read-only when the session starts is refused before anything runs: tests/test_bad_input.py."""
 from __future__ import annotations
 
-import os
-
-from helpers_session import Session
-
-# Loaded into the session with -p: takes every free block of the reports folder's file system just before
-# the controller first writes results.json (the first hypothesis test's first report), as another job
-# filling the disk would.
-FILLER = """
-import os, pathlib
-import pytest
-
-FILL = pathlib.Path(os.environ["ADVHYP_FILL"])
-TO_FILL = []
-
-
-def pytest_configure(config):
-    if not hasattr(config, "workerinput"):  # the controller
-        TO_FILL.append(True)
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_logreport(report):
-    if not TO_FILL:
-        return
-    TO_FILL.clear()  # once
-    with open(FILL / "filler", "wb") as f:
-        try:
-            while True:
-                f.write(b"\\0" * 2 ** 16)
-                f.flush()
-        except OSError:
-            pass
-"""
+from harness.chaos.session import FILLER, Session, plugin_env
 
 
 def test_a_reports_folder_that_fills_up_stops_the_session_with_one_line_and_keeps_finished_runs(
         tiny_images, tmp_path, tmpfs):
     disk = tmpfs(80)  # room enough to start (the start wants 64 MB free)
-    (tmp_path / "fill_disk.py").write_text(FILLER)
-    env = {"ADVHYP_FILL": str(disk),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+    env = {**plugin_env(tmp_path, "fill_disk", FILLER), "ADVHYP_FILL": str(disk)}
     session = Session(tmp_path, tiny_images, "-n", "2", "-p", "fill_disk", f"--reports-dir={disk}/reports",
                       "--epochs=1", env=env)
     rc = session.finish()

@@ -1,17 +1,14 @@
-"""The fault-injection run: a clean run, then each fault in turn on another cache, and the audit of what
-each fault lost (finished files, checkpoints, numbers different from the clean run's)."""
+"""Damaging files on purpose (`corrupt`), the audit of what each fault lost (finished files, checkpoints,
+numbers different from the clean run's) and the table of all faults."""
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
-import tempfile
-import time
 from pathlib import Path
 
 from .. import store
-from .worker import Worker, clean_run, numbers, weights_digest
+from .worker import numbers, weights_digest
 
 FINISHED = ("result.json", "final.pt")
 
@@ -62,94 +59,33 @@ class Audit:
         return len(gone) + len(went_back)
 
 
-def finished_and_identical(cache: Path, clean: dict[str, dict]) -> tuple[int, int]:
-    """How many runs are finished, and how many of those have the clean run's per-epoch numbers and
-    final weights, bit for bit."""
-    done = same = 0
+def on_disk(cache: Path) -> dict[str, dict]:
+    """{key: {"records", "weights"}} of every finished run in `cache` whose result and weights are intact:
+    its per-epoch numbers (numbers()) and the digest of its final weights."""
+    found = {}
     for p in (cache / "runs").glob("*/result.json"):
         try:
             result = store.read_json(p, checksum=True)
         except (ValueError, OSError):
             continue
-        done += 1
-        same += p.parent.name in clean and numbers(result["records"]) == clean[p.parent.name]["records"] and \
-            weights_digest(store.load_tensors(p.parent / "final.pt")) == clean[p.parent.name]["weights"]
-    return done, same
+        found[p.parent.name] = {"records": numbers(result["records"]),
+                                "weights": weights_digest(store.load_tensors(p.parent / "final.pt"))}
+    return found
 
 
-# ---- the fault-injection run ---------------------------------------------------------------------------
-def chaos(args) -> int:
-    root = Path(args.workdir or tempfile.mkdtemp(prefix="advhyp-chaos-"))
-    opts = [*(f"--data-source={b}" for b in args.data_source), f"--seeds={args.seeds}", f"--epochs={args.epochs}"]
-    print(f"chaos: clean run in {root / 'clean'} ...", flush=True)
-    clean = clean_run(root / "clean", *opts)
-    cache, rng, rows = root / "chaos", random.Random(args.seed), []
-
-    def step(fault: str, action) -> None:
-        audit = Audit(cache)
-        injected, note, ok = action(audit)
-        rows.append((fault, injected, *finished_and_identical(cache, clean), audit.lost(), note, ok))
-        print(f"chaos: {fault}: {note}", flush=True)
-
-    def kill_mid_epoch(audit):
-        w = Worker(cache, *opts)
-        w.wait_for_epochs(1)
-        time.sleep(rng.uniform(0, 0.5))  # somewhere in the next epoch (or its checkpoint write)
-        w.kill()
-        return 1, f"killed after {len(w.epochs)} checkpoint(s)", True
-
-    def disk_full(audit):
-        w = Worker(cache, *opts, "--disk-full-after=1")
-        rc = w.wait()
-        said = next((line.strip() for line in w.stderr if "cannot write" in line), "")
-        ok = rc != 0 and "disk is full" in said and str(cache / "runs") in said
-        return 1, f"exit {rc}: {said.split('): ')[0]})" if said else f"exit {rc} without a clear message", ok
-
-    def leftovers(audit):
-        old = time.time() - 7200
-        folders = [p for p in (cache / "runs").iterdir() if p.is_dir()] + [cache / "data"]
-        for folder in folders:
-            tmp = folder / f"{store.TMP_PREFIX}result.json.chaos"
-            tmp.write_bytes(b'{"payload": {"key": "half a fi')
-            os.utime(tmp, (old, old))
-        checkpoints = sorted((cache / "runs").glob("*/checkpoint.pt"))
-        for c in checkpoints[:1]:
-            corrupt(c, "garbage")
-            audit.damaged.add(c.parent)
-        return len(folders) + len(checkpoints[:1]), f"{len(folders)} temporaries, {len(checkpoints[:1])} " \
-                                                      f"garbage checkpoint(s)", True
-
-    def race(audit):
-        workers = [Worker(cache, *opts, *(["--reverse"] if i == 1 else [])) for i in range(3)]
-        for w in workers:
-            w.finish()
-        trained = [e for w in workers for e in w.epochs]
-        twice = len(trained) - len(set(trained))
-        left = list(cache.rglob(store.TMP_PREFIX + "*"))
-        return 1, f"3 workers trained {len(trained)} epochs, {twice} twice; {len(left)} temporaries left", \
-            twice == 0 and not left
-
-    def damage_finished(audit):
-        runs = sorted((cache / "runs").glob("*/result.json"))  # one fault per run, so each is seen
-        damage = list(zip(runs, ("truncate", "edit"))) + [(p.parent / "final.pt", "empty") for p in runs[2:3]]
-        for path, how in damage:
-            corrupt(path, how)
-            audit.damaged.add(path.parent)
-        summary = Worker(cache, *opts).finish()
-        named = all(any(str(p) in w for w in summary["warnings"]) for p, _ in damage)
-        return len(damage), f"{', '.join(how for _, how in damage)}: recomputed, " \
-                            f"{'each named' if named else 'NOT all named'} in warnings", named
-
-    for _ in range(2):
-        step("SIGKILL a worker mid-epoch", kill_mid_epoch)
-    step("disk full (ENOSPC) while training", disk_full)
-    step("half-written temporaries, garbage checkpoint", leftovers)
-    step("three workers race on the same runs", race)
-    step("finished entries damaged", damage_finished)
-    return _table(rows, len(clean))
+def finished_and_identical(cache: Path, clean: dict[str, dict]) -> tuple[int, int]:
+    """How many runs are finished, and how many of those have the clean run's per-epoch numbers and
+    final weights, bit for bit."""
+    found = on_disk(cache)
+    return len(found), sum(k in clean and v["records"] == clean[k]["records"] and v["weights"] == clean[k]["weights"]
+                           for k, v in found.items())
 
 
-def _table(rows: list[tuple], n_runs: int) -> int:
+# ---- the table ----------------------------------------------------------------------------------------
+def table(rows: list[tuple], n_runs: int) -> int:
+    """Print one line per step (fault, injected, finished, identical, lost, note; a note starts with FAILED
+    where the outcome was not the promised one) and the total; 0 if every run ended finished and identical
+    to the clean run, nothing was lost and every outcome was the promised one, else 1."""
     head = ("fault", "injected", "finished", "identical", "lost", "note")
     lines = [(f, str(i), f"{d}/{n_runs}", f"{s}/{d}", str(lost), ("" if ok else "FAILED: ") + note)
              for f, i, d, s, lost, note, ok in rows]

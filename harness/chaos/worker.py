@@ -148,6 +148,32 @@ class Worker:
                                    f"\n{self.stderr_tail()}")
             time.sleep(0.02)
 
+    def wait_for(self, condition, timeout: float = 120) -> bool:
+        """Until condition() holds (True) or this worker has ended without it (False; RuntimeError with its
+        stderr if it failed); after `timeout` seconds the worker is killed and TimeoutError raised."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if self.proc.poll() is not None:
+                if self.wait() != 0:
+                    raise RuntimeError(f"worker exited {self.proc.returncode}:\n{self.stderr_tail()}")
+                return bool(condition())
+            if time.monotonic() > deadline:
+                self.proc.kill()
+                raise TimeoutError(f"worker did not get there in {timeout} s:\n{self.stderr_tail()}")
+            time.sleep(0.02)
+        return True
+
+    def send(self, *sigs: int, gap: float) -> int:
+        """Send `sigs`, `gap` seconds apart, while the worker runs; returns how many it was sent."""
+        sent = 0
+        for i, sig in enumerate(sigs):
+            time.sleep(gap if i else 0)
+            if self.proc.poll() is not None:
+                break
+            self.proc.send_signal(sig)
+            sent += 1
+        return sent
+
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
         self.wait(30)
