@@ -119,6 +119,7 @@ class Collector:
     def mark_only(self, signum, frame):
         self.interrupted = True
 
+    @pytest.hookimpl(trylast=True)  # after pytest's own unconfigure (its gc pass), where a signal could escape
     def pytest_unconfigure(self):
         for sig, handler in self.held.items():  # as they were before this session (pytest run in-process)
             signal.signal(sig, handler)
