@@ -45,7 +45,9 @@ def test_second_run_is_all_cache_hits_with_identical_numbers(tmp_path, sources):
 
     if CHROMIUM.exists():  # the smoke run's own page, in a real browser (CI installs chromium)
         page = folders[1] / "index.html"
-        seen = body_attributes(chromium(tmp_path, page, "--dump-dom"))
+        dom = chromium(tmp_path, page, "--dump-dom")
+        seen = body_attributes(dom)
+        assert "(research post, second experiment (no size given)) →" in dom  # H2: claimed beside measured
         assert seen.get("data-checked") == "yes" and seen["data-js-errors"] == ""
         assert int(seen["data-images-total"]) == int(seen["data-images-ok"]) == page.read_text().count("<img ") > 3
         assert "test_control_seed_null" in page.read_text()

@@ -74,3 +74,15 @@ def test_the_check_catches_a_broken_figure_and_a_script_error(page, tmp_path):
     seen = body_attributes(chromium(tmp_path, bad, "--dump-dom"))
     assert int(seen["data-images-ok"]) == int(seen["data-images-total"]) - 1
     assert "notAFunction" in seen["data-js-errors"]
+
+
+def test_h1s_page_shows_the_2x2_the_dose_response_and_claimed_beside_measured(tmp_path):
+    """The five H1 modules' page (tests/test_factorial.py's session: real run configs, judged cases)."""
+    from test_factorial import _doc
+    page = report.render(write_doc(tmp_path / "20261201-010000", _doc()))
+    dom = chromium(tmp_path, page, "--dump-dom")
+    seen = body_attributes(dom)
+    assert seen["data-js-errors"] == "" and int(seen["data-images-total"]) == int(seen["data-images-ok"]) > 0
+    assert "H1's 2x2: normalization × rounding" in dom and "Dose response" in dom
+    row = re.search(r"<tr><td>test_quantized_input</td>.*?</tr>", dom).group(0)
+    assert "better (no size given) (research post, first experiment (Figure 1; no size given)) →" in row
