@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from harness import train
-from harness.bench import cli, measure
+from harness.bench import cli, measure, suite
 from harness.bench.concurrency import lockstep_trainer, run_config, synthetic
 from harness.bench.measure import Size
 from harness.bench.workload import Work, paper_workload, pgd_passes, project
@@ -124,3 +124,34 @@ def test_lockstep_seeds_compute_the_losses_of_separate_runs():
         net = train.build(run_config("resnet18", None, SGD_RESNET, ds, "fp32", seed=s), ds, torch.device("cpu"))
         assert losses[s].item() == pytest.approx(F.cross_entropy(net.train()(xb[s]), yb[s]).item(), rel=1e-4)
     assert losses[0] != losses[1]
+
+
+def test_suite_runs_are_every_hypothesis_paper_plan_with_shared_runs_counted_once():
+    runs = suite.paper_runs()
+    assert set(runs) == {p.stem for p in (ROOT / "hypotheses").glob("test_*.py")}
+    assert set(runs["test_control_seed_null"]) & set(runs["test_pooling_type"])  # the control's Seeds A = Max
+    distinct = {k for cfgs in runs.values() for k in cfgs}
+    assert len(distinct) < sum(len(c) for c in runs.values())
+    assert all(c.epochs in (10, 40) and c.train_subset is None and c.attack.n_eval == 1000
+               for cfgs in runs.values() for c in cfgs.values())  # the paper profile, as the suite would run it
+
+
+def test_suite_measures_the_runs_own_epochs_and_scales_them_to_the_paper(monkeypatch):
+    """One kind, trained for real at a tiny size; the projection multiplies what the records say."""
+    [cfg] = [c for c in suite.paper_runs(precision="fp32")["test_pooling_type"].values()][:1]
+    tiny = suite.SuiteSize(epochs=2, train_images=24, eval_images=2, max_input_size=32)
+    m = suite.measure_kind(cfg, synthetic(64, 8), torch.device("cpu"), tiny)
+    assert m["train_images"] == 24 and m["eval_images"] == 2  # ResNet18's batch 512 caps to the 24 images
+    assert m["paper_epoch_train_s"] == pytest.approx(m["epoch_train_s"] * 50_000 / 24)
+    assert m["paper_epoch_eval_s"] == pytest.approx(m["epoch_eval_s"] * 1000 / 2)
+    assert m["epoch_train_s"] > 0 and m["epoch_eval_s"] > 0
+    monkeypatch.setattr(suite, "measure_kind", lambda c, ds, device, size: {
+        **m, "kind": str(suite.kind(c)), "paper_epoch_train_s": 2.0, "paper_epoch_eval_s": 1.0})
+    s = suite.suite_projection(synthetic(8, 8), torch.device("cpu"), "fp32", tiny, log=lambda line: None)
+    runs = suite.paper_runs(precision="fp32")
+    pooling = runs["test_pooling_type"].values()
+    assert s["hypotheses"]["test_pooling_type"]["seconds"] == sum(c.epochs * 3.0 for c in pooling)
+    distinct = {k: c for cfgs in runs.values() for k, c in cfgs.items()}
+    assert s["distinct_runs"] == len(distinct) and s["total_s"] == sum(c.epochs * 3.0 for c in distinct.values())
+    assert len(s["kinds"]) == len({suite.kind(c) for c in distinct.values()}) < len(distinct)
+    assert "total (each run once)" in suite.suite_table(s)

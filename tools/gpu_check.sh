@@ -46,7 +46,7 @@ step() {  # step NAME COMMAND...: output to NAME.log; appends "NAME: exit N, S s
   echo "$name: exit $rc, $((SECONDS - start)) s" | tee -a "$dir/steps.txt"
   [ $rc = 0 ] || status=1
 }
-step bench "$py" -m harness.bench --out "$dir/bench.json"
+step bench "$py" -m harness.bench --suite --out "$dir/bench.json"
 step h2 "$py" -m pytest hypotheses/test_pooling_type.py -n 3 --profile paper --reports-dir "$dir/h2" -rA
 
 {

@@ -14,6 +14,11 @@ are documentation (the README), not code.
   python -m harness.bench                       # GPU: --size full; CPU: --size small (a minute or two)
   python -m harness.bench --models vit_224 --compile on --out bench.json
   python -m harness.bench --data-source cifar10=PATH.zip   # real images instead of synthetic ones
+  python -m harness.bench --suite               # also time the suite's own epochs (harness.bench.suite)
+
+--suite trains one real run of each kind the hypotheses plan under the paper profile (model, input size,
+attack modes...) with the suite's own training code, reads its per-epoch training and evaluation seconds,
+and projects the paper profile per hypothesis and in total from them, beside the rate-based projection.
 """
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ from ..config import ConfigError
 from ..data import Sources, load, parse_binding
 from .concurrency import concurrency, synthetic
 from .measure import COMPILE_GAINS, SIZES, SPECS, bench_model, matmul_peak
+from .suite import SUITE_SIZES, suite_projection, suite_table
 from .workload import EVAL_IMAGES, EVAL_STEPS, paper_workload, project
 
 
@@ -84,6 +90,8 @@ def parse(argv) -> argparse.Namespace:
                    help=f"also time torch.compile: auto = on a GPU for {', '.join(COMPILE_GAINS)}")
     p.add_argument("--concurrency", action=argparse.BooleanOptionalAction, default=None,
                    help="1 vs 3 processes and lockstep seeds (default: on with --size full)")
+    p.add_argument("--suite", action="store_true",
+                   help="also time the suite's own epochs and project the paper profile from them")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: a GPU if any)")
     p.add_argument("--data-source", help="NAME=PATH: real images (default: synthetic uint8 images)")
     p.add_argument("--cache-dir", default=".cache/advhyp", help="where decoded datasets are cached")
@@ -125,12 +133,16 @@ def main(argv=None) -> dict:
     speedup = {"resnet18_32": conc["speedup"]} if conc else {}
     projection = project(paper_workload(), {n: m["train"]["harness"] for n, m in results.items()},
                          {n: m["pgd"]["harness"] for n, m in results.items()}, size.pgd_steps, speedup)
+    suite = suite_projection(ds, device, precision, SUITE_SIZES[args.size or ("full" if gpu else "small")]) \
+        if args.suite else None
     report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "environment": runtime.environment(device), "precision": precision, "size": dataclasses.asdict(size),
               "data": ds.name, "reference_workers": workers, "peak_flops": peak, "peak_dtype": peak_dtype,
-              "models": results, "concurrency": conc, "projection": projection}
+              "models": results, "concurrency": conc, "projection": projection, "suite": suite}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=1))
     print(table(report))
+    if suite:
+        print(suite_table(suite))
     print(f"written to {args.out}")
     return report
