@@ -79,7 +79,8 @@ def measure_kind(cfg: config.RunConfig, ds: Dataset, device: torch.device, size:
     a = cfg.attack
     label = (f"{v.model} at {v.input_size or 32} px, batch {v.recipe.batch_size}, {'+'.join(a.modes)} "
              f"x{a.restarts}, {len(a.eps)} radii")
-    return {"kind": label, "measured_as": run.label, "input_size": input_size, "train_images": trained, "eval_images": evaluated,
+    return {"kind": label, "measured_as": run.label, "input_size": input_size, "train_images": trained,
+            "eval_images": evaluated,
             "epoch_train_s": train_s, "epoch_eval_s": eval_s,
             "paper_epoch_train_s": train_s * TRAIN_IMAGES / trained,
             "paper_epoch_eval_s": eval_s * cfg.attack.n_eval / evaluated,

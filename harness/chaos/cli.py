@@ -116,7 +116,8 @@ def chaos(args) -> int:
         (root / "clean" / "session.done").touch()
     clean = on_disk(root / "clean")
     target = steps.Target(root=root, cache=root / "chaos", name=name, data=root / "chaos-data", options=options,
-                          epochs=args.epochs, runs=len(args.seeds.split(",")), rng=random.Random(args.seed), no_tmpfs="--quick")
+                          epochs=args.epochs, runs=len(args.seeds.split(",")), rng=random.Random(args.seed),
+                          no_tmpfs="--quick")
     for old in (target.cache, target.data):  # each chaos run starts from nothing
         while old.is_mount() and folders.umount(old):
             pass
