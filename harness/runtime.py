@@ -89,9 +89,11 @@ def without_autotuning():
 
 
 def share_cpu(workers: int) -> None:
-    """Give each of `workers` processes its share of the cores (oversubscription slows everyone)."""
+    """Give each of `workers` processes its share of the cores (oversubscription slows everyone), at most
+    OMP_NUM_THREADS where the environment sets it (a machine shared with other jobs)."""
     n = max(1, (os.cpu_count() or 1) // max(1, workers))
-    torch.set_num_threads(n)
+    cap = os.environ.get("OMP_NUM_THREADS", "")
+    torch.set_num_threads(min(n, int(cap)) if cap.isdigit() and int(cap) > 0 else n)
 
 
 def environment(device: torch.device) -> dict:

@@ -1,6 +1,7 @@
 """The float arm stays float: the pipeline and the network's first layer run in fp32 (no autocast, no TF32)
 on the precision path the paper profile uses (bf16 autocast; CPU autocast casts the same way)."""
 import copy
+import os
 
 import pytest
 import torch
@@ -109,3 +110,18 @@ def test_the_rule_survives_a_deep_copy_and_the_record_says_what_ran_how():
     vit = pipelines.Deployed(pipelines.create("plain", None, None, None), models.create("vit_tiny", 10, 3, 32))
     assert vit.precision_note("fp32")["first_layer"] == "patch_embed.proj fp32 (no TF32)"
     assert pipelines.Deployed(nn.Identity(), nn.Flatten()).precision_note("fp32")["first_layer"] == "none"
+
+
+@pytest.mark.parametrize("cap, workers, expected", [(None, 1, os.cpu_count()), ("1", 1, 1), ("1", 3, 1),
+                                                    ("", 1, os.cpu_count()), (None, 64, 1)])
+def test_each_worker_gets_its_share_of_the_cores_capped_by_omp_num_threads(cap, workers, expected, monkeypatch):
+    before = torch.get_num_threads()
+    if cap is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", cap)
+    try:
+        runtime.share_cpu(workers)
+        assert torch.get_num_threads() == max(1, min(expected, (os.cpu_count() or 1) // workers))
+    finally:
+        torch.set_num_threads(before)

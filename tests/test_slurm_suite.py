@@ -19,7 +19,7 @@ import torch
 
 from harness import plan, settings
 from harness.cache import Lock, RunCache
-from harness.config import AttackConfig, Claim, ConfigError, Profile, Recipe, Variant
+from harness.config import PROFILES, AttackConfig, Claim, ConfigError, Profile, Recipe, Variant
 from harness.data import Sources
 from harness.execute import Job, LocalExecutor, perform
 
@@ -220,7 +220,8 @@ def test_a_failing_job_is_reported_not_cached_and_the_session_completes(slurm_se
     assert doc["partial"] is False and doc["session"]["state"] == "finished"
     [case] = doc["cases"]
     assert case["outcome"] == "failed" and len(case["failed_runs"]) == 2
-    assert all("failed: TrainingDiverged" in f and "lr=1e+30" in f and "SLURM job" in f for f in case["failed_runs"])
+    lr = f"lr={1e30 * PROFILES['smoke'].lr_scale!r}"  # the message names the lr the run trained with
+    assert all("failed: TrainingDiverged" in f and lr in f and "SLURM job" in f for f in case["failed_runs"])
     assert "SLURM: submitting 2 of the session's 4 runs as one job array" in (report / "progress.log").read_text()
     runs = RunCache(cache)
     for key in case["run_keys"]["Diverges"]:
