@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from harness import train
-from harness.bench import cli, measure, suite
+from harness.bench import cli, measure, suite, workload
 from harness.bench.concurrency import lockstep_trainer, run_config, synthetic
 from harness.bench.measure import Size
 from harness.bench.workload import Work, paper_workload, pgd_passes, project
@@ -127,7 +127,7 @@ def test_lockstep_seeds_compute_the_losses_of_separate_runs():
 
 
 def test_suite_runs_are_every_hypothesis_paper_plan_with_shared_runs_counted_once():
-    runs = suite.paper_runs()
+    runs = workload.paper_runs()
     assert set(runs) == {p.stem for p in (ROOT / "hypotheses").glob("test_*.py")}
     assert set(runs["test_control_seed_null"]) & set(runs["test_pooling_type"])  # the control's Seeds A = Max
     distinct = {k for cfgs in runs.values() for k in cfgs}
@@ -138,7 +138,7 @@ def test_suite_runs_are_every_hypothesis_paper_plan_with_shared_runs_counted_onc
 
 def test_suite_measures_the_runs_own_epochs_and_scales_them_to_the_paper(monkeypatch):
     """One kind, trained for real at a tiny size; the projection multiplies what the records say."""
-    [cfg] = [c for c in suite.paper_runs(precision="fp32")["test_pooling_type"].values()][:1]
+    [cfg] = [c for c in workload.paper_runs(precision="fp32")["test_pooling_type"].values()][:1]
     tiny = suite.SuiteSize(epochs=2, train_images=24, eval_images=2, max_input_size=32)
     m = suite.measure_kind(cfg, synthetic(64, 8), torch.device("cpu"), tiny)
     assert m["train_images"] == 24 and m["eval_images"] == 2  # ResNet18's batch 512 caps to the 24 images
@@ -148,7 +148,7 @@ def test_suite_measures_the_runs_own_epochs_and_scales_them_to_the_paper(monkeyp
     monkeypatch.setattr(suite, "measure_kind", lambda c, ds, device, size: {
         **m, "kind": str(suite.kind(c)), "paper_epoch_train_s": 2.0, "paper_epoch_eval_s": 1.0})
     s = suite.suite_projection(synthetic(8, 8), torch.device("cpu"), "fp32", tiny, log=lambda line: None)
-    runs = suite.paper_runs(precision="fp32")
+    runs = workload.paper_runs(precision="fp32")
     pooling = runs["test_pooling_type"].values()
     assert s["hypotheses"]["test_pooling_type"]["seconds"] == sum(c.epochs * 3.0 for c in pooling)
     distinct = {k: c for cfgs in runs.values() for k, c in cfgs.items()}

@@ -15,15 +15,14 @@ so the evaluation share is a lower bound; the training share is not.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import time
 from dataclasses import dataclass
 
 import torch
 
-from .. import config, plan, train
+from .. import config, train
 from ..data import Dataset
-from .workload import HYPOTHESES, TRAIN_IMAGES
+from .workload import TRAIN_IMAGES, paper_runs
 
 
 @dataclass(frozen=True)
@@ -42,23 +41,6 @@ def kind(cfg: config.RunConfig) -> tuple:
     """What a run's epoch costs depends on: model, input size, batch, attack modes, restarts, radii, steps."""
     v, a = cfg.variant, cfg.attack
     return v.model, v.input_size, v.recipe.batch_size, a.modes, a.restarts, len(a.eps), a.steps
-
-
-def paper_runs(folder=HYPOTHESES, precision: str = "bf16") -> dict[str, dict[str, config.RunConfig]]:
-    """hypothesis module -> {run key: config} of every run it plans under the paper profile, on every
-    dataset of its claim (a run two hypotheses share is in both)."""
-    out = {}
-    for path in sorted(folder.glob("test_*.py")):
-        spec = importlib.util.spec_from_file_location(f"suite_{path.stem}", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        claim = getattr(module, "CLAIM", None)
-        if not isinstance(claim, config.CLAIM_TYPES):
-            continue
-        p = plan.Plan(claim, config.PROFILES["paper"], tuple(claim.datasets), tuple(claim.eps))
-        out[path.stem] = {config.key(c, d, ""): c for d in claim.datasets
-                          for cs in plan.run_configs(p, d, precision).values() for c in cs}
-    return out
 
 
 def measure_kind(cfg: config.RunConfig, ds: Dataset, device: torch.device, size: SuiteSize) -> dict:

@@ -1,6 +1,6 @@
 """The paper profile's workload, and its wall time projected from measured training and PGD rates.
 
-`paper_workload()` derives it from the hypotheses' CLAIMs planned under `config.PROFILES["paper"]`:
+`paper_runs()` plans the hypotheses' CLAIMs under `config.PROFILES["paper"]`; `paper_workload()` groups them:
 runs = distinct runs (variants x datasets x seeds, shared runs once), epochs = the claim's epochs, eps =
 the radii a run evaluates, modes = the PGD attacks per radius (restarts x gradient modes, plus the
 masked `exact` mode, which stops after one step).
@@ -30,30 +30,38 @@ class Work:
     masked: int = 0
 
 
+def paper_runs(folder: Path = HYPOTHESES, precision: str = "bf16") -> dict[str, dict]:
+    """hypothesis module -> {run key: RunConfig} of every run it plans under the paper profile, on every
+    dataset of its claim (a run two hypotheses share through the cache is in both)."""
+    from .. import config, plan
+    out = {}
+    for path in sorted(Path(folder).glob("test_*.py")):
+        spec = importlib.util.spec_from_file_location(f"paper_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        claim = getattr(module, "CLAIM", None)
+        if not isinstance(claim, config.CLAIM_TYPES):
+            continue
+        p = plan.Plan(claim, config.PROFILES["paper"], tuple(claim.datasets), tuple(claim.eps))
+        out[path.stem] = {config.key(c, d, ""): c for d in claim.datasets
+                          for cs in plan.run_configs(p, d, precision).values() for c in cs}
+    return out
+
+
 def paper_workload(folder: Path = HYPOTHESES) -> tuple[Work, ...]:
     """The distinct runs the hypotheses in `folder` plan under the paper profile (a run two claims share
     through the cache counts once), grouped by what they cost. Attack effort counts restarts: an arm
     without rounding gets as many as its claim's rounding arms have gradient modes (harness.plan)."""
-    from .. import budget, config, plan
+    from .. import budget
     from .measure import SPECS
     spec_of = {(s.model, s.input_size or 32): name for name, s in SPECS.items()}
     runs: dict[str, tuple] = {}
-    for path in sorted(Path(folder).glob("test_*.py")):
-        spec = importlib.util.spec_from_file_location(path.stem, path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        claim = getattr(module, "CLAIM", None)
-        if not isinstance(claim, config.Claim):
-            continue
-        p = plan.Plan(claim, config.PROFILES["paper"], tuple(claim.datasets), tuple(claim.eps))
-        for dataset in claim.datasets:
-            for cfgs in plan.run_configs(p, dataset, "bf16").values():
-                for cfg in cfgs:
-                    a, v = cfg.attack, cfg.variant
-                    full = a.restarts * len(budget.gradient_modes(a.modes))
-                    cost = (spec_of.get((v.model, v.input_size or 32), v.model), cfg.epochs, len(a.eps), full,
-                            a.modes.count("exact"))
-                    runs[config.key(cfg, dataset, "")] = (path.stem, cost)
+    for module, cfgs in paper_runs(folder).items():
+        for k, cfg in cfgs.items():
+            a, v = cfg.attack, cfg.variant
+            full = a.restarts * len(budget.gradient_modes(a.modes))
+            runs[k] = (module, (spec_of.get((v.model, v.input_size or 32), v.model), cfg.epochs, len(a.eps), full,
+                                a.modes.count("exact")))
     groups = collections.Counter(cost for _, cost in runs.values())
     parts = {cost: sorted({m for m, c in runs.values() if c == cost}) for cost in groups}
     return tuple(Work(", ".join(parts[c]), c[0], runs=n, epochs=c[1], eps=c[2], modes=c[3] + c[4], masked=c[4])

@@ -107,6 +107,7 @@ def plugin_env(folder: Path, name: str, text: str) -> dict:
 FILLER = """
 import os, pathlib
 import pytest
+from harness.chaos.folders import fill
 
 FILL = pathlib.Path(os.environ["ADVHYP_FILL"])
 TO_FILL = []
@@ -122,13 +123,7 @@ def pytest_runtest_logreport(report):
     if not TO_FILL:
         return
     TO_FILL.clear()  # once
-    with open(FILL / "filler", "wb") as f:
-        try:
-            while True:
-                f.write(b"\\0" * 2 ** 16)
-                f.flush()
-        except OSError:
-            pass
+    fill(FILL)
 """
 
 
