@@ -5,6 +5,7 @@ score's units; non-finite entries are runs that did not finish and are dropped).
 two such sequences aligned by seed (better[i] and worse[i] share seed i). `trend` takes one sequence
 per dose level. Every function returns plain floats, ints, bools, strings, lists and dicts (JSON).
 One-sided p-values come in both directions: p_greater tests "better > worse", p_less the reverse.
+A little over 300 lines on purpose: each test sits beside the design limits it reports.
 """
 from __future__ import annotations
 
