@@ -48,7 +48,8 @@ args=(hypotheses/ -n "${NIGHTLY_WORKERS:-auto}" --profile "${ADVHYP_PROFILE:-pap
 baseline="$home/last/results.json"
 if [ -f "$baseline" ]; then
   # --baseline is new in the plugin: passed only where this checkout's plugin accepts it.
-  if "$py" -m pytest --help 2>/dev/null | grep -q -e '--baseline'; then
+  # (help read whole first: `grep -q` closing the pipe early would fail pytest with SIGPIPE under pipefail)
+  if help=$("$py" -m pytest --help 2>/dev/null) && grep -q -e '--baseline' <<< "$help"; then
     args+=(--baseline "$baseline")
   else
     echo "nightly: this checkout's pytest has no --baseline option; not comparing with $baseline" >&2
