@@ -47,6 +47,7 @@ class LocalExecutor:
     final_eval: FinalEvalConfig | None
     compile_mode: str = "off"  # torch.compile: on, off, auto (see train.run)
     early_exit: bool = True
+    attack_shapes: str = "exact"  # see harness.attacks
     session: str = ""  # the report folder's name: one pytest session across its workers
     log: Callable[[str], None] = print
     failures: dict = field(default_factory=dict)  # key -> error, in this process
@@ -108,7 +109,8 @@ class LocalExecutor:
                      f"clean {r['clean']:.3f}  {adv}  {r['seconds']:.1f}s")
         try:
             records, final_state, best = train.run(cfg, ds, self.device, self.cache.checkpointer(k), progress,
-                                                   compile_mode=self.compile_mode, early_exit=self.early_exit)
+                                                   compile_mode=self.compile_mode, early_exit=self.early_exit,
+                                                   attack_shapes=self.attack_shapes)
         except (KeyboardInterrupt, SystemExit, OSError, ConfigError):
             raise  # interrupts and bad input stop the session; finished epochs stay in the checkpoint
         except Exception as e:  # a failed run is reported, never cached, and retried next session
@@ -122,6 +124,7 @@ class LocalExecutor:
                   "device": str(self.device), "records": records,
                   # what a cache hit in a later session was trained under (its session may differ)
                   "trained_with": {"compile": self.compile_mode, "early_exit": self.early_exit,
+                                   "attack_shapes": self.attack_shapes,
                                    "deterministic": torch.are_deterministic_algorithms_enabled(),
                                    "session": self.session},
                   "train_wall_seconds": time.perf_counter() - start})  # as the cache returns it
@@ -248,6 +251,7 @@ class Job:
     progress: str  # file the job appends its log lines to (one per finished epoch), read by the controller
     compile_mode: str = "off"
     early_exit: bool = True
+    attack_shapes: str = "exact"
     deterministic: bool = False
     threads: int = 1  # torch threads: as the controller's, so that CPU numbers equal a local run's
     gpus: int = 0  # 0: train on the CPU; else on the job's first GPU
@@ -274,6 +278,7 @@ def perform(job: Job) -> None:
             f.write(line + "\n")
     ex = LocalExecutor(cache=RunCache(Path(job.cache_dir)), sources=job.sources, device=device,
                        final_eval=job.final_eval, compile_mode=job.compile_mode, early_exit=job.early_exit,
+                       attack_shapes=job.attack_shapes,
                        session=job.session, log=log)
     cfg = job.config
     ds = ex.dataset({"run": [cfg]})

@@ -136,7 +136,8 @@ def executor(config):
         kind = CollectExecutor if s.collect_only or s.executor == "slurm" else LocalExecutor
         config.stash[EXECUTOR] = kind(
             cache=RunCache(s.cache_dir), sources=s.sources, device=device, final_eval=s.profile.final_eval,
-            compile_mode=s.compile, early_exit=s.early_exit, session=config.stash[REPORT].name,
+            compile_mode=s.compile, early_exit=s.early_exit, attack_shapes=s.attack_shapes,
+            session=config.stash[REPORT].name,
             log=_logger(config))
     return config.stash[EXECUTOR]
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import config as cfg
+from .attacks import ATTACK_SHAPES
 from .data import Sources, check_name, layout, parse_binding
 
 OPTIONS = {  # dest: (flag, environment variable, ini name, default, help)
@@ -27,6 +28,9 @@ OPTIONS = {  # dest: (flag, environment variable, ini name, default, help)
                   "auto (bf16 autocast on GPUs, fp32 on CPU), bf16 or fp32"),
     "compile": ("--compile", "ADVHYP_COMPILE", "advhyp_compile", "auto",
                 "torch.compile the training step: auto (transformers on GPUs), on, off"),
+    "attack_shapes": ("--attack-shapes", "ADVHYP_ATTACK_SHAPES", "advhyp_attack_shapes", "exact",
+                      "the batch sizes attacks hand the model: exact (the examples still robust; least work) or "
+                      "buckets (padded to 8 sizes per chunk, autotuner on; for GPUs, see docs/performance.md)"),
     "alpha": ("--alpha", "ADVHYP_ALPHA", "advhyp_alpha", "0.05", "significance level of the verdicts"),
     "executor": ("--executor", "ADVHYP_EXECUTOR", "advhyp_executor", "local",
                  "where runs the cache lacks are trained: local (this process) or slurm (a job array)"),
@@ -86,6 +90,7 @@ class Settings:
     compile: str
     alpha: float
     early_exit: bool
+    attack_shapes: str
     deterministic: bool
     executor: str
     collect_only: bool
@@ -165,7 +170,8 @@ def read(config) -> Settings:
         alpha = -1
     if not 0 < alpha < 0.5:  # at 0.5 a one-sided test calls every effect in the claimed direction supported
         raise cfg.ConfigError(f"--alpha {setting(config, 'alpha')!r} must be a number in (0, 0.5), e.g. 0.05")
-    for dest, allowed in (("compile", ("auto", "on", "off")), ("executor", EXECUTORS)):
+    for dest, allowed in (("compile", ("auto", "on", "off")), ("executor", EXECUTORS),
+                          ("attack_shapes", ATTACK_SHAPES)):
         if setting(config, dest) not in allowed:
             raise cfg.ConfigError(f"{OPTIONS[dest][0]} {setting(config, dest)!r}: use {', '.join(allowed[:-1])} "
                                   f"or {allowed[-1]}")
@@ -187,7 +193,7 @@ def read(config) -> Settings:
         cache_dir=root / setting(config, "cache_dir"), reports_dir=root / setting(config, "reports_dir"),
         device=setting(config, "device"), precision=precision,
         compile=setting(config, "compile"), alpha=alpha,
-        early_exit=not config.getoption("advhyp_no_early_exit"),
+        early_exit=not config.getoption("advhyp_no_early_exit"), attack_shapes=setting(config, "attack_shapes"),
         deterministic=config.getoption("advhyp_deterministic"), executor=executor,
         collect_only=config.getoption("advhyp_collect_only_runs"), slurm=slurm,
         allow_reduced=config.getoption("advhyp_allow_reduced"), baseline=setting(config, "baseline"))
@@ -220,6 +226,7 @@ def as_record(s: Settings) -> dict:
     return plain({"profile": s.profile.name, "profile_settings": dataclasses.asdict(s.profile),
                   "overrides": s.overrides.as_dict(), "alpha": s.alpha,
                   "data_sources": [f"{n}={p}" for n, p in s.sources.bindings],
-                  "deterministic": s.deterministic, "early_exit": s.early_exit, "executor": s.executor,
+                  "deterministic": s.deterministic, "early_exit": s.early_exit,
+                  "attack_shapes": s.attack_shapes, "executor": s.executor,
                   "collect_only_runs": s.collect_only, "allow_reduced": s.allow_reduced, "baseline": s.baseline,
                   **({"slurm": dataclasses.asdict(s.slurm)} if s.executor == "slurm" else {})})

@@ -192,6 +192,7 @@ def train_runs(runs: dict[str, tuple[RunConfig, tuple[float, ...]]], ex: LocalEx
     o = s.slurm
     jobs = [Job(config=c, key=k, cache_dir=str(s.cache_dir), sources=s.sources, session=session,
                 progress=str(folder / f"{k}.progress"), compile_mode=s.compile, early_exit=s.early_exit,
+                attack_shapes=s.attack_shapes,
                 deterministic=s.deterministic, threads=o.cpus or torch.get_num_threads(), gpus=o.gpus,
                 final_eval=ex.final_eval, final_eps=final_eps)
             for k, (c, final_eps) in work.items()]

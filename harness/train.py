@@ -99,12 +99,13 @@ def best_epoch(records: list[dict], eps_key: str) -> int:
 
 def run(cfg: RunConfig, ds: Dataset, device: torch.device, checkpoint: Checkpointer | None = None,
         on_epoch: Callable[[dict], None] = lambda record: None, compile_mode: str = "off",
-        early_exit: bool = True) -> tuple[list[dict], dict, dict[int, dict]]:
+        early_exit: bool = True, attack_shapes: str = "exact") -> tuple[list[dict], dict, dict[int, dict]]:
     """Train `cfg`; returns (one record per epoch, final model state dict, {epoch: state dict} of the best
     epochs (best_epoch at each eps) other than the last), states on the CPU.
 
     compile_mode "auto" compiles the training step on GPUs for transformers only: on an H200 it gave ViT-tiny
     1.7x at 224 px and ResNet18 nothing (launch-bound; shared/PERF-NOTES.md), and compiling costs a minute.
+    `early_exit` and `attack_shapes` change what the epochs' attacks cost, not what they find (harness.attacks).
     """
     r = cfg.variant.recipe
     model = build(cfg, ds, device)
@@ -113,9 +114,7 @@ def run(cfg: RunConfig, ds: Dataset, device: torch.device, checkpoint: Checkpoin
     net_for_steps = torch.compile(model) if compiled else model
     train_idx = fixed_subset(len(ds.train_x), cfg.train_subset, SUBSET_SEED)
     train_x, train_y = ds.train_x[train_idx].to(device), ds.train_y[train_idx].to(device)
-    eval_idx = fixed_subset(len(ds.test_x), cfg.attack.n_eval, cfg.attack.eval_seed)
-    eval_x = ds.test_x[eval_idx].to(device).float().div_(255)
-    eval_y = ds.test_y[eval_idx].to(device)
+    eval_x, eval_y = eval_set(cfg, ds, device)
 
     batch = min(r.batch_size, len(train_x))
     steps_per_epoch = len(train_x) // batch  # the last partial batch is dropped: every step the same shape
@@ -147,8 +146,8 @@ def run(cfg: RunConfig, ds: Dataset, device: torch.device, checkpoint: Checkpoin
             raise TrainingDiverged(f"{cfg.label}: the training loss became {train_loss} in epoch {epoch}: "
                                    f"lower the learning rate (recipe lr={r.lr}) or use fp32 (--precision fp32)")
         train_seconds = time.perf_counter() - start
-        point = evaluate(model, eval_x, eval_y, cfg.attack, model.rounds, seed=derive_seed(cfg.attack.eval_seed, "attack", epoch) % 2 ** 31,
-                         precision=cfg.precision, early_exit=early_exit)
+        point = evaluate(model, eval_x, eval_y, cfg.attack, model.rounds, attack_seed(cfg, epoch), cfg.precision,
+                         early_exit=early_exit, shapes=attack_shapes)
         records.append({"epoch": epoch, "train_loss": train_loss, "train_seconds": train_seconds,
                         "seconds": time.perf_counter() - start, **point})
         keep = {best_epoch(records, ek) for ek in records[-1]["adv"]}
@@ -160,6 +159,17 @@ def run(cfg: RunConfig, ds: Dataset, device: torch.device, checkpoint: Checkpoin
         on_epoch(records[-1])
     best.pop(len(records), None)  # the last epoch's weights are the final ones
     return records, cpu_state(model), best
+
+
+def eval_set(cfg: RunConfig, ds: Dataset, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fixed test subset every epoch of `cfg` is attacked on: images in [0, 1] and labels, on `device`."""
+    idx = fixed_subset(len(ds.test_x), cfg.attack.n_eval, cfg.attack.eval_seed)
+    return ds.test_x[idx].to(device).float().div_(255), ds.test_y[idx].to(device)
+
+
+def attack_seed(cfg: RunConfig, epoch: int) -> int:
+    """The seed of epoch `epoch`'s attacks (their random starts)."""
+    return derive_seed(cfg.attack.eval_seed, "attack", epoch) % 2 ** 31
 
 
 def cpu_state(model: torch.nn.Module) -> dict:

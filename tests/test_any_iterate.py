@@ -2,6 +2,7 @@
 against a full-length reference that steps every example to the end and scores every iterate, and shown
 stronger than scoring the last iterate only."""
 import copy
+import itertools
 
 import pytest
 import torch
@@ -53,10 +54,12 @@ def test_same_robustness_as_a_full_length_reference(double_net, eps_units, pipel
     model = pipelines.Deployed(pipelines.create(pipeline, (0.0,) * c, (1.0,) * c, None), net).double().eval()
     eps, steps, restarts, seed = eps_units / 255 / 2, 6, 2, 3  # half the usual radius: not everything falls
     any_ok, last_ok = reference(model, x, y, eps, steps, eps / 2, restarts, seed, mode)
-    for early_exit in (True, False):  # fooled examples stop stepping, or step to the end: the same result
+    # Fooled examples stop stepping, or step to the end; the rows come exactly or padded to a few shapes (in
+    # chunks of 20, so that chunks and padding both happen): the same result.
+    for early_exit, shapes in itertools.product((True, False), attacks.ATTACK_SHAPES):
         ours = attacks.pgd(model, x, y, eps, steps, eps / 2, restarts=restarts, seed=seed, mode=mode,
-                           early_exit=early_exit)
-        assert torch.equal(ours, any_ok), (early_exit, (ours != any_ok).nonzero().squeeze(1).tolist())
+                           early_exit=early_exit, shapes=shapes, batch=20)
+        assert torch.equal(ours, any_ok), (early_exit, shapes, (ours != any_ok).nonzero().squeeze(1).tolist())
     assert not (any_ok & ~last_ok).any()  # any-iterate is never weaker than last-iterate
     if mode != "exact":
         assert 0 < any_ok.sum() < (model(x).argmax(1) == y).sum()  # the attack fools some, not all

@@ -1,5 +1,7 @@
 """PGD (harness.attacks): bad input, rounding modes, restarts, early exit, precision, and agreement
 with torchattacks' PGD as a trusted reference."""
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -58,6 +60,7 @@ def _inputs(n=6):
     ({"steps": -1}, "steps -1 must be a whole number"),
     ({"steps": 2.5}, "steps 2.5 must be a whole number"),
     ({"restarts": 0}, "restarts 0 must be a whole number >= 1"),
+    ({"shapes": "fixed"}, "attack shapes 'fixed': choose exact or buckets"),
     ({"mode": "soft"}, "unknown rounding mode 'soft'"),
     ({"precision": "auto"}, "precision 'auto'.*resolve_precision"),
     ({"x": 255 * _inputs()[0]}, r"inputs span \[.*\]: attacks take images in \[0, 1\]"),
@@ -212,6 +215,45 @@ def test_examples_that_stop_early_leave_the_others_as_torchattacks_steps_them(tr
     assert 0.2 < stopped.float().mean() < 0.8  # both kinds of example are there
 
 
+# ---- attack shapes: exact, or padded to a few buckets ---------------------------------------------------
+class ShapesSeen(nn.Module):
+    """Records the batch sizes `model` sees."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.sizes = model, []
+
+    def forward(self, x):
+        self.sizes.append(len(x))
+        return self.model(x)
+
+
+@pytest.mark.parametrize("n, shapes, padded", [(0, "buckets", 0), (1, "buckets", 63), (63, "buckets", 63),
+                                               (64, "buckets", 126), (441, "buckets", 441), (442, "buckets", 500),
+                                               (500, "buckets", 500), (137, "exact", 137)])
+def test_buckets_are_multiples_of_an_eighth_of_the_chunk(n, shapes, padded):
+    assert attacks.padded_size(n, 500, shapes) == padded
+
+
+def test_bucketed_attacks_see_a_handful_of_shapes_and_find_the_same_examples(trained_small_net, eps_units):
+    # float64, as in test_any_iterate: which examples share a pass then changes no prediction and no sign
+    net, x, y = trained_small_net
+    net, x, y = copy.deepcopy(net).double().eval(), x[:200].double(), y[:200]
+    cfg = AttackConfig(eps=(eps_units / 2, eps_units), steps=5, modes=("off", "bpda"), restarts=2, n_eval=200)
+    points, seen = {}, {}
+    for shapes in attacks.ATTACK_SHAPES:
+        model = ShapesSeen(pipelines.Deployed(pipelines.create("round", None, None, None), net).double()).eval()
+        points[shapes] = attacks.evaluate(model, x, y, cfg, rounds=True, seed=0, precision="fp32", batch=64,
+                                          shapes=shapes)
+        seen[shapes] = model.sizes
+    assert points["buckets"] == points["exact"]  # the same accuracies, and the same passes counted (`effort`)
+    assert set(seen["buckets"]) <= {8 * k for k in range(1, 9)}  # chunks of 64: multiples of 8
+    assert len(set(seen["exact"])) > 2 * len(set(seen["buckets"]))  # early exit's many shapes, without buckets
+    assert sum(seen["buckets"]) > sum(seen["exact"])  # the padding was passed through the model ...
+    s = points["exact"]["adv"]["%g" % eps_units]["strongest"]
+    assert 0 < s < points["exact"]["clean"]  # ... of an attack that fooled some examples and not all
+
+
 # ---- cuDNN's autotuner: off while attacking, as it was after -------------------------------------------
 class AutotunerSeen(nn.Module):
     """Records torch.backends.cudnn.benchmark at every forward pass of `model`."""
@@ -241,3 +283,15 @@ def test_attacks_run_without_the_cudnn_autotuner_and_restore_it(rounding, autotu
     assert seen.seen == {False}
     assert torch.backends.cudnn.benchmark is autotune_before
     assert set(point["adv"]) == {"1", "4"}
+
+
+@pytest.mark.parametrize("autotune_before", [True, False])
+def test_bucketed_attacks_leave_the_autotuner_as_training_set_it(rounding, autotune_before, monkeypatch):
+    # A handful of shapes is tuned once per process; that is what the buckets are for.
+    model, x, y, _ = rounding
+    seen = AutotunerSeen(model).eval()
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", autotune_before)
+    cfg = AttackConfig(eps=(1.0, 4.0), steps=2, modes=("bpda", "exact"), n_eval=len(x))
+    attacks.evaluate(seen, x[:64], y[:64], cfg, rounds=True, seed=0, precision="fp32", shapes="buckets")
+    attacks.pgd(seen, x[:64], y[:64], 4 / 255, 2, 1 / 255, mode="bpda", shapes="buckets")
+    assert seen.seen == {autotune_before}

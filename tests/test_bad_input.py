@@ -117,6 +117,7 @@ CASES = [
     Bad("--precision fp8", ("--precision", "fp8"), "unknown precision 'fp8': choose one of auto, bf16, fp32", 4),
     Bad("--compile maybe", ("--compile", "maybe"), "--compile 'maybe': use auto, on or off", 4),
     Bad("--executor cloud", ("--executor", "cloud"), "--executor 'cloud': use local or slurm", 4),
+    Bad("--attack-shapes fixed", ("--attack-shapes", "fixed"), "--attack-shapes 'fixed': use exact or buckets", 4),
     Bad("--device tpu", ("--device", "tpu"), "--device 'tpu' is not a device: use cpu, cuda or cuda:N", 4),
     Bad("--device cuda (no GPU)", ("--device", "cuda"),
         "--device 'cuda' asked for, but no CUDA GPU(s) are visible: use --device cpu", 4, env=NO_GPU),

@@ -42,6 +42,7 @@ def test_bench_on_cpu_writes_positive_rates_and_their_ratios(tmp_path, monkeypat
     assert pgd["reference"] > 0 and pgd["harness"] == pgd["harness_eager"] > 0 and not pgd["early_exit"]
     assert pgd["ratio"] == pytest.approx(pgd["harness"] / pgd["reference"])
     assert pgd["harness_new_shapes"] > 0  # PGD on batch sizes 3, 2 and 1, each new to the process
+    assert pgd["harness_buckets"] > 0  # ... padded to the attack's buckets
     assert m["forward_flops"] > 1e7 and report["peak_flops"] > 0 and report["peak_dtype"] == "float32"
     assert report["environment"]["device"] == "cpu" and report["date"] and report["data"].startswith("synthetic")
     assert not report["projection"]["complete"]  # no vit_224: H1 cannot be projected
@@ -49,6 +50,7 @@ def test_bench_on_cpu_writes_positive_rates_and_their_ratios(tmp_path, monkeypat
     assert "targets" not in report  # targets are documentation: the bench reports measurements only
     printed = capsys.readouterr().out
     assert "resnet18_32  harness_eager" in printed and "resnet18_32  harness, new shapes" in printed
+    assert "resnet18_32  harness, buckets" in printed
     assert "target" not in printed.lower()
 
 
@@ -145,6 +147,11 @@ def test_suite_measures_the_runs_own_epochs_and_scales_them_to_the_paper(monkeyp
     assert m["paper_epoch_train_s"] == pytest.approx(m["epoch_train_s"] * 50_000 / 24)
     assert m["paper_epoch_eval_s"] == pytest.approx(m["epoch_eval_s"] * 1000 / 2)
     assert m["epoch_train_s"] > 0 and m["epoch_eval_s"] > 0
+    # the last evaluation again under each attack-shape policy: the exact one replays the run's own epoch
+    assert set(m["eval_by_shapes"]) == {"exact", "buckets"}
+    assert m["eval_by_shapes"]["exact"]["adv"] == m["eval_by_shapes"]["buckets"]["adv"] == m["epoch_adv"]
+    assert all(v["eval_s"] > 0 and v["paper_epoch_eval_s"] == pytest.approx(v["eval_s"] * 1000 / 2)
+               for v in m["eval_by_shapes"].values())
     monkeypatch.setattr(suite, "measure_kind", lambda c, ds, device, size: {
         **m, "kind": str(suite.kind(c)), "paper_epoch_train_s": 2.0, "paper_epoch_eval_s": 1.0})
     s = suite.suite_projection(synthetic(8, 8), torch.device("cpu"), "fp32", tiny, log=lambda line: None)

@@ -58,7 +58,8 @@ def test_a_finished_run_is_never_trained_twice(cache, sources, count_trainings, 
     assert len(count_trainings) == 4  # all hits
     assert first == second  # identical numbers from the cache
     assert all(r["status"] == "done" and len(r["records"]) == 1 for rs in first.values() for r in rs)
-    assert all(r["trained_with"] == {"compile": "off", "early_exit": True, "deterministic": False, "session": "test"}
+    assert all(r["trained_with"] == {"compile": "off", "early_exit": True, "attack_shapes": "exact",
+                                     "deterministic": False, "session": "test"}
                for rs in second.values() for r in rs)  # a cache hit says what it was trained under
 
 

@@ -58,6 +58,7 @@ def table(report: dict) -> str:
             lines.append(f"{name:12} {path:18} {_rate(rate):>11} {_rate(pgd):>10} {ratio:8.2f} "
                          f"{_fmt(pgd_ratio, '.2f'):>6} {tflops:8.2f} {100 * tflops * 1e12 / peak:6.1f}%")
         lines.append(f"{name:12} {'harness, new shapes':18} {'':>11} {_rate(m['pgd']['harness_new_shapes']):>10}")
+        lines.append(f"{name:12} {'harness, buckets':18} {'':>11} {_rate(m['pgd']['harness_buckets']):>10}")
     proj = report["projection"]
     lines.append(f"paper profile (PGD-{EVAL_STEPS} eval on {EVAL_IMAGES} images, no early exit): "
                  f"{proj['one_process_s'] / 60:.1f} min in one process, {proj['concurrent_s'] / 60:.1f} min "

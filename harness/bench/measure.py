@@ -105,15 +105,18 @@ def bench_model(name: str, ds: Dataset, device: torch.device, precision: str, si
                                                                       size.repeats, device)
         stepper.eval()
 
-        def harness_pgd(n: int, steps: int) -> None:
+        def harness_pgd(n: int, steps: int, shapes: str = "exact") -> None:
             attacks.pgd(stepper, x_dev[:n], y_dev[:n], PGD_EPS, steps, PGD_STEP, early_exit=False,
-                        precision=precision, batch=size.pgd_batch)
+                        precision=precision, batch=size.pgd_batch, shapes=shapes)
         harness_pgd(size.pgd_batch, 1)  # warm-up: compilation and first-call costs for the attack's shapes
         pgd[f"harness_{path}"] = len(x) / best_seconds(lambda: harness_pgd(len(x), size.pgd_steps),
                                                        size.repeats, device)
         if path == "eager":
             pgd["harness_new_shapes"] = new_shapes_rate(lambda n: harness_pgd(n, size.pgd_steps), size.pgd_batch,
                                                         device)
+            # the same new example counts, padded to the attack's buckets (the autotuner on, as training left it)
+            pgd["harness_buckets"] = new_shapes_rate(lambda n: harness_pgd(n, size.pgd_steps, "buckets"),
+                                                     size.pgd_batch, device)
     flops = models.forward_flops(model, (ds.channels, ds.size, ds.size))
 
     mean, std = ds.mean_std
