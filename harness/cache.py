@@ -17,13 +17,13 @@ from __future__ import annotations
 import fcntl
 import functools
 import hashlib
+import importlib.metadata
 import math
 import os
 import time
 from pathlib import Path
 
 import torch
-import timm
 
 from . import store
 
@@ -38,7 +38,7 @@ def code_version(folder: Path | None = None, modules: tuple[str, ...] = NUMERIC_
     """A hash of `modules`' source in `folder` (default: this package) and the library versions. Read once
     per process: the code that runs is the code imported, so a file edited mid-session (a `git pull`
     beside a nightly run) must not file this process's results under the new code's key."""
-    h = hashlib.sha256(f"torch {torch.__version__} timm {timm.__version__}".encode())
+    h = hashlib.sha256(f"torch {torch.__version__} timm {importlib.metadata.version('timm')}".encode())
     here = Path(folder or Path(__file__).parent)
     for name in modules:
         h.update((here / name).read_bytes())

@@ -3,7 +3,6 @@ constructors (timm networks, randomly initialised: no weight downloads). A new n
 function: `@register_model("name")` over `f(num_classes, in_chans, img_size, **kwargs) -> nn.Module`."""
 from __future__ import annotations
 
-import timm
 import torch
 from torch import nn
 
@@ -23,6 +22,7 @@ def create(name: str, num_classes: int, in_chans: int, img_size: int, **kwargs) 
 
 def timm_model(timm_name: str, num_classes: int, in_chans: int, **kwargs) -> nn.Module:
     """timm's `timm_name`, randomly initialised (no weight downloads), kwargs passed to its constructor."""
+    import timm  # here, not at the top: timm loads torchvision's model zoo (3 s) that planning never needs
     act = kwargs.get("act_layer")
     if isinstance(act, str):  # timm raises a bare KeyError for an unknown name deep inside the model
         try:

@@ -31,6 +31,7 @@ be float. `Deployed.precision_note` says what ran how, for the results.
 from __future__ import annotations
 
 import contextlib
+import functools
 import types
 
 import torch
@@ -217,10 +218,17 @@ def at_least_float32(x: torch.Tensor) -> torch.Tensor:
 
 def keep_float32(layer: nn.Module) -> None:
     """Make `layer` run in fp32 without TF32 under any autocast (idempotent)."""
-    layer.forward = types.MethodType(_float32_forward, layer)
+    layer.forward = types.MethodType(_eager_float32_forward(), layer)
 
 
-@torch.compiler.disable  # runs eagerly: the TF32 flags are set around this call, which a graph would skip
+@functools.cache
+def _eager_float32_forward():
+    """`_float32_forward`, never compiled: the TF32 flags are set around the call, which a graph would skip.
+    Wrapped when a model is first built, not at import: torch.compiler.disable imports torch._dynamo
+    (2.5 s on 2 CPU cores), which planning and bad-input checks never need."""
+    return torch.compiler.disable(_float32_forward)
+
+
 def _float32_forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
     with torch.autocast(x.device.type, enabled=False), no_tf32():
         out = type(self).forward(self, at_least_float32(x))

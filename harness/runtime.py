@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import os
 import platform
 import subprocess
@@ -98,8 +99,7 @@ def share_cpu(workers: int) -> None:
 
 def environment(device: torch.device) -> dict:
     """What produced the numbers: versions, device, git revision."""
-    import timm
-    env = {"python": platform.python_version(), "torch": torch.__version__, "timm": timm.__version__,
+    env = {"python": platform.python_version(), "torch": torch.__version__, "timm": importlib.metadata.version("timm"),
            "platform": platform.platform(), "device": str(device), "cpu_count": os.cpu_count(),
            "torch_threads": torch.get_num_threads(), "git": git_revision(),
            # as set_deterministic left them

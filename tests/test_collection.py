@@ -1,4 +1,5 @@
-"""Collection only plans: `pytest --collect-only hypotheses/` picks no device, opens no cache, decodes no data."""
+"""Collection only plans: `pytest --collect-only hypotheses/` picks no device, opens no cache, decodes no data,
+builds no model (so it imports neither timm nor torch._dynamo: half of a bad option's answer time)."""
 import os
 import subprocess
 import sys
@@ -8,6 +9,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 GUARD = '''
 import pathlib
+import sys
 from harness import cache, data, runtime
 LOG = pathlib.Path(__file__).with_name("touched.log")
 
@@ -22,6 +24,12 @@ runtime.pick_device = _noting("pick_device", runtime.pick_device)
 runtime.set_deterministic = _noting("set_deterministic", runtime.set_deterministic)
 cache.RunCache.__init__ = _noting("RunCache", cache.RunCache.__init__)
 data.load = _noting("data.load", data.load)
+
+def pytest_collection_finish(session):  # what only building or compiling a model needs (seconds to import)
+    for name in ("timm", "torch._dynamo"):
+        if name in sys.modules:
+            with LOG.open("a") as f:
+                f.write("import " + name + "\\n")
 '''
 
 
