@@ -157,7 +157,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: i
 
 
 def _pgd(model, x, y, eps, steps, step_size, restarts, seed, mode, early_exit, precision, batch, clean_correct,
-         first_start, effort, shapes="exact"):
+         first_start, effort, shapes):
     """`pgd` without its checks, for callers that made them once for many attacks."""
     robust = clean_correct.clone()
     for restart in range(restarts):

@@ -254,7 +254,7 @@ def test_bucketed_attacks_see_a_handful_of_shapes_and_find_the_same_examples(tra
     assert 0 < s < points["exact"]["clean"]  # ... of an attack that fooled some examples and not all
 
 
-# ---- cuDNN's autotuner: off while attacking, as it was after -------------------------------------------
+# ---- cuDNN's autotuner: as the attack shapes want it while attacking, as it was after -------------------
 class AutotunerSeen(nn.Module):
     """Records torch.backends.cudnn.benchmark at every forward pass of `model`."""
 
@@ -267,31 +267,24 @@ class AutotunerSeen(nn.Module):
         return self.model(x)
 
 
+@pytest.mark.parametrize("shapes", attacks.ATTACK_SHAPES)
 @pytest.mark.parametrize("autotune_before", [True, False])
-def test_attacks_run_without_the_cudnn_autotuner_and_restore_it(rounding, autotune_before, monkeypatch):
-    # Early exit hands attacks a new batch size at nearly every call; the autotuner would time every
-    # convolution again for each (harness.runtime.without_autotuning). Per-epoch and final attacks alike.
+def test_attacks_set_the_cudnn_autotuner_by_their_shapes_and_restore_it(rounding, shapes, autotune_before,
+                                                                         monkeypatch):
+    # exact: early exit hands attacks a new batch size at nearly every call, and the autotuner would time
+    # every convolution again for each (harness.runtime.without_autotuning); buckets: a handful of shapes,
+    # tuned once per process, so it stays as training set it. The final checks always run without it.
     model, x, y, _ = rounding
     seen = AutotunerSeen(model).eval()
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", autotune_before)
     cfg = AttackConfig(eps=(1.0, 4.0), steps=2, modes=("bpda", "exact"), n_eval=len(x))
-    point = attacks.evaluate(seen, x[:64], y[:64], cfg, rounds=True, seed=0, precision="fp32")
-    attacks.pgd(seen, x[:64], y[:64], 4 / 255, 2, 1 / 255, mode="bpda")
+    point = attacks.evaluate(seen, x[:64], y[:64], cfg, rounds=True, seed=0, precision="fp32", shapes=shapes)
+    attacks.pgd(seen, x[:64], y[:64], 4 / 255, 2, 1 / 255, mode="bpda", shapes=shapes)
+    assert seen.seen == ({False} if shapes == "exact" else {autotune_before})
+    seen.seen.clear()
     tiny = FinalEvalConfig(n_eval=16, apgd_steps=2, square_queries=2, steps_curve=(1,), eps_curve=(255,))
     diagnostics.final_evaluation(seen, x, y, 4.0, ("bpda",), tiny, 2, 0.25, "fp32", 0)
     diagnostics.transfer_check(seen, seen, x[:16], y[:16], 4.0, 2, 0.25, "fp32", 0, whitebox_acc=0.0, tolerance=0.02)
     assert seen.seen == {False}
     assert torch.backends.cudnn.benchmark is autotune_before
     assert set(point["adv"]) == {"1", "4"}
-
-
-@pytest.mark.parametrize("autotune_before", [True, False])
-def test_bucketed_attacks_leave_the_autotuner_as_training_set_it(rounding, autotune_before, monkeypatch):
-    # A handful of shapes is tuned once per process; that is what the buckets are for.
-    model, x, y, _ = rounding
-    seen = AutotunerSeen(model).eval()
-    monkeypatch.setattr(torch.backends.cudnn, "benchmark", autotune_before)
-    cfg = AttackConfig(eps=(1.0, 4.0), steps=2, modes=("bpda", "exact"), n_eval=len(x))
-    attacks.evaluate(seen, x[:64], y[:64], cfg, rounds=True, seed=0, precision="fp32", shapes="buckets")
-    attacks.pgd(seen, x[:64], y[:64], 4 / 255, 2, 1 / 255, mode="bpda", shapes="buckets")
-    assert seen.seen == {autotune_before}
