@@ -11,12 +11,13 @@ import sys
 from harness.chaos.session import clean_environment
 from harness.chaos.worker import ROOT
 
-# --quick on 2 seeds: 1 kill, 5 junk files, 4 damaged decoded-data caches, 2 mismatched copies, 7 signals
-# (2 + 3 + 2 to three workers), 1 race, 2 damaged finished entries (one per run).
+# --quick on 2 seeds: 1 kill, 5 junk files, 4 damaged decoded-data caches, 2 mismatched copies, 3 to 7
+# signals (2 + 3 + 2 pressed at three workers; a press that finds its worker gone is not sent), 1 race,
+# 2 damaged finished entries (one per run).
+SIGNALS = "SIGINT/SIGTERM x2-3 to 3 racing workers"
 EXPECTED = {"SIGKILL a worker mid-epoch": 1, "junk files added to the data folder": 5,
-            "decoded-data cache damaged": 4, "train/test class folders differ": 2,
-            "SIGINT/SIGTERM x2-3 to 3 racing workers": 7, "three workers race on the same runs": 1,
-            "finished entries damaged": 2}
+            "decoded-data cache damaged": 4, "train/test class folders differ": 2, SIGNALS: range(3, 8),
+            "three workers race on the same runs": 1, "finished entries damaged": 2}
 
 
 def _rows(out: str) -> dict[str, list[str]]:
@@ -37,7 +38,9 @@ def test_quick_chaos_counts_every_fault_and_loses_nothing(tiny_images, tmp_path)
     out = proc.stdout
     assert proc.returncode == 0, out[-3000:] + proc.stderr[-3000:]
     rows = _rows(out)
-    assert {fault: int(r[0]) for fault, r in rows.items() if fault != "total"} == EXPECTED
+    injected = {fault: int(r[0]) for fault, r in rows.items() if fault != "total"}
+    assert injected.keys() == EXPECTED.keys()
+    assert all(n in EXPECTED[f] if isinstance(EXPECTED[f], range) else n == EXPECTED[f] for f, n in injected.items())
     assert all(r[3] == "0" and "FAILED" not in " ".join(r) for r in rows.values()), out
-    assert rows["total"][:4] == [str(sum(EXPECTED.values())), "2/2", "2/2", "0"]
+    assert rows["total"][:4] == [str(sum(injected.values())), "2/2", "2/2", "0"]
     assert out.rstrip().endswith("chaos: nothing lost, every number identical to the clean run")

@@ -75,17 +75,20 @@ def kill_in_final_write(t: Target, audit, kills: int = 3) -> tuple:
 
 def signal_racing_workers(t: Target, audit) -> tuple:
     """Three workers race on the runs; once one has saved a checkpoint, each gets its pattern of SIGINT
-    and SIGTERM (SIGNAL_PATTERNS) at its own random moment, 0.05-0.3 s between presses."""
+    and SIGTERM (SIGNAL_PATTERNS) at its own random moment, 0.05-0.3 s between presses. A press that finds
+    its worker gone is not sent (SIGTERM ends a worker within about 0.2 s): the promise is that every
+    worker got its first, and the audit that nothing was lost."""
     workers = [t.worker(*(["--reverse"] if i == 1 else [])) for i in range(3)]
     if not workers[0].wait_for(lambda: any(w.epochs for w in workers)):
         return 0, "nothing left to train", True
     moments = sorted((t.rng.uniform(0, 1.0), w, sigs) for w, sigs in zip(workers, SIGNAL_PATTERNS))
-    start, sent = time.monotonic(), 0
+    start, sent = time.monotonic(), []
     for moment, w, sigs in moments:
         time.sleep(max(0.0, start + moment - time.monotonic()))
-        sent += w.send(*sigs, gap=t.rng.uniform(0.05, 0.3))
+        sent.append(w.send(*sigs, gap=t.rng.uniform(0.05, 0.3)))
     codes = [w.wait(60) for w in workers]
-    return sent, f"{sent} signals; exit statuses {codes}", sent == sum(map(len, SIGNAL_PATTERNS))
+    return (sum(sent), f"{sum(sent)} of {sum(map(len, SIGNAL_PATTERNS))} signals sent; exit statuses {codes}",
+            min(sent) >= 1)
 
 
 # ---- full and read-only cache folders ------------------------------------------------------------------
