@@ -18,6 +18,9 @@ hands the model exactly those (least work; cuDNN's autotuner off, as it would ti
 tunes a handful of shapes once per process. The robust examples are the same either way.
 
 What an attack spends, and the budget arms must share, is harness.budget's.
+
+A little over 300 lines on purpose: the attack, the per-epoch evaluation and the checks of their inputs
+share the one contract above; apart, the checks would sit away from the math they guard.
 """
 from __future__ import annotations
 

@@ -278,8 +278,7 @@ def perform(job: Job) -> None:
             f.write(line + "\n")
     ex = LocalExecutor(cache=RunCache(Path(job.cache_dir)), sources=job.sources, device=device,
                        final_eval=job.final_eval, compile_mode=job.compile_mode, early_exit=job.early_exit,
-                       attack_shapes=job.attack_shapes,
-                       session=job.session, log=log)
+                       attack_shapes=job.attack_shapes, session=job.session, log=log)
     cfg = job.config
     ds = ex.dataset({"run": [cfg]})
     [k] = ex.keys({"run": [cfg]}, ds)
