@@ -7,6 +7,7 @@ harness.train.run, the code the suite runs, for a few epochs, and reads the run'
 and mode, early exit as the suite runs it). The last epoch counts (the first pays for compilation and
 autotuning). Training is scaled to CIFAR's 50,000 images and evaluation to the paper's evaluation images;
 the full size measures exactly those, the small size (the CPU's) fewer, at most 32 px, to show the shape.
+Training compiles what the suite compiles by default (`--compile auto`).
 
 Evaluation time depends on how robust the measured epochs are: a model that is fooled early stops being
 attacked early (harness.attacks). A few epochs from scratch are less robust than the paper's later ones,
@@ -27,6 +28,7 @@ import torch
 
 from .. import attacks, config, train
 from ..data import Dataset
+from ..settings import OPTIONS
 from .measure import best_seconds
 from .workload import TRAIN_IMAGES, paper_runs
 
@@ -39,6 +41,7 @@ class SuiteSize:
     max_input_size: int | None  # cap on the resize target (ViT at 224 px is not CPU-sized)
 
 
+SUITE_COMPILE = OPTIONS["compile"][3]  # the suite's default --compile (auto: transformers compiled on GPUs)
 SUITE_SIZES = {"small": SuiteSize(epochs=2, train_images=128, eval_images=8, max_input_size=32),
                "full": SuiteSize(epochs=2, train_images=TRAIN_IMAGES, eval_images=1000, max_input_size=None)}
 
@@ -58,7 +61,7 @@ def measure_kind(cfg: config.RunConfig, ds: Dataset, device: torch.device, size:
                               variant=dataclasses.replace(v, input_size=input_size),
                               attack=dataclasses.replace(cfg.attack, n_eval=size.eval_images))
     start = time.perf_counter()
-    records, final_state, _ = train.run(run, ds, device)
+    records, final_state, _ = train.run(run, ds, device, compile_mode=SUITE_COMPILE)
     last = records[-1]
     train_s, eval_s = last["train_seconds"], last["seconds"] - last["train_seconds"]
     n = min(size.train_images, len(ds.train_x))
