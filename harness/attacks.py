@@ -228,8 +228,8 @@ def _attack_chunk(model, x, y, start, eps, steps, step_size, mode, precision, ju
     idx, live = torch.arange(len(x), device=x.device), torch.ones(len(x), dtype=torch.bool, device=x.device)
     xs, ys, los, his = xa, y, lo, hi  # the rows' current iterates, labels and bounds
     n_live = len(x)
-    if padded_size(n_live, batch, shapes) > n_live:
-        rows, live = _pad(idx, padded_size(n_live, batch, shapes))
+    if (size := padded_size(n_live, batch, shapes)) > n_live:
+        rows, live = _pad(idx, size)
         idx, xs, ys, los, his = (t[rows] for t in (idx, xa, y, lo, hi))
     for step in range(steps):
         # Rounding set per pass, not around the loop, so that the judge (maybe `model`) sees the deployed model.
@@ -255,8 +255,8 @@ def _attack_chunk(model, x, y, start, eps, steps, step_size, mode, precision, ju
             n_live = int(live.sum())
             if not n_live:
                 break
-            if padded_size(n_live, batch, shapes) < len(idx):  # fewer rows: a smaller shape
-                rows, live = _pad(live.nonzero().squeeze(1), padded_size(n_live, batch, shapes))
+            if (size := padded_size(n_live, batch, shapes)) < len(idx):  # fewer rows: a smaller shape
+                rows, live = _pad(live.nonzero().squeeze(1), size)
                 idx, xs, ys, los, his, grad = (t[rows] for t in (idx, xs, ys, los, his, grad))
         xs = torch.min(torch.max(xs + step_size * grad.sign(), los), his)
     if judge is not None and n_live:  # the last iterate (the start, when steps == 0) is not scored yet
