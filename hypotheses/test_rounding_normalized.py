@@ -5,7 +5,7 @@ float inputs (Baseline), on CIFAR-10 and CIFAR-100.
   Baseline:  uint8 -> [0, 1] -> normalize -> resize to 224 -> ViT-tiny/16
   NormRound: uint8 -> [0, 1] -> resize to 224 -> round(x*255)/255 -> normalize -> ViT-tiny/16
 Rounding acts on the [0, 1] pixel grid, after the resize (bilinear interpolation leaves the grid) and
-before normalizing (after it the grid is (k/255 - mean)/std per channel): see harness/pipelines.py.
+before normalizing (after it the grid is (k/255 - mean)/std per channel): see harness/run/pipelines.py.
 Normalizing and resizing commute (a per-channel affine map through an interpolation whose weights sum
 to 1), so the network's inputs differ from Baseline's by the rounding alone. Protocol, recipe and attacks
 as the post's comparison; the strongest of `off`, `bpda` and `exact` per example decides.

@@ -12,12 +12,13 @@ import pytest
 import torch
 from torch import nn
 
-from harness import data, plugin
+from harness.run import data
+from harness import plugin
 from harness.chaos import folders
-from harness.data import Sources
+from harness.run.data import Sources
 
 # One thread, as under `pytest -n 3` on two cores: float results (and so the trained test models) then do
-# not depend on how the tests are run. The sessions the tests start inherit it (harness.runtime.share_cpu),
+# not depend on how the tests are run. The sessions the tests start inherit it (harness.run.runtime.share_cpu),
 # so that a session beside two busy test workers does not oversubscribe the cores.
 torch.set_num_threads(1)
 os.environ["OMP_NUM_THREADS"] = "1"

@@ -9,13 +9,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from harness import runtime
-from harness.cache import RunCache
-from harness.case import Case, Evidence
+from harness.run import runtime
+from harness.cache.runs import RunCache
+from harness.spec.case import Case, Evidence
 from harness.chaos.worker import small_profile, small_runs
-from harness.config import Claim, Profile, Recipe, Variant
-from harness.data import Sources
-from harness.execute import LocalExecutor
+from harness.spec.config import Claim, Profile, Recipe, Variant
+from harness.run.data import Sources
+from harness.executors.local import LocalExecutor
 
 
 def small_claim(dataset: str, variants: dict | None = None) -> Claim:

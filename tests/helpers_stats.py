@@ -27,7 +27,7 @@ def null_families(rng: np.random.Generator, reps: int, n_better: int, n_worse: i
 
 
 def welch_batch(a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
-    """harness.inference.welch over the last axis: effect, se, df, p_greater, p_less (NaN where both
+    """harness.judge.inference.welch over the last axis: effect, se, df, p_greater, p_less (NaN where both
     arms are constant, as the scalar decides)."""
     va, vb = a.var(axis=-1, ddof=1) / a.shape[-1], b.var(axis=-1, ddof=1) / b.shape[-1]
     effect, se = a.mean(-1) - b.mean(-1), np.sqrt(va + vb)
@@ -40,7 +40,7 @@ def welch_batch(a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def tost_batch(a: np.ndarray, b: np.ndarray, margin: float, alpha: float) -> np.ndarray:
-    """harness.inference.tost's "equivalent" over the last axis (False where untestable)."""
+    """harness.judge.inference.tost's "equivalent" over the last axis (False where untestable)."""
     w = welch_batch(a, b)
     with np.errstate(divide="ignore", invalid="ignore"):
         p_tost = np.maximum(st.t.sf((w["effect"] + margin) / w["se"], w["df"]),
@@ -49,7 +49,7 @@ def tost_batch(a: np.ndarray, b: np.ndarray, margin: float, alpha: float) -> np.
 
 
 def trend_batch(levels, y: np.ndarray) -> dict[str, np.ndarray]:
-    """harness.inference.trend over a batch: y shaped (reps, n_levels, n_seeds); slope, p_increasing."""
+    """harness.judge.inference.trend over a batch: y shaped (reps, n_levels, n_seeds); slope, p_increasing."""
     x = np.asarray(levels, float)
     c = (x - x.mean()) / ((x - x.mean()) ** 2).sum()
     se, slope = np.sqrt(y.var(axis=-1, ddof=1) / y.shape[-1] @ c ** 2), y.mean(-1) @ c

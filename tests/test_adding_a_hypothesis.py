@@ -25,8 +25,9 @@ def test_the_readme_example_collects_and_builds_a_relu_vit(tmp_path, real_datase
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "test_relu_improves_vit_tradeoff[" in proc.stdout and "-eps1]" in proc.stdout
 
-    from harness import plan, train
-    from harness.config import PROFILES
+    from harness.spec import plan
+    from harness.run import train
+    from harness.spec.config import PROFILES
     namespace: dict = {}
     exec(compile(example(), str(module), "exec"), namespace)
     claim = namespace["CLAIM"]

@@ -1,4 +1,4 @@
-"""PGD counts an example as fooled when ANY iterate fools the deployed model (harness.attacks): checked
+"""PGD counts an example as fooled when ANY iterate fools the deployed model (harness.run.attacks): checked
 against a full-length reference that steps every example to the end and scores every iterate, and shown
 stronger than scoring the last iterate only."""
 import copy
@@ -9,11 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness import attacks, pipelines
+from harness.run import attacks, pipelines
 
 
 def reference(model, x, y, eps, steps, step_size, restarts, seed, mode):
-    """Textbook PGD, written apart from harness.attacks: every example takes every step of every restart
+    """Textbook PGD, written apart from harness.run.attacks: every example takes every step of every restart
     from the same random starts as `attacks.pgd`, and every iterate, the start included, is scored on the
     deployed model. Returns (robust under the any-iterate rule, robust under the last-iterate rule)."""
     with torch.no_grad():

@@ -1,11 +1,12 @@
-"""Equal attack effort across arms (harness.attacks): `attack_budget` per arm, the `Effort` counter against
+"""Equal attack effort across arms (harness.run.attacks): `attack_budget` per arm, the `Effort` counter against
 the passes a model really made, and the random starts each arm scores."""
 import pytest
 import torch
 from torch import nn
 
-from harness import attacks, budget, pipelines
-from harness.config import AttackConfig
+from harness.run import attacks, pipelines
+from harness.spec import budget
+from harness.spec.config import AttackConfig
 
 N, C, SIDE, CLASSES = 12, 3, 4, 3
 STEPS = 3

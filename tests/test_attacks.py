@@ -1,4 +1,4 @@
-"""PGD (harness.attacks): bad input, rounding modes, restarts, early exit, precision, and agreement
+"""PGD (harness.run.attacks): bad input, rounding modes, restarts, early exit, precision, and agreement
 with torchattacks' PGD as a trusted reference."""
 import copy
 
@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from harness import attacks, diagnostics, pipelines
-from harness.config import AttackConfig, ConfigError, FinalEvalConfig
+from harness.run import attacks, diagnostics, pipelines
+from harness.spec.config import AttackConfig, ConfigError, FinalEvalConfig
 
 EPS = 8 / 255
 EARLY_EXIT_TOL = 1  # examples: early exit changes only which examples share a batch (float summation order)
@@ -147,7 +147,7 @@ def test_bf16_autocast_matches_fp32_within_noise(rounding):
 @pytest.mark.parametrize("pipeline, mode", [("baseline", None), ("round", "bpda")])
 def test_same_examples_as_torchattacks_pgd_from_the_same_start(trained_small_net, pipeline, mode):
     torchattacks = pytest.importorskip("torchattacks")
-    from harness.diagnostics import LibraryView
+    from harness.run.diagnostics import LibraryView
     net, x, y = trained_small_net
     x, y = x[:128], y[:128]
     pipe = pipelines.create(pipeline, (0.0,) * x.shape[1], (1.0,) * x.shape[1], None)  # identity normalization
@@ -272,7 +272,7 @@ class AutotunerSeen(nn.Module):
 def test_attacks_set_the_cudnn_autotuner_by_their_shapes_and_restore_it(rounding, shapes, autotune_before,
                                                                          monkeypatch):
     # exact: early exit hands attacks a new batch size at nearly every call, and the autotuner would time
-    # every convolution again for each (harness.runtime.without_autotuning); buckets: a handful of shapes,
+    # every convolution again for each (harness.run.runtime.without_autotuning); buckets: a handful of shapes,
     # tuned once per process, so it stays as training set it. The final checks always run without it.
     model, x, y, _ = rounding
     seen = AutotunerSeen(model).eval()

@@ -19,7 +19,7 @@ import pytest
 from harness.chaos.session import clean_environment
 from PIL import Image
 
-from harness import results
+from harness.spec import results
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "bad-input.md"

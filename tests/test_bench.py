@@ -14,13 +14,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from harness import train
+from harness.run import train
 from harness.bench import cli, measure, suite, workload
 from harness.bench.concurrency import lockstep_trainer, run_config, synthetic
 from harness.bench.measure import Size
 from harness.bench.workload import Work, paper_workload, pgd_passes, project
-from harness.config import SGD_RESNET
-from harness.data import augment
+from harness.spec.config import SGD_RESNET
+from harness.run.data import augment
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = Size(batch=4, warmup=1, steps=2, pgd_images=4, pgd_steps=1, pgd_batch=4, train_images=64, concurrency_steps=1,

@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness import chaos, results, store
-from harness.cache import Checkpoint, RunCache
-from harness.data import Sources
+from harness import chaos
+from harness.spec import results
+from harness.cache import store
+from harness.cache.runs import Checkpoint, RunCache
+from harness.run.data import Sources
 from helpers import small_claim, small_suite
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from helpers_stats import null_families, tost_batch, trend_batch, welch_batch
 
-from harness import inference
+from harness.judge import inference
 
 REPS, ALPHA = 20_000, 0.05
 BOUND = ALPHA + 2 * math.sqrt(ALPHA * (1 - ALPHA) / REPS)

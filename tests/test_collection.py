@@ -10,7 +10,8 @@ ROOT = Path(__file__).resolve().parent.parent
 GUARD = '''
 import pathlib
 import sys
-from harness import cache, data, runtime
+from harness.cache import runs as cache
+from harness.run import data, runtime
 LOG = pathlib.Path(__file__).with_name("touched.log")
 
 def _noting(name, real):

@@ -8,8 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from harness import data
-from harness.data import DataError, Sources
+from harness.run import data
+from harness.run.data import DataError, Sources
 
 
 def _png(arr: np.ndarray) -> bytes:

@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from harness import data, formats, sources as sources_module
-from harness.data import DataError, Sources
+from harness.run import data, formats, sources as sources_module
+from harness.run.data import DataError, Sources
 
 
 def _png(arr: np.ndarray) -> bytes:

@@ -1,4 +1,4 @@
-"""Final evaluation and gradient-masking diagnostics (harness.diagnostics): the output schema, the
+"""Final evaluation and gradient-masking diagnostics (harness.run.diagnostics): the output schema, the
 checks quiet on a sound evaluation and firing on a masked one, and the transfer check."""
 import dataclasses
 import json
@@ -7,8 +7,8 @@ import sys
 import pytest
 import torch
 
-from harness import attacks, diagnostics, pipelines
-from harness.config import ConfigError, FinalEvalConfig
+from harness.run import attacks, diagnostics, pipelines
+from harness.spec.config import ConfigError, FinalEvalConfig
 
 CFG = FinalEvalConfig(n_eval=64, apgd_steps=5, square_queries=100, steps_curve=(1, 2, 5),
                       eps_curve=(2, 8, 255), tolerance=0.05)  # 0.05 = 3 of 64 examples

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.verdict import VERDICTS
+from harness.judge.verdict import VERDICTS
 from test_report_browser import CHROMIUM, body_attributes, chromium
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -6,12 +6,15 @@ import dataclasses
 import pytest
 import torch
 
-from harness import plan, plugin, train, verdict
-from harness.cache import RunCache
-from harness.config import (ADAMW_VIT, PROFILES, SGD_RESNET, AttackConfig, Claim, ConfigError, FinalEvalConfig,
+from harness.spec import plan
+from harness import plugin
+from harness.run import train
+from harness.judge import verdict
+from harness.cache.runs import RunCache
+from harness.spec.config import (ADAMW_VIT, PROFILES, SGD_RESNET, AttackConfig, Claim, ConfigError, FinalEvalConfig,
                             Recipe, RunConfig, Variant)
 from harness.chaos.worker import numbers
-from harness.execute import CollectExecutor, LocalExecutor
+from harness.executors.local import CollectExecutor, LocalExecutor
 
 TINY = dataclasses.replace(PROFILES["smoke"], seeds=(0, 1), epochs=1, train_subset=64,
                            attack=AttackConfig(eps=(1.0,), steps=1, n_eval=16), final_eval=None)
@@ -196,7 +199,7 @@ def test_a_claim_without_final_checks_cannot_pass():
 def test_arms_with_one_seed_are_independent_draws_and_one_arm_is_reproducible(real_dataset):
     """Seeds are decorrelated per arm: Max and Avg with seed 0 start from different weights (a correlated
     pair would make Welch's test across seeds wrong); the same variant and seed starts identically."""
-    from harness.config import RunConfig, arm_identity, derive_seed
+    from harness.spec.config import RunConfig, arm_identity, derive_seed
     a, b = (RunConfig(dataset="x", variant=v, seed=0, epochs=1, train_subset=None, attack=TINY.attack,
                       precision="fp32") for v in (CLAIM.variants["A"], CLAIM.variants["B"]))
     build = lambda cfg: train.build(cfg, real_dataset, torch.device("cpu"))[1].conv1.weight  # noqa: E731

@@ -1,4 +1,4 @@
-"""H1's 2x2 table (harness.factorial) and the dose-response section, from a results.json built here: the
+"""H1's 2x2 table (harness.report.factorial) and the dose-response section, from a results.json built here: the
 real H1 modules' run configs and keys, constructed records, cases judged by the real verdict module."""
 import importlib.util
 import math
@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import factorial, plan, report, results, verdict
-from harness.case import Case
-from harness.config import PROFILES, TrendClaim, key
+from harness.report import factorial, page as report
+from harness.spec import plan, results
+from harness.judge import verdict
+from harness.spec.case import Case
+from harness.spec.config import PROFILES, TrendClaim, key
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULES = ("test_quantized_input", "test_rounding_unnormalized", "test_rounding_normalized",

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import plan, verdict
-from harness.config import PROFILES, TrendClaim, key
+from harness.spec import plan
+from harness.judge import verdict
+from harness.spec.config import PROFILES, TrendClaim, key
 
 ROOT = Path(__file__).resolve().parent.parent
 H1 = ("test_quantized_input", "test_rounding_unnormalized", "test_rounding_normalized", "test_normalization_report")

@@ -1,4 +1,4 @@
-"""The tests on per-seed scores (harness.inference) against scipy and hand-computed values; their
+"""The tests on per-seed scores (harness.judge.inference) against scipy and hand-computed values; their
 error rates in bulk are in tests/test_calibration.py."""
 import itertools
 import math
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from harness import inference
-from harness.config import ConfigError
+from harness.judge import inference
+from harness.spec.config import ConfigError
 
 def test_holm_step_down():
     assert inference.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])

@@ -14,7 +14,10 @@ from pathlib import Path
 import pytest
 from harness.chaos.session import Session
 
-from harness import chaos, collector, results, store
+from harness import chaos
+from harness.plugin import collector
+from harness.spec import results
+from harness.cache import store
 
 
 def _run_dir(cache: Path, prefix: str) -> Path:
@@ -115,7 +118,7 @@ def pytest_sessionfinish(session):
 
 def pytest_configure(config):
     if not hasattr(config, "workerinput"):
-        from harness import report
+        from harness.report import page as report
         real = report.render
 
         def render(folder):

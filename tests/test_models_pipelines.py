@@ -3,8 +3,8 @@ import pytest
 import torch
 from torch import nn
 
-from harness import models, pipelines
-from harness.config import ConfigError
+from harness.run import models, pipelines
+from harness.spec.config import ConfigError
 
 
 def _images(n=4, size=8, seed=0):
@@ -128,8 +128,8 @@ def test_act_layer_relu_swaps_every_vit_mlp_activation():
 def test_build_passes_the_variants_model_and_pipeline_kwargs():
     from types import SimpleNamespace
 
-    from harness import train
-    from harness.config import Variant
+    from harness.run import train
+    from harness.spec.config import Variant
     ds = SimpleNamespace(size=32, num_classes=10, channels=3, mean_std=((0.5,) * 3, (0.25,) * 3))
     avg = Variant("resnet18", "round", model_kwargs={"pooling": "avg"}, pipeline_kwargs={"bits": 4})
     model = train.build(SimpleNamespace(variant=avg, seed=0), ds, torch.device("cpu"))

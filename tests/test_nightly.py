@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import results, summary
-from harness.config import ConfigError
-from harness.drift import drift, load_baseline
+from harness.spec import results
+from harness.report import summary
+from harness.spec.config import ConfigError
+from harness.report.drift import drift, load_baseline
 from helpers import sample_case
 
 ROOT = Path(__file__).resolve().parent.parent

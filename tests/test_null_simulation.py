@@ -1,6 +1,6 @@
 """The suite's error rates by simulation through its real plumbing: each repetition builds run records,
-and harness.verdict.judge scores them, compares the arms, Holm-adjusts across the claim's datasets, reads
-the verdict, and harness.verdict.outcome turns it into the pytest outcome. Only the runs are made up:
+and harness.judge.verdict.judge scores them, compares the arms, Holm-adjusts across the claim's datasets, reads
+the verdict, and harness.judge.verdict.outcome turns it into the pytest outcome. Only the runs are made up:
 one epoch each at clean accuracy 0.5, so the dominated-area score of a run is 0.5 x its adversarial
 accuracy, drawn from bounded Beta distributions with unequal spread (tests/helpers_stats.py).
 
@@ -18,8 +18,9 @@ import os
 import numpy as np
 from helpers_stats import null_families
 
-from harness import plan, verdict
-from harness.config import PROFILES, Claim, Variant, key
+from harness.spec import plan
+from harness.judge import verdict
+from harness.spec.config import PROFILES, Claim, Variant, key
 
 REPS, ALPHA = int(os.environ.get("ADVHYP_SIM_REPS", 2_000)), 0.05
 BOUND = ALPHA + 2 * math.sqrt(ALPHA * (1 - ALPHA) / REPS)

@@ -1,11 +1,11 @@
-"""How a case becomes a test outcome (harness.verdict.outcome): what may pass, and what must not."""
+"""How a case becomes a test outcome (harness.judge.verdict.outcome): what may pass, and what must not."""
 import dataclasses
 import math
 
 import pytest
 
-from harness.case import Case
-from harness.verdict import outcome
+from harness.spec.case import Case
+from harness.judge.verdict import outcome
 from helpers import DECIDING, EVIDENCE, sample_case
 
 _case = sample_case
@@ -51,7 +51,7 @@ def test_outcome(case, expected):
 def test_case_round_trips_through_its_dict_and_rejects_a_wrong_type():
     d = DECIDING.to_dict()
     assert Case.from_dict(d) == DECIDING
-    from harness.case import SchemaError
+    from harness.spec.case import SchemaError
     with pytest.raises(SchemaError, match=r"case\.test\.p_greater = 'low' must be a number"):
         Case.from_dict({**d, "test": {**d["test"], "p_greater": "low"}})
     with pytest.raises(SchemaError, match=r"case lacks field 'verdict'"):

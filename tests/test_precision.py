@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness import models, pipelines, runtime
+from harness.run import models, pipelines, runtime
 
 # CIFAR-10's usual per-channel mean and std (the Baseline's normalization on the paper profile)
 CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))

@@ -1,4 +1,4 @@
-"""The HTML report: built from a small results.json made here (scores and tests computed by harness.stats
+"""The HTML report: built from a small results.json made here (scores and tests computed by harness.judge.stats
 from the runs' records, as the runner does), so nothing depends on this machine's reports/ folder."""
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ import dataclasses
 
 import pytest
 
-from harness import plan, report, results, verdict
-from harness.case import Case
-from harness.config import PROFILES, Claim, Variant
+from harness.spec import plan, results
+from harness.report import page as report
+from harness.judge import verdict
+from harness.spec.case import Case
+from harness.spec.config import PROFILES, Claim, Variant
 
 HOSTILE = "<script>alert(1)</script>"
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,7 +52,7 @@ def _case(module: str, better: str, worse: str, runs: dict, eps: float = 1.0, ex
                          nodeid=f"hypotheses/{module}.py::test[cifar10-eps{eps:g}]", module=module)
 
 
-FINAL = {"n": 64, "clean": 0.6, "eps": 1.0,  # the shape harness.diagnostics.final_evaluation returns
+FINAL = {"n": 64, "clean": 0.6, "eps": 1.0,  # the shape harness.run.diagnostics.final_evaluation returns
          "pgd": {"off": 0.3, "bpda": 0.26, "exact": 0.5, "strongest": 0.25},
          "apgd_ce": {"off": 0.2, "bpda": 0.22, "strongest": 0.19}, "apgd_t": None, "square": 0.35,
          "zero_grad": {"off": 0.0, "bpda": 0.0, "exact": 0.97},
@@ -316,7 +318,7 @@ def test_cli_without_a_folder_prints_usage_and_help_describes_it(capsys):
 
 
 def test_names_with_dollar_signs_are_drawn_as_text_not_tex():
-    from harness import figures
+    from harness.report import figures
     doc = sample_doc()
     case = Case.from_dict(next(c for c in doc["cases"] if c["module"] == "test_control_seed_null"))
     runs = report.case_runs(case, doc["runs"])
@@ -328,7 +330,7 @@ def test_names_with_dollar_signs_are_drawn_as_text_not_tex():
 
 
 def test_drift_and_claimed_beside_measured_are_shown(tmp_path):
-    from harness import drift as drift_
+    from harness.report import drift as drift_
     doc, night_before = sample_doc(), sample_doc()
     night_before["cases"][0]["verdict"] = "inconclusive"
     doc["drift"] = drift_.drift(doc, night_before)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from test_report import sample_doc, write_doc  # the same small results.json as the fast tests
 
-from harness import report
+from harness.report import page as report
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is missing: install Debian's "

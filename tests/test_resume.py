@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import time
 
-from harness import chaos, store
+from harness import chaos
+from harness.cache import store
 
 
 def test_sigkill_mid_epoch_resumes_from_last_finished_epoch_with_identical_numbers(worker_options, worker_epochs,

@@ -16,8 +16,8 @@ import pytest
 submitit = pytest.importorskip("submitit", reason="submitit is not installed: pip install -e .[test]")
 import cloudpickle  # noqa: E402  (submitit's dependency)
 
-from harness.config import ConfigError  # noqa: E402
-from harness.slurm import SlurmExecutor  # noqa: E402
+from harness.spec.config import ConfigError  # noqa: E402
+from harness.executors.slurm import SlurmExecutor  # noqa: E402
 
 # The jobs unpickle this module's job function; SLURM's job cannot import a pytest test module by name.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])

@@ -17,17 +17,18 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from harness import plan, settings
-from harness.cache import Lock, RunCache
-from harness.config import PROFILES, AttackConfig, Claim, ConfigError, Profile, Recipe, Variant
-from harness.data import Sources
-from harness.execute import Job, LocalExecutor, perform
+from harness.spec import plan
+from harness.plugin import settings
+from harness.cache.runs import Lock, RunCache
+from harness.spec.config import PROFILES, AttackConfig, Claim, ConfigError, Profile, Recipe, Variant
+from harness.run.data import Sources
+from harness.executors.local import Job, LocalExecutor, perform
 
 ROOT = Path(__file__).resolve().parent.parent
 SESSION = ["hypotheses/test_pooling_type.py", "--seeds", "0,1", "--epochs", "1", "--eps", "1"]
 TINY_FINAL_CHECKS = """
 import dataclasses
-from harness import config
+from harness.spec import config
 config.PROFILES["smoke"] = dataclasses.replace(config.PROFILES["smoke"], final_eval=config.FinalEvalConfig(
     n_eval=8, apgd_steps=2, apgd_dlr=False, square_queries=5, steps_curve=(1, 2), eps_curve=(1, 255)))
 """
@@ -235,7 +236,7 @@ def test_a_failing_job_is_reported_not_cached_and_the_session_completes(slurm_se
 def test_a_preempted_job_resumes_from_its_checkpoint_with_the_uninterrupted_numbers(slurm_cluster, tmp_path,
                                                                                    tiny_images):
     pytest.importorskip("submitit", reason="submitit is not installed: pip install -e .[test]")
-    from harness.slurm import SlurmExecutor
+    from harness.executors.slurm import SlurmExecutor
     sources = Sources(bindings=(("cifar10", str(tiny_images)),))
     profile = Profile(
         name="tiny", seeds=(0,), epochs=4, train_subset=64, attack=AttackConfig(eps=(1.0,), steps=1, n_eval=16),

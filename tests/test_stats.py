@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from harness import stats
+from harness.judge import stats
 
 
 # ---- scores -------------------------------------------------------------------------------------

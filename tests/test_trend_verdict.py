@@ -1,11 +1,12 @@
-"""Dose-response claims (harness.config.TrendClaim) judged by harness.verdict.judge_trend from constructed runs."""
+"""Dose-response claims (harness.spec.config.TrendClaim) judged by harness.judge.verdict.judge_trend from constructed runs."""
 import math
 
 import pytest
 
-from harness import plan, verdict
-from harness.case import Case
-from harness.config import PROFILES, ConfigError, TrendClaim, Variant
+from harness.spec import plan
+from harness.judge import verdict
+from harness.spec.case import Case
+from harness.spec.config import PROFILES, ConfigError, TrendClaim, Variant
 
 BITS = (8, 6, 4, 2)
 

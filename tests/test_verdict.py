@@ -3,8 +3,9 @@ import math
 
 import pytest
 
-from harness import plan, verdict
-from harness.config import PROFILES, Claim, Variant
+from harness.spec import plan
+from harness.judge import verdict
+from harness.spec.config import PROFILES, Claim, Variant
 
 
 def _judge(claim, runs, dataset="toy", eps=1.0):

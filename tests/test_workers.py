@@ -6,7 +6,8 @@ import subprocess
 
 import pytest
 
-from harness import chaos, store
+from harness import chaos
+from harness.cache import store
 
 
 def test_three_workers_asking_at_once_train_each_run_once_with_the_numbers_of_one(worker_options, worker_epochs,

@@ -67,7 +67,7 @@ found=("$night"/*/results.json)  # sorted by name: the newest last
 results=""
 [ -f "${found[-1]}" ] && results="${found[-1]}"
 if [ -n "$results" ]; then
-  "$py" -m harness.summary "$results" --wall-seconds "$wall" > "$night/summary.md" \
+  "$py" -m harness.report.summary "$results" --wall-seconds "$wall" > "$night/summary.md" \
     || echo "nightly: no summary for $results" >> "$night/summary.md"
 else
   printf '## advhyp: no results\n\npytest exited %s after %s s without writing results.json; see %s.\n' \

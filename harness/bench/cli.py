@@ -4,7 +4,7 @@ For each model (resnet18_32, vit_32: ViT-tiny patch 4 at 32 px, vit_224: ViT-tin
 32 px) it times training and PGD on both sides in this one process:
   reference (harness.bench.reference): DataLoader workers + per-image CPU transforms, fp32, torchattacks.PGD;
   harness: train.build + train.train_step (data on the device, on-device crop/flip, bf16 autocast on GPUs,
-           torch.compile where asked) and harness.attacks.pgd (early exit off, so both sides do equal work).
+           torch.compile where asked) and harness.run.attacks.pgd (early exit off, so both sides do equal work).
 It prints images/s, harness/reference ratios, achieved FLOP/s against a bf16 (GPU) or fp32 (CPU) matmul
 peak measured in the same run, the paper profile's wall time projected from the measured rates, and, with
 --concurrency, whether several processes or lockstep seeds (torch.func.vmap) beat one process.
@@ -30,9 +30,9 @@ import os
 import time
 from pathlib import Path
 
-from .. import runtime
-from ..config import ConfigError
-from ..data import Sources, load, parse_binding
+from ..run import runtime
+from ..spec.config import ConfigError
+from ..run.data import Sources, load, parse_binding
 from .concurrency import concurrency, synthetic
 from .measure import COMPILE_GAINS, SIZES, SPECS, bench_model, matmul_peak
 from .suite import SUITE_SIZES, suite_projection, suite_table

@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 
-from .. import runtime, train
-from ..config import AttackConfig, Recipe, RunConfig, Variant
-from ..data import Dataset, augment
+from ..run import runtime, train
+from ..spec.config import AttackConfig, Recipe, RunConfig, Variant
+from ..run.data import Dataset, augment
 
 PROCESSES = (1, 3)  # as `pytest -n 3`
 LOCKSTEP_SEEDS = 3

@@ -8,16 +8,16 @@ from typing import Callable
 
 import torch
 
-from .. import attacks, models
-from ..config import ADAMW_VIT, SGD_RESNET, Recipe
-from ..data import Dataset
+from ..run import attacks, models
+from ..spec.config import ADAMW_VIT, SGD_RESNET, Recipe
+from ..run.data import Dataset
 from . import reference
 from .concurrency import harness_trainer, sync
 
 
 @dataclass(frozen=True)
 class Spec:
-    model: str  # name in harness.models.MODELS
+    model: str  # name in harness.run.models.MODELS
     input_size: int | None  # side the pipeline resizes to; None keeps the data's 32 px
     recipe: Recipe
 

@@ -2,7 +2,7 @@
 
 A torchvision-datasets-style Dataset over uint8 arrays, per-image CPU transforms in DataLoader workers,
 fp32 throughout, the optimizer built the textbook way, and PGD from torchattacks. The network is the
-same timm model as the harness's (harness.models.create), so the two sides differ only in the pipeline.
+same timm model as the harness's (harness.run.models.create), so the two sides differ only in the pipeline.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from ..config import Recipe
+from ..spec.config import Recipe
 
 
 class ArrayDataset(torch.utils.data.Dataset):
@@ -86,7 +86,7 @@ def attacked_model(net: nn.Module, mean, std, size: int | None) -> nn.Module:
 def time_pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int, step_size: float,
              batch: int, device: torch.device) -> float | None:
     """Seconds for torchattacks.PGD (random start) on x (CPU, [0, 1]), moved to `device` batch by batch,
-    with the clean and final predictions the robust accuracy needs (as harness.attacks.pgd does);
+    with the clean and final predictions the robust accuracy needs (as harness.run.attacks.pgd does);
     None when torchattacks is not installed."""
     try:
         import torchattacks

@@ -1,8 +1,8 @@
 """`python -m harness.bench --suite`: the suite's own epochs, timed, and the paper profile projected from them.
 
-The hypotheses' paper-profile runs (harness.plan) fall into a few kinds that cost alike: the same model,
+The hypotheses' paper-profile runs (harness.spec.plan) fall into a few kinds that cost alike: the same model,
 input size, batch, attack modes, restarts and radii. For each kind this trains one real run with
-harness.train.run, the code the suite runs, for a few epochs, and reads the run's own per-epoch records:
+harness.run.train.run, the code the suite runs, for a few epochs, and reads the run's own per-epoch records:
 `train_seconds` (the epoch's steps) and `seconds - train_seconds` (its evaluation: PGD at every radius
 and mode, early exit as the suite runs it). The last epoch counts (the first pays for compilation and
 autotuning). Training is scaled to CIFAR's 50,000 images and evaluation to the paper's evaluation images;
@@ -10,11 +10,11 @@ the full size measures exactly those, the small size (the CPU's) fewer, at most 
 Training compiles what the suite compiles by default (`--compile auto`).
 
 Evaluation time depends on how robust the measured epochs are: a model that is fooled early stops being
-attacked early (harness.attacks). A few epochs from scratch are less robust than the paper's later ones,
+attacked early (harness.run.attacks). A few epochs from scratch are less robust than the paper's later ones,
 so the evaluation share is a lower bound; the training share is not.
 
 The run's epochs attack with the suite's default shapes (`exact`). Each kind's last evaluation is then
-repeated on the final weights once per attack-shape policy (harness.attacks.ATTACK_SHAPES), the second of
+repeated on the final weights once per attack-shape policy (harness.run.attacks.ATTACK_SHAPES), the second of
 two calls timed (the first tunes the shapes), with the accuracies each found: the evidence for choosing
 `--attack-shapes` on a device.
 """
@@ -26,9 +26,10 @@ from dataclasses import dataclass
 
 import torch
 
-from .. import attacks, config, train
-from ..data import Dataset
-from ..settings import OPTIONS
+from ..run import attacks, train
+from ..spec import config
+from ..run.data import Dataset
+from ..plugin.settings import OPTIONS
 from .measure import best_seconds
 from .workload import TRAIN_IMAGES, paper_runs
 

@@ -20,7 +20,7 @@ HYPOTHESES = Path(__file__).resolve().parents[2] / "hypotheses"
 class Work:
     """One part of the paper profile: `runs` runs of `epochs` epochs; each epoch trains on TRAIN_IMAGES and
     attacks EVAL_IMAGES with PGD-EVAL_STEPS at `eps` radii x `modes` attack modes, of which `masked` craft
-    through rounding's zero gradient (`exact`) and so stop after one step (harness.attacks.craft)."""
+    through rounding's zero gradient (`exact`) and so stop after one step (harness.run.attacks.craft)."""
     part: str
     model: str  # key in harness.bench.measure.SPECS
     runs: int
@@ -33,7 +33,7 @@ class Work:
 def paper_runs(folder: Path = HYPOTHESES, precision: str = "bf16") -> dict[str, dict]:
     """hypothesis module -> {run key: RunConfig} of every run it plans under the paper profile, on every
     dataset of its claim (a run two hypotheses share through the cache is in both)."""
-    from .. import config, plan
+    from ..spec import config, plan
     out = {}
     for path in sorted(Path(folder).glob("test_*.py")):
         spec = importlib.util.spec_from_file_location(f"paper_{path.stem}", path)
@@ -51,8 +51,8 @@ def paper_runs(folder: Path = HYPOTHESES, precision: str = "bf16") -> dict[str, 
 def paper_workload(folder: Path = HYPOTHESES) -> tuple[Work, ...]:
     """The distinct runs the hypotheses in `folder` plan under the paper profile (a run two claims share
     through the cache counts once), grouped by what they cost. Attack effort counts restarts: an arm
-    without rounding gets as many as its claim's rounding arms have gradient modes (harness.plan)."""
-    from .. import budget
+    without rounding gets as many as its claim's rounding arms have gradient modes (harness.spec.plan)."""
+    from ..spec import budget
     from .measure import SPECS
     spec_of = {(s.model, s.input_size or 32): name for name, s in SPECS.items()}
     runs: dict[str, tuple] = {}

@@ -30,8 +30,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .. import store
-from ..config import ConfigError
+from ..cache import store
+from ..spec.config import ConfigError
 from . import folders, session, steps
 from .faults import Audit, finished_and_identical, on_disk, table
 from .worker import clean_run, work

@@ -7,7 +7,7 @@ import json
 import random
 from pathlib import Path
 
-from .. import store
+from ..cache import store
 from .worker import numbers, weights_digest
 
 FINISHED = ("result.json", "final.pt")

@@ -27,7 +27,7 @@ def export_subset(ds, folder: Path, n_train: int = 64, n_test: int = 32) -> Path
 def export_sample(binding: str, cache_dir: Path, folder: Path, n_train: int = 64, n_test: int = 32) -> Path:
     """A seeded sample (not the first images: a zip sorted by class would give one class) of the dataset
     bound by `binding` (NAME=PATH), exported to `folder`; decoded once into `cache_dir`. Kept if present."""
-    from .. import data
+    from ..run import data
     if (folder / "test").exists():
         return folder
     name, _ = data.parse_binding(binding)

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from .. import results
+from ..spec import results
 from . import folders
 from .worker import ROOT
 

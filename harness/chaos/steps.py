@@ -13,7 +13,8 @@ from pathlib import Path
 
 import torch
 
-from .. import data, store
+from ..run import data
+from ..cache import store
 from . import folders
 from .faults import corrupt
 from .worker import Worker

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from .. import store
-from ..cache import RunCache
+from ..cache import store
+from ..cache.runs import RunCache
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository: workers run there, so `harness` is this one
 
@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]  # the repository: workers run there,
 def small_profile(seeds: tuple[int, ...], epochs: int):
     """The smallest size that still trains and attacks for real: 64 training images (2 steps of 32 per
     epoch), PGD (1 step, eps 8/255) on 32 test images after each epoch. The tests train at it too."""
-    from ..config import AttackConfig, Profile
+    from ..spec.config import AttackConfig, Profile
     return Profile(name="chaos", seeds=seeds, epochs=epochs, train_subset=64,
                    attack=AttackConfig(eps=(8.0,), steps=1, n_eval=32), max_input_size=None,
                    decides=False, substitute_data=False)
@@ -33,7 +33,7 @@ def small_profile(seeds: tuple[int, ...], epochs: int):
 
 def small_runs(executor, claim, profile, dataset: str) -> dict[str, list[dict]]:
     """arm -> run dicts of `claim` on `dataset` at `profile`, in fp32, through `executor` (the cache)."""
-    from .. import plan
+    from ..spec import plan
     return executor.runs(plan.run_configs(plan.Plan(claim, profile, (dataset,), claim.eps), dataset, "fp32"))
 
 
@@ -41,9 +41,9 @@ def run_small(cache: RunCache, sources, seeds: tuple[int, ...], epochs: int, dev
               log) -> list[dict]:
     """The one place chaos gets runs: ResNet18 (batches of 32) once per seed on the first dataset of
     `sources`, at `small_profile`'s size, through a LocalExecutor on `cache`. Returns the run dicts."""
-    from .. import runtime
-    from ..config import Claim, Recipe, Variant
-    from ..execute import LocalExecutor
+    from ..run import runtime
+    from ..spec.config import Claim, Recipe, Variant
+    from ..executors.local import LocalExecutor
     dataset = sources.bindings[0][0]
     claim = Claim(statement="chaos", better="resnet18", worse="resnet18", datasets=(dataset,), epochs=1,
                   variants={"resnet18": Variant("resnet18", "baseline", Recipe(batch_size=32))},
@@ -54,7 +54,7 @@ def run_small(cache: RunCache, sources, seeds: tuple[int, ...], epochs: int, dev
 
 
 def work(args) -> int:
-    from .. import data, runtime
+    from ..run import data, runtime
     torch.set_num_threads(1)  # the same float reduction order in every process
     runtime.set_deterministic(args.deterministic)
     if args.disk_full_after is not None:

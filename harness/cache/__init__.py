@@ -1,0 +1,1 @@
+"""The content-addressed run cache (runs) and the atomic, checksummed files under it (store)."""

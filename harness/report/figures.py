@@ -1,0 +1,250 @@
+"""The report's figures: matplotlib (Agg) -> PNG bytes. One figure per case, one per case's diagnostics.
+
+Inputs: a harness.spec.case.Case and, per variant, its runs as the plain dicts of results.json.
+Runs that failed or have no records are left out of every plot; a panel with nothing to show says so.
+"""
+from __future__ import annotations
+
+import functools
+import io
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: the report is rendered in pytest's controller and in CI
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
+
+from ..judge import stats  # noqa: E402
+from ..spec.config import STRONGEST  # noqa: E402
+
+DPI = 80
+MODE_STYLES = {STRONGEST: "-", "off": "--", "bpda": ":", "exact": "-.", "pgd": (0, (1, 3))}
+
+
+def colors(variants) -> dict[str, str]:
+    """One colour per variant, stable within a case (the better arm first)."""
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    return {v: cycle[i % len(cycle)] for i, v in enumerate(variants)}
+
+
+def finished(runs: list[dict]) -> list[dict]:
+    return [r for r in runs if r.get("status") == "done" and r.get("records")]
+
+
+def series(run: dict, ek: str, mode: str) -> tuple[list, list, list]:
+    """(epochs, clean, adv) of one run at eps key `ek` under attack `mode`; records lacking it are skipped."""
+    rows = [(r["epoch"], r["clean"], r["adv"][ek][mode]) for r in run["records"]
+            if isinstance(r.get("adv"), dict) and mode in r["adv"].get(ek, {})]
+    return tuple(list(col) for col in zip(*rows)) if rows else ([], [], [])
+
+
+def modes(runs: list[dict], ek: str) -> list[str]:
+    """The attack modes worth a line: the strongest, plus each mode when there are several (with one,
+    e.g. plain `pgd`, it equals the strongest)."""
+    found = []
+    for r in runs:
+        for rec in r["records"]:
+            for m in rec.get("adv", {}).get(ek, {}):
+                if m not in found:
+                    found.append(m)
+    others = [m for m in found if m != STRONGEST]
+    return [STRONGEST] + (others if len(others) > 1 else [])
+
+
+def epoch_means(runs: list[dict], ek: str, mode: str) -> tuple[list, list, list]:
+    """Per-epoch means across seeds: (epochs, mean clean, mean adv), each epoch over the seeds that have it."""
+    by_epoch: dict[int, list] = {}
+    for r in runs:
+        for e, c, a in zip(*series(r, ek, mode)):
+            by_epoch.setdefault(e, []).append((c, a))
+    epochs = sorted(by_epoch)
+    return (epochs, [float(np.mean([p[0] for p in by_epoch[e]])) for e in epochs],
+            [float(np.mean([p[1] for p in by_epoch[e]])) for e in epochs])
+
+
+def plain_text(draw):
+    """Names come from results.json: draw them as text, so a `$` in a variant name is not parsed as TeX
+    (unbalanced TeX would raise and lose the whole report)."""
+    @functools.wraps(draw)
+    def wrapper(*args, **kwargs):
+        with plt.rc_context({"text.parse_math": False}):
+            return draw(*args, **kwargs)
+    return wrapper
+
+
+@plain_text
+def case_figure(case, runs: dict[str, list[dict]], ek: str) -> bytes:
+    """Tradeoff, clean and adversarial accuracy per epoch, and the per-seed scores of one case."""
+    fig = plt.figure(figsize=(14, 7))
+    grid = fig.add_gridspec(2, 12, hspace=0.4, wspace=1.8, left=0.05, right=0.99, top=0.95, bottom=0.06)
+    col = colors(runs)
+    done = {v: finished(rs) for v, rs in runs.items()}
+    _tradeoff(fig.add_subplot(grid[0, 0:4]), done, ek, col)
+    _clean_by_epoch(fig.add_subplot(grid[0, 4:8]), done, col)
+    _adv_by_epoch(fig.add_subplot(grid[0, 8:12]), done, ek, col)
+    for i, name in enumerate(stats.SCORES):
+        _strip(fig.add_subplot(grid[1, 3 * i:3 * i + 3]), case, name, col)
+    return _png(fig)
+
+
+def _tradeoff(ax, done, ek, col) -> None:
+    for v, rs in done.items():
+        for r in rs:
+            _, clean, adv = series(r, ek, STRONGEST)
+            ax.scatter(clean, adv, s=14, color=col[v], alpha=0.45, linewidths=0)
+        _, clean, adv = epoch_means(rs, ek, STRONGEST)
+        ax.plot(clean, adv, "-o", ms=3, color=col[v], label=f"{v} (mean per epoch)")
+    _finish(ax, "tradeoff: one dot per epoch per seed", "clean accuracy", f"adv accuracy ({STRONGEST})", done)
+
+
+def _clean_by_epoch(ax, done, col) -> None:
+    for v, rs in done.items():
+        for r in rs:
+            ax.plot([x["epoch"] for x in r["records"]], [x["clean"] for x in r["records"]], color=col[v],
+                    alpha=0.25, lw=1)
+        epochs = sorted({x["epoch"] for r in rs for x in r["records"]})
+        means = [np.mean([x["clean"] for r in rs for x in r["records"] if x["epoch"] == e]) for e in epochs]
+        ax.plot(epochs, means, "-o", ms=3, color=col[v], label=v)
+    _finish(ax, "clean accuracy (thin: seeds)", "epoch", "clean accuracy", done)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _adv_by_epoch(ax, done, ek, col) -> None:
+    for v, rs in done.items():
+        for m in modes(rs, ek):
+            epochs, _, adv = epoch_means(rs, ek, m)
+            ax.plot(epochs, adv, linestyle=MODE_STYLES.get(m, "-"), marker="o", ms=2.5, color=col[v],
+                    label=f"{v} {m}")
+    _finish(ax, f"adv accuracy at eps {ek}/255, mean over seeds", "epoch", "adv accuracy", done)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _strip(ax, case, name: str, col) -> None:
+    scores = case.scores
+    shown = False
+    for i, v in enumerate(scores):
+        vals = [x for x in scores[v].get(name, []) if isinstance(x, (int, float)) and math.isfinite(x)]
+        if not vals:
+            continue
+        shown = True
+        jitter = np.linspace(-0.12, 0.12, len(vals)) if len(vals) > 1 else [0.0]
+        ax.scatter(np.full(len(vals), i) + jitter, vals, s=18, color=col.get(v, "grey"), zorder=3)
+        ax.hlines(np.mean(vals), i - 0.25, i + 0.25, color=col.get(v, "grey"), lw=2)
+    ax.set_xticks(range(len(scores)), list(scores), fontsize=8)
+    ax.set_xlim(-0.6, len(scores) - 0.4)
+    primary = name == case.primary
+    ax.set_title(name + (" (primary)" if primary else ""), fontsize=9, fontweight="bold" if primary else None)
+    if primary:
+        ax.set_facecolor("#fff6d5")
+    if not shown:
+        ax.text(0.5, 0.5, "no finite scores", ha="center", va="center", transform=ax.transAxes, color="grey")
+    ax.tick_params(labelsize=7)
+    ax.grid(axis="y", alpha=0.3)
+
+
+@plain_text
+def along_eps_figure(case) -> bytes:
+    """The effect (better - worse, primary score) and its 95% CI at every eps, the deciding eps marked."""
+    fig, ax = plt.subplots(figsize=(5, 2.6))
+    pts = [p for p in case.along_eps if math.isfinite(p["effect"])]
+    eps = [p["eps"] for p in pts]
+    ax.errorbar(eps, [p["effect"] for p in pts], color="#333", marker="o", capsize=3,
+                yerr=[[p["effect"] - p["ci"][0] for p in pts], [p["ci"][1] - p["effect"] for p in pts]])
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.axvline(case.deciding_eps, color="#c77c00", ls="--", lw=1, label=f"deciding eps {case.deciding_eps:g}/255")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(eps, [f"{e:g}" for e in eps])
+    _finish(ax, f"{case.better} − {case.worse} along eps", "eps (1/255)", f"effect on {case.primary}", {"": pts})
+    ax.legend(fontsize=7)
+    return _png(fig)
+
+
+@plain_text
+def diagnostics_figure(finals: list[tuple[str, str, dict]]) -> bytes | None:
+    """PGD steps curve and eps curve of each run's final checkpoint; finals: (variant, run label, final).
+    None when no run has either curve."""
+    curves = [(v, label, f.get("steps_curve"), f.get("eps_curve")) for v, label, f in finals]
+    if not any(s or e for _, _, s, e in curves):
+        return None
+    fig, (ax_steps, ax_eps) = plt.subplots(1, 2, figsize=(10, 3.4))
+    col = colors(dict.fromkeys(v for v, *_ in curves))
+    for v, label, steps, eps in curves:
+        if steps:
+            for name, acc in _lines(steps.get("acc")):
+                ax_steps.plot(steps.get("steps", []), acc, "-o", ms=3, color=col[v], label=f"{label} {name}".strip())
+        if eps:
+            for name, acc in _lines(eps.get("acc")):
+                ax_eps.plot(eps.get("eps", []), acc, "-o", ms=3, color=col[v], label=f"{label} {name}".strip())
+    ax_steps.set(title="PGD steps: accuracy must not rise", xlabel="steps", ylabel="adv accuracy")
+    ax_eps.set(title="eps: accuracy must fall to ~0", xlabel="eps (1/255)", ylabel="adv accuracy", xscale="symlog")
+    ax_steps.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax_eps.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # plain numbers, not mathtext
+    for ax in (ax_steps, ax_eps):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _lines(acc) -> list[tuple[str, list]]:
+    """A curve's accuracies: a list, or a dict of lists per attack mode."""
+    if isinstance(acc, dict):
+        return [(str(k), v) for k, v in acc.items() if isinstance(v, list)]
+    return [("", acc)] if isinstance(acc, list) else []
+
+
+def _finish(ax, title, xlabel, ylabel, done) -> None:
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    ax.title.set_fontsize(9)
+    ax.grid(alpha=0.3)
+    if any(done.values()):
+        ax.legend(fontsize=7)
+    else:
+        ax.text(0.5, 0.5, "no finished runs", ha="center", va="center", transform=ax.transAxes, color="grey")
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})  # no version stamp: stable bytes
+    plt.close(fig)
+    return buf.getvalue()
+
+
+@plain_text
+def dose_figure(case) -> bytes:
+    """A trend case (Case.kind "trend"): its primary score and its final clean accuracy against the dose,
+    one dot per seed, the level means joined, and the fitted slope dashed through the means' centre."""
+    tr = case.trend
+    names, levels = tr.get("names", []), tr.get("levels", [])
+    cost = tr.get("clean_cost", {})
+    panels = [(f"{case.primary} ({case.attack} attack, eps {case.eps:g}/255)",
+               [case.scores.get(n, {}).get(case.primary, []) for n in names], tr),
+              ("final clean accuracy (the clean cost)", [cost.get("values", {}).get(n, []) for n in names], cost)]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, (title, per_level, fit) in zip(axes, panels):
+        shown = False
+        for x, ys in zip(levels, per_level):
+            ys = [y for y in ys if isinstance(y, (int, float)) and math.isfinite(y)]
+            if ys:
+                shown = True
+                ax.scatter(np.full(len(ys), x) + np.linspace(-0.08, 0.08, len(ys)), ys, s=16, color="C0",
+                           alpha=0.6, linewidths=0, zorder=3)
+        means = [m for m in fit.get("means", []) if isinstance(m, (int, float))]
+        if shown and len(means) == len(levels):
+            ax.plot(levels, means, "-o", ms=4, color="C0", label="mean per level")
+            slope = fit.get("slope")
+            if isinstance(slope, (int, float)) and math.isfinite(slope):
+                centre_x, centre_y = float(np.mean(levels)), float(np.nanmean(means))
+                line = [centre_y + slope * (x - centre_x) for x in levels]
+                ax.plot(levels, line, "--", color="C3", label=f"trend: {slope:+.3g} per {tr.get('unit', '')}")
+            ax.legend(fontsize=7)
+        else:
+            ax.text(0.5, 0.5, "no finished runs", ha="center", va="center", transform=ax.transAxes, color="grey")
+        ax.set_xticks(levels, [f"{x:g}" for x in levels])
+        ax.set(title=title, xlabel=tr.get("unit", "dose"))
+        ax.title.set_fontsize(9)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _png(fig)

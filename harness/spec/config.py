@@ -1,0 +1,332 @@
+"""Every setting in one place: frozen dataclasses, the profiles, and the cache key.
+
+Units are stated beside each field. Nothing here does I/O.
+
+A little over 300 lines on purpose: one settings table, as airbench keeps its own; splitting it would
+scatter the units and the evidence beside each default.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+ROUNDING_MODES = ("off", "bpda", "exact")  # how a rounding pipeline behaves while PGD crafts
+NO_ROUNDING = "pgd"  # the single attack of a pipeline that does not round
+STRONGEST = "strongest"  # per-example worst case over the attacks of one epoch
+
+
+class ConfigError(ValueError):
+    """Bad input from the user: the message names the value and the fix."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a model is trained. Defaults are common from-scratch CIFAR recipes (the post says only
+    'standardly trained')."""
+    optimizer: str = "sgd"  # "sgd" (momentum 0.9, nesterov) or "adamw"
+    lr: float = 0.2  # peak learning rate, reached after warmup
+    weight_decay: float = 5e-4
+    batch_size: int = 512  # images per step
+    warmup_epochs: float = 1.0  # linear warmup, then cosine decay to 0
+    label_smoothing: float = 0.0
+    crop_padding: int = 4  # random crop: zero-pad by this many pixels, crop back; plus h-flip
+
+
+SGD_RESNET = Recipe()
+ADAMW_VIT = Recipe(optimizer="adamw", lr=1e-3, weight_decay=0.05, batch_size=512, warmup_epochs=2.0)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One arm of a hypothesis: a model, an input pipeline and a training recipe.
+
+    Keyword arguments go to the model's and the pipeline's constructors, as timm's `create_model` takes
+    them: `Variant("resnet18", "baseline", model_kwargs={"pooling": "avg"})`."""
+    model: str  # name in harness.run.models' registry
+    pipeline: str  # name in harness.run.pipelines' registry
+    recipe: Recipe = SGD_RESNET
+    model_kwargs: dict = field(default_factory=dict)  # e.g. {"pooling": "avg"}, {"act_layer": "relu"}
+    pipeline_kwargs: dict = field(default_factory=dict)  # e.g. {"bits": 4}
+    input_size: int | None = None  # side in pixels the pipeline resizes to; None keeps the data's
+    seed_offset: int = 0  # added to every profile seed (a control arm uses seeds disjoint from its twin)
+
+    @property
+    def name(self) -> str:
+        """model[k=v]/pipeline[k=v]: what the run labels and log lines show."""
+        def part(name, kwargs):
+            return name + ("[" + ",".join(f"{k}={v}" for k, v in sorted(kwargs.items())) + "]" if kwargs else "")
+        return f"{part(self.model, self.model_kwargs)}/{part(self.pipeline, self.pipeline_kwargs)}"
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """What the source claimed, as the report sets it beside what was measured."""
+    direction: str  # "better" (the claim's better arm wins), "equivalent", or "increasing"/"decreasing"
+    source: str  # where: "research post, Figure 1"
+    size: float | None = None  # the effect on the claim's score the source reports or implies; None if none
+
+
+@dataclass(frozen=True)
+class Known:
+    """The verdict a claim is known to have, and the evidence: a case with this verdict is an expected
+    outcome (an xfail for a contradiction); a different verdict fails, naming both."""
+    verdict: str
+    evidence: str  # date, card, profile, data: "2026-11-26, H100, paper profile, cifar10-jpeg75"
+    profile: str = "paper"  # the profile the record holds for; other profiles judge as usual
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a hypothesis module asserts, at the scale of the published protocol."""
+    statement: str  # one sentence, as the report shows it
+    better: str  # name of the variant claimed to have the better tradeoff
+    worse: str
+    variants: dict  # name -> Variant
+    datasets: tuple[str, ...]
+    epochs: int  # the published epoch count (a profile may shorten it)
+    eps: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)  # radii in 1/255 units, one test case each
+    deciding_eps: float = 1.0  # the case per dataset that decides (Holm across datasets); others report
+    modes: tuple[str, ...] = (NO_ROUNDING,)  # rounding modes to attack with (rounding pipelines only)
+    expect: str = "better"  # "better"; "equivalent" (needs equivalent_within); "null": a control that must
+    #                         come out not significant
+    score: str = "dominated_area"  # the per-seed score that decides (harness.judge.stats.SCORES)
+    factor: str | None = None  # the setting the arms differ in, e.g. "pipeline" or "model_kwargs.pooling"
+    intended: dict = field(default_factory=dict)  # other settings the arms differ in on purpose -> why
+    equivalent_within: float | None = None  # a margin in the score's units: equivalence is tested (TOST)
+    claimed: Claimed | None = None
+    known: Known | None = None
+    decides: bool = True  # False: a report; its verdict is computed and shown, and its test always skips
+
+    def __post_init__(self):
+        for name in (self.better, self.worse):
+            if name not in self.variants:
+                raise ConfigError(f"claim names variant {name!r}, but the variants are {sorted(self.variants)}")
+        if self.expect not in ("better", "equivalent", "null"):
+            raise ConfigError(f"expect={self.expect!r}: use 'better', 'equivalent' or 'null'")
+        if self.expect == "equivalent" and not self.equivalent_within:
+            raise ConfigError("expect='equivalent' needs a margin: equivalent_within=0.02 (in the score's units)")
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    """PGD, L-inf, random start, evaluated after every epoch on a fixed test subset."""
+    eps: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)  # radii, in 1/255 units (a claim's eps replace these)
+    steps: int = 10  # PGD iterations
+    step_ratio: float = 0.25  # step size = eps * step_ratio (eps/4)
+    restarts: int = 1  # random restarts; the worst case per example is kept
+    modes: tuple[str, ...] = (NO_ROUNDING,)  # rounding modes while crafting (rounding pipelines only)
+    n_eval: int = 1000  # images of the fixed test subset (clean and adversarial accuracy)
+    eval_seed: int = 0  # which fixed subset, and the attacks' random starts
+
+
+@dataclass(frozen=True)
+class FinalEvalConfig:
+    """Stronger attacks and gradient-masking diagnostics on each run's final checkpoint, at the claim's
+    deciding eps (see harness.run.diagnostics)."""
+    n_eval: int = 1000  # images: the first n of the per-epoch evaluation subset
+    apgd_steps: int = 100  # APGD-CE and APGD-DLR iterations (Croce & Hein 2020 use 100)
+    apgd_dlr: bool = True  # APGD with the DLR (margin) loss too: APGD-CE's cost; catches cross-entropy saturation
+    square_queries: int = 1000  # Square attack queries (gradient-free)
+    steps_curve: tuple[int, ...] = (1, 2, 5, 10, 20, 50)  # PGD steps: accuracy must not rise along these
+    eps_curve: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 255)  # 1/255 units: must fall to ~0 at 255
+    tolerance: float = 0.02  # accuracy slack of every check (a few examples of noise)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One training run: everything that changes its numbers, and nothing else."""
+    dataset: str  # logical name (cifar10, cifar100, fashion-mnist, or a --data-source name)
+    variant: Variant
+    seed: int
+    epochs: int
+    train_subset: int | None  # first N images of a fixed shuffle of the training set; None = all
+    attack: AttackConfig
+    precision: str  # "bf16" (autocast) or "fp32"; resolved from the device before the key is made
+
+    @property
+    def label(self) -> str:
+        return f"{self.variant.name}/{self.dataset}/s{self.seed}"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def derive_seed(seed: int, purpose: str, *parts) -> int:
+    """Every random stream of a run, from its seed and what the stream is for ("init", "order" with the
+    epoch, "attack" with the epoch): a 63-bit seed, so streams of one run never coincide.
+
+    Training streams also take the arm's identity (`arm_identity`): two arms with the same seed are then
+    independent draws, as Welch's test across seeds assumes; without it, arms differing in one setting
+    started from the same weights and saw the same data order, correlating their scores seed by seed.
+    Evaluation streams (the test subset, attack starts) are shared by every arm: the same images and noise."""
+    blob = json.dumps([seed, purpose, *parts], sort_keys=True, default=str)
+    return int.from_bytes(hashlib.sha256(blob.encode()).digest()[:8], "big") >> 1
+
+
+def arm_identity(v: Variant) -> str:
+    """What makes an arm this arm: its model, pipeline, their keyword arguments and its recipe (not the
+    input-size cap or the seed offset a profile or claim applies). Identical variants share runs."""
+    d = dataclasses.asdict(v)
+    d.pop("seed_offset")
+    return json.dumps(d, sort_keys=True)
+
+
+def key(cfg: RunConfig, data_fingerprint: str, code_version: str) -> str:
+    """Content address of a run: its config, the exact data and the code that computes the numbers."""
+    blob = json.dumps({"cfg": cfg.to_dict(), "data": data_fingerprint, "code": code_version},
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How big an experiment is. `paper` is the published protocol; `smoke` exercises every code path
+    on two CPU cores in minutes and decides nothing."""
+    name: str
+    seeds: tuple[int, ...]
+    epochs: int | None  # None: each hypothesis's published epoch count
+    train_subset: int | None  # None: the whole training set
+    attack: AttackConfig
+    max_input_size: int | None  # cap on a variant's resize target (ViT at 224 is not CPU-sized)
+    decides: bool  # False: compute and record everything, but report the claim as not decided
+    substitute_data: bool  # True: use the first dataset that can be reached when one is missing
+    final_eval: FinalEvalConfig | None = None  # APGD and masking diagnostics on the final checkpoint
+    max_batch_size: int | None = None  # cap on a recipe's batch: a small subset still gets several steps
+    lr_scale: float = 1.0  # multiplies every recipe's peak lr (a recipe's lr is set for its full batch)
+    warmup_epochs: float | None = None  # replaces every recipe's warmup; None keeps it
+
+    def recipe(self, r: Recipe) -> Recipe:
+        """`r` as this profile trains it: batch capped (never raised), peak lr scaled, warmup replaced."""
+        return dataclasses.replace(
+            r, batch_size=min(r.batch_size, self.max_batch_size or r.batch_size), lr=r.lr * self.lr_scale,
+            warmup_epochs=r.warmup_epochs if self.warmup_epochs is None else self.warmup_epochs)
+
+
+PROFILES = {
+    # Smoke trains 2 epochs of 1024 images per run. At the recipes' batch 512 / lr set for it, ResNet18's SGD
+    # diverged (loss 2.8 -> 3.9 on CIFAR-10); at batch 32, lr x0.15 and a quarter epoch of warmup both models
+    # learn (README, "Profiles", has the numbers). ViT-tiny at 32 px (4 patches of 16) learns faster than at 48.
+    "smoke": Profile(
+        name="smoke", seeds=(0, 1), epochs=2, train_subset=1024,
+        attack=AttackConfig(steps=2, n_eval=128), max_input_size=32,
+        decides=False, substitute_data=True, max_batch_size=32, lr_scale=0.15, warmup_epochs=0.25,
+        # tolerance 3 of 64 examples: 0.02 would be about one example, below the noise of so few
+        final_eval=FinalEvalConfig(n_eval=64, apgd_steps=5, square_queries=20, steps_curve=(1, 2, 4),
+                                   eps_curve=(1, 8, 64, 255), tolerance=0.05)),
+    "paper": Profile(
+        name="paper", seeds=(0, 1, 2), epochs=None, train_subset=None,
+        attack=AttackConfig(steps=10, n_eval=1000), max_input_size=None,
+        decides=True, substitute_data=False,
+        final_eval=FinalEvalConfig(n_eval=500, steps_curve=(1, 5, 10, 20),
+                                   eps_curve=(1, 4, 16, 64, 255))),
+}
+# The paper protocol with 6 seeds per arm, for claims 3 seeds leave underpowered: the exact permutation test
+# can then reach p = 1/924, below Holm's threshold for two datasets (0.025), where 3 seeds reach only 0.05.
+PROFILES["confirm"] = dataclasses.replace(PROFILES["paper"], name="confirm", seeds=(0, 1, 2, 3, 4, 5))
+
+
+def get_profile(name: str) -> Profile:
+    if name not in PROFILES:
+        raise ConfigError(f"unknown profile {name!r}: choose one of {', '.join(PROFILES)} "
+                          f"(--profile NAME, or the ADVHYP_PROFILE environment variable)")
+    return PROFILES[name]
+
+
+def check_eps(eps: tuple[float, ...]) -> tuple[float, ...]:
+    for e in eps:
+        if not 0 < e <= 255:
+            raise ConfigError(f"eps {e:g} is out of range: eps is in 1/255 units and must be in (0, 255], "
+                              f"e.g. --eps 1,2,4,8")
+    return tuple(float(e) for e in eps)
+
+
+def check_seeds(seeds: tuple[int, ...]) -> tuple[int, ...]:
+    if len(set(seeds)) != len(seeds):  # a repeated seed is the same run counted twice: false evidence
+        raise ConfigError(f"seeds {list(seeds)} repeat a seed: list each once, e.g. --seeds 0,1,2")
+    if len(seeds) < 2:
+        raise ConfigError(f"seeds {list(seeds)}: a comparison across seeds needs at least 2 distinct seeds "
+                          f"per variant, e.g. --seeds 0,1,2")
+    return tuple(seeds)
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Command-line overrides of the profile; recorded in the results."""
+    seeds: tuple[int, ...] | None = None
+    epochs: int | None = None
+    datasets: tuple[str, ...] | None = None
+    eps: tuple[float, ...] | None = None
+
+    def apply(self, profile: Profile) -> Profile:
+        """The profile with seeds and epochs overridden (eps and datasets are per claim: see Suite)."""
+        if self.eps is not None:
+            check_eps(self.eps)
+        if self.epochs is not None and self.epochs < 1:
+            raise ConfigError(f"epochs {self.epochs} must be at least 1, e.g. --epochs 2")
+        return dataclasses.replace(
+            profile,
+            seeds=check_seeds(self.seeds) if self.seeds is not None else profile.seeds,
+            epochs=self.epochs if self.epochs is not None else profile.epochs)
+
+    def as_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v
+                for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class TrendClaim:
+    """What a dose-response hypothesis asserts: the per-seed score moves one way along a dose (one arm per
+    level), decided by one linear trend test across the levels (harness.judge.inference.trend), not by pairwise
+    tests. The levels are arms named "<dose> <unit>" (`variants`), so the planner, the executors and the
+    cache treat them as a Claim's arms: a level whose Variant equals another hypothesis's arm shares its runs.
+    """
+    statement: str  # one sentence, as the report shows it
+    unit: str  # what the dose counts, e.g. "bits"
+    levels: dict  # dose (a number, in `unit`) -> Variant
+    datasets: tuple[str, ...]
+    epochs: int  # the published epoch count (a profile may shorten it)
+    expect: str = "decreasing"  # the claimed sign of the score's slope along the dose: increasing, decreasing
+    eps: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)  # radii in 1/255 units, one test case each
+    deciding_eps: float = 1.0  # the case per dataset that decides (Holm across datasets); others report
+    modes: tuple[str, ...] = (NO_ROUNDING,)  # rounding modes to attack with (rounding pipelines only)
+    score: str = "dominated_area"  # the per-seed score whose trend decides (harness.judge.stats.SCORES)
+    factor: str | None = None  # the setting the levels differ in, e.g. "pipeline_kwargs.bits"
+    claimed: Claimed | None = None
+    known: Known | None = None
+
+    def __post_init__(self):
+        doses = list(self.levels)
+        if len(doses) < 2 or any(isinstance(d, bool) or not isinstance(d, (int, float)) or d != d
+                                 or d in (float("inf"), float("-inf")) for d in doses):
+            raise ConfigError(f"levels {doses!r}: a trend needs at least 2 finite numeric doses, "
+                              f"e.g. levels={{8: Variant(...), 4: Variant(...)}}")
+        if self.expect not in ("increasing", "decreasing"):
+            raise ConfigError(f"expect={self.expect!r}: use 'increasing' or 'decreasing' (the score's claimed "
+                              f"direction as the dose grows)")
+
+    @property
+    def doses(self) -> tuple[float, ...]:
+        """The dose levels, ascending."""
+        return tuple(sorted(float(d) for d in self.levels))
+
+    def level_name(self, dose: float) -> str:
+        return f"{dose:g} {self.unit}"
+
+    @property
+    def variants(self) -> dict:
+        """level name -> Variant, ascending dose: the arms the planner makes runs for."""
+        return {self.level_name(float(d)): v for d, v in sorted(self.levels.items(), key=lambda kv: float(kv[0]))}
+
+    @property
+    def better(self) -> str:
+        """The level the claim expects to score highest (an end of the dose range)."""
+        return self.level_name(self.doses[-1] if self.expect == "increasing" else self.doses[0])
+
+    @property
+    def worse(self) -> str:
+        return self.level_name(self.doses[0] if self.expect == "increasing" else self.doses[-1])
+
+
+CLAIM_TYPES = (Claim, TrendClaim)  # what a hypothesis module's CLAIM may be
