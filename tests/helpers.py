@@ -13,7 +13,9 @@ from harness.run import runtime
 from harness.cache.runs import RunCache
 from harness.spec.case import Case, Evidence
 from harness.chaos.worker import small_profile, small_runs
-from harness.spec.config import Claim, Profile, Recipe, Variant
+from harness.spec.config import AttackConfig, Claim, Profile, Recipe, RunConfig, Variant, eps_key
+from harness.spec.records import EpochRecord, FinalChecks, Run
+from harness.spec.results import plain
 from harness.run.data import Sources
 from harness.executors.local import LocalExecutor
 
@@ -64,3 +66,26 @@ def sample_case(**changes) -> Case:
     if isinstance(changes.get("test"), dict):
         changes["test"] = dataclasses.replace(EVIDENCE, **changes["test"])
     return dataclasses.replace(DECIDING, **changes)
+
+
+# ---- runs built with the types ---------------------------------------------------------------------------
+TOY_CONFIG = RunConfig(dataset="toy", variant=Variant("resnet18", "baseline"), seed=0, epochs=2, train_subset=None,
+                       attack=AttackConfig(eps=(1.0,)), precision="fp32")
+NO_CHECKS = FinalChecks(finals={}, bests={}, transfer=[], masking_warnings=[])  # checks that ran, all passed
+
+
+def make_run(key: str, clean, adv, status: str = "done", eps: float = 1.0, config: RunConfig = TOY_CONFIG,
+             dataset_used: str = "toy", error: str | None = None, label: str | None = None) -> Run:
+    """A Run whose epochs have clean accuracies `clean` and, at `eps`, adversarial accuracies `adv`: a list
+    (one attack, `pgd`, which is then the strongest) or {attack: list} with "strongest" among them. A run
+    that is not done has no records and the error `error` (default "boom")."""
+    per_attack = adv if isinstance(adv, dict) else {"pgd": adv, "strongest": adv}
+    records = [EpochRecord(epoch=i + 1, clean=c, adv={eps_key(eps): {m: float(v[i]) for m, v in per_attack.items()}})
+               for i, c in enumerate(clean)]
+    return Run(key=key, status=status, label=label or key, config=config, records=records if status == "done" else [],
+               dataset_used=dataset_used, error=None if status == "done" else (error or "boom"))
+
+
+def run_dict(run: Run) -> dict:
+    """The run as results.json stores it."""
+    return plain(run.to_dict())

@@ -200,7 +200,7 @@ def test_bad_input_is_one_clear_line(case, tmp_path, tmpfs):
         assert out.count(message) == 1, out[-3000:]
     if case.run == "session":  # the session stopped at its first test, and its results say why
         doc = results.load(next((tmp_path / "reports").iterdir()))
-        assert doc["partial"] is True and message in doc["errors"][0]["message"]
+        assert doc.partial is True and message in doc.errors[0].message
 
 
 def test_docs_list_every_bad_input_with_its_message_and_exit_status():

@@ -173,7 +173,7 @@ def test_a_corrupt_checkpoint_or_result_is_recomputed_to_the_same_numbers(snapsh
         suite = _suite(root, tiny_images, log=trained.append)
         run, = suite.curves(CLAIM, "cifar10")["resnet18"]
         assert len(trained) == 2, f"{name}: expected both epochs retrained, got {trained}"
-        assert chaos.numbers(run["records"]) == chaos.numbers(finished["records"])
+        assert chaos.numbers(run.to_dict()["records"]) == chaos.numbers(finished["records"])
         assert any(name in w for w in suite.cache.warnings)
 
 
@@ -218,7 +218,7 @@ def test_results_json_is_validated_before_use(snapshots, tmp_path):
     folder = tmp_path / "report"
     doc = results.new({"profile": "smoke"})
     results.write(folder, doc)
-    assert results.load(folder)["schema"] == results.SCHEMA
+    assert results.load(folder).schema == results.SCHEMA
     broken = {"not JSON": "{\"schema\": \"advhyp-res", "schema": json.dumps({**doc, "schema": "other/9"}),
               "field type": json.dumps({**doc, "cases": {}}),
               "dangling run": json.dumps({**doc, "cases": [{"nodeid": "n", "module": "m", "statement": "s",

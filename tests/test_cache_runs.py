@@ -40,18 +40,18 @@ def test_failed_runs_are_reported_not_cached_do_not_stop_others_and_are_retried(
         "fine": Variant("resnet18", "baseline", Recipe(batch_size=32))})
     suite = _suite(tmp_path, tiny_images)
     runs = {name: r for name, (r,) in suite.curves(claim, "cifar10").items()}
-    assert runs["fine"]["status"] == "done" and suite.cache.lookup(runs["fine"]["key"]) is not None
-    assert runs["diverges"]["status"] == "failed" and "TrainingDiverged" in runs["diverges"]["error"]
-    assert "nan" in runs["diverges"]["error"]
-    assert runs["raises"]["status"] == "failed" and "no-such-optimizer" in runs["raises"]["error"]
-    failed = [runs["diverges"]["key"], runs["raises"]["key"]]
+    assert runs["fine"].status == "done" and suite.cache.lookup(runs["fine"].key) is not None
+    assert runs["diverges"].status == "failed" and "TrainingDiverged" in runs["diverges"].error
+    assert "nan" in runs["diverges"].error
+    assert runs["raises"].status == "failed" and "no-such-optimizer" in runs["raises"].error
+    failed = [runs["diverges"].key, runs["raises"].key]
     for k in failed:
         assert suite.cache.lookup(k) is None and not (tmp_path / "runs" / k / "result.json").exists()
         assert suite.cache.failure(k)["session"] == "night-1"
 
     same_night = []  # the same session asks again (another test case): not retried now
     again = _suite(tmp_path, tiny_images, log=same_night.append).curves(claim, "cifar10")
-    assert not same_night and again["diverges"][0]["status"] == "failed"
+    assert not same_night and again["diverges"][0].status == "failed"
 
     next_night = []
     _suite(tmp_path, tiny_images, session="night-2", log=next_night.append).curves(claim, "cifar10")
@@ -118,7 +118,8 @@ def test_the_code_version_is_read_once_per_process(tmp_path):
 
 # Harness modules the numeric code imports that cannot change a number, and why.
 NOT_NUMERIC = {"cache/store.py": "writes and reads bytes back unchanged (the data cache)",
-               "spec/registry.py": "maps names to constructors; the constructors' own modules are hashed"}
+               "spec/registry.py": "maps names to constructors; the constructors' own modules are hashed",
+               "spec/schema.py": "checks the types of JSON records; what it accepts passes through unchanged"}
 
 
 def imported_modules(name: str) -> list[str]:
@@ -157,8 +158,8 @@ def test_changing_one_pixel_of_the_dataset_misses_the_cache(tiny_images, tmp_pat
     pixels.flat[0] ^= 1
     Image.fromarray(pixels).save(path)
     second, = _suite(tmp_path / "cache", images, log=trained.append).curves(CLAIM, "cifar10")["resnet18"]
-    assert len(trained) == 2 and second["key"] != first["key"]
-    assert second["data_fingerprint"] != first["data_fingerprint"]
+    assert len(trained) == 2 and second.key != first.key
+    assert second.data_fingerprint != first.data_fingerprint
 
 
 # ---- 8. determinism ------------------------------------------------------------------------------------
@@ -167,7 +168,7 @@ def test_the_same_run_twice_gives_identical_numbers_and_weights_on_cpu(tiny_imag
     for name in ("a", "b"):
         suite = _suite(tmp_path / name, tiny_images, epochs=2)
         run, = suite.curves(CLAIM, "cifar10")["resnet18"]
-        outcomes.append((chaos.numbers(run["records"]), chaos.weights_digest(suite.cache.final_state(run["key"]))))
+        outcomes.append((chaos.numbers(run.to_dict()["records"]), chaos.weights_digest(suite.cache.final_state(run.key))))
     assert outcomes[0] == outcomes[1] and len(outcomes[0][0]) == 2
 
 

@@ -15,6 +15,8 @@ from harness.spec.config import (ADAMW_VIT, PROFILES, SGD_RESNET, AttackConfig, 
                             Recipe, RunConfig, Variant)
 from harness.chaos.worker import numbers
 from harness.executors.local import CollectExecutor, LocalExecutor
+from harness.spec.records import TrainedWith
+from helpers import NO_CHECKS, TOY_CONFIG, make_run
 
 TINY = dataclasses.replace(PROFILES["smoke"], seeds=(0, 1), epochs=1, train_subset=64,
                            attack=AttackConfig(eps=(1.0,), steps=1, n_eval=16), final_eval=None)
@@ -60,10 +62,11 @@ def test_a_finished_run_is_never_trained_twice(cache, sources, count_trainings, 
     second = ex.runs(configs(CLAIM, real_dataset_name))
     assert len(count_trainings) == 4  # all hits
     assert first == second  # identical numbers from the cache
-    assert all(r["status"] == "done" and len(r["records"]) == 1 for rs in first.values() for r in rs)
-    assert all(r["trained_with"] == {"compile": "off", "early_exit": True, "attack_shapes": "exact",
-                                     "deterministic": False, "session": "test"}
-               for rs in second.values() for r in rs)  # a cache hit says what it was trained under
+    assert all(r.status == "done" and len(r.records) == 1 for rs in first.values() for r in rs)
+    assert all(r.trained_with == TrainedWith(compile="off", early_exit=True, attack_shapes="exact", deterministic=False,
+                                             session="test", precision={"pipeline": "fp32", "first_layer":
+                                                                        "conv1 fp32 (no TF32)", "rest": "fp32"})
+               for rs in second.values() for r in rs)  # a cache hit says what it was trained under, and at what precision
 
 
 def test_a_changed_setting_misses_the_cache(cache, sources, count_trainings, real_dataset_name):
@@ -79,9 +82,9 @@ def test_collect_mode_trains_nothing_and_names_the_missing_runs(cache, sources, 
     count_trainings.clear()
     runs = executor(cache, sources, CollectExecutor).runs(configs(CLAIM, real_dataset_name))
     assert count_trainings == []
-    assert [r["status"] for r in runs["A"]] == ["done", "done"]
-    assert [r["status"] for r in runs["B"]] == ["missing", "missing"]
-    assert "collect mode trains nothing" in runs["B"][0]["error"]
+    assert [r.status for r in runs["A"]] == ["done", "done"]
+    assert [r.status for r in runs["B"]] == ["missing", "missing"]
+    assert "collect mode trains nothing" in runs["B"][0].error
     p = plan.Plan(CLAIM, TINY, (real_dataset_name,), (1.0,))
     case = verdict.judge(p, real_dataset_name, 1.0, {real_dataset_name: runs}, None, 0.05)
     assert case.outcome == "failed" and len(case.failed_runs) == 2 and "missing" in case.failed_runs[0]
@@ -92,11 +95,11 @@ def test_a_diverging_run_is_reported_failed_not_cached_and_others_finish(cache, 
     diverging = Variant("resnet18", "baseline", Recipe(lr=1e30, batch_size=32))  # overflows fp32 after a step
     exploding = dataclasses.replace(CLAIM, variants={**CLAIM.variants, "B": diverging}, factor="recipe")
     runs = executor(cache, sources).runs(configs(exploding, real_dataset_name))
-    assert [r["status"] for r in runs["A"]] == ["done", "done"]
-    assert [r["status"] for r in runs["B"]] == ["failed", "failed"]
-    assert "loss became" in runs["B"][0]["error"] and "lower the learning rate" in runs["B"][0]["error"]
-    assert cache.lookup(runs["B"][0]["key"]) is None  # nothing finished is published
-    assert cache.lookup(runs["A"][0]["key"]) is not None
+    assert [r.status for r in runs["A"]] == ["done", "done"]
+    assert [r.status for r in runs["B"]] == ["failed", "failed"]
+    assert "loss became" in runs["B"][0].error and "lower the learning rate" in runs["B"][0].error
+    assert cache.lookup(runs["B"][0].key) is None  # nothing finished is published
+    assert cache.lookup(runs["A"][0].key) is not None
     p = plan.Plan(exploding, TINY, (real_dataset_name,), (1.0,))
     case = verdict.judge(p, real_dataset_name, 1.0, {real_dataset_name: runs}, None, 0.05)
     assert case.verdict == "inconclusive" and case.outcome == "failed"  # smoke decides nothing, yet fails
@@ -140,15 +143,15 @@ def test_arms_differing_in_an_undeclared_setting_are_confounded_until_it_is_decl
     def runs(n_eval_b, restarts_b=1, modes_b=("pgd",)):
         out = {}
         for arm, n_eval, restarts, modes, adv in (("A", 1000, 1, ("pgd",), 0.3), ("B", n_eval_b, restarts_b, modes_b, 0.1)):
-            cfg = {"seed": 0, "variant": {"model": "resnet18", "model_kwargs": {"pooling": "avg"} if arm == "B" else {}},
-                   "attack": {"n_eval": n_eval, "restarts": restarts, "modes": list(modes)}}
-            out[arm] = [{"key": f"{arm}{s}", "status": "done", "label": f"{arm}/s{s}", "config": {**cfg, "seed": s},
-                         "records": [{"epoch": 1, "clean": 0.5, "adv": {"1": {"strongest": adv + 0.01 * s}}}]}
+            variant = Variant("resnet18", "baseline", model_kwargs={"pooling": "avg"} if arm == "B" else {})
+            attack = dataclasses.replace(TOY_CONFIG.attack, n_eval=n_eval, restarts=restarts, modes=modes)
+            out[arm] = [make_run(f"{arm}{s}", [0.5], [adv + 0.01 * s], label=f"{arm}/s{s}",
+                                 config=dataclasses.replace(TOY_CONFIG, seed=s, variant=variant, attack=attack))
                         for s in range(3)]
         return out
     claim = dataclasses.replace(CLAIM, factor="model_kwargs.pooling")
     p = plan.Plan(claim, PROFILES["paper"], ("toy",), (1.0,))
-    judge = lambda c, r: verdict.judge(dataclasses.replace(p, claim=c), "toy", 1.0, {"toy": r}, {"transfer": [], "masking_warnings": []}, 0.05)  # noqa: E731
+    judge = lambda c, r: verdict.judge(dataclasses.replace(p, claim=c), "toy", 1.0, {"toy": r}, NO_CHECKS, 0.05)  # noqa: E731
     assert judge(claim, runs(1000)).verdict == "supported" and judge(claim, runs(1000)).parity == []
     case = judge(claim, runs(500))
     assert case.verdict == "confounded" and case.outcome == "failed"
@@ -171,24 +174,37 @@ def test_equal_attack_effort_arms_without_rounding_get_a_restart_per_gradient_mo
     assert configs(CLAIM, "cifar10")["B"][0].attack.restarts == 1  # no rounding arm: one attack each
 
 
-def test_final_checks_transfer_both_ways_seed_by_seed(cache, sources, real_dataset_name):
+def test_final_checks_transfer_both_ways_seed_by_seed_at_the_final_and_the_best_epochs(cache, sources,
+                                                                                       real_dataset_name):
     tiny = FinalEvalConfig(n_eval=8, apgd_steps=1, apgd_dlr=False, square_queries=1, steps_curve=(1,),
                            eps_curve=(1.0,), tolerance=1.0)
     ex = dataclasses.replace(executor(cache, sources), final_eval=tiny)
-    cfgs = configs(CLAIM, real_dataset_name)
-    checks = ex.final_checks(CLAIM, cfgs, ex.runs(cfgs))
-    seen = [(t["direction"], t["source"], t["target"]) for t in checks["transfer"]]
+    claim = CLAIM
+    cfgs = configs(claim, real_dataset_name, dataclasses.replace(TINY, epochs=3))
+    runs = ex.runs(cfgs)
+    assert all(len(r.records) == 3 for rs in runs.values() for r in rs)
+    checks = ex.final_checks(claim, cfgs, runs)
     a, b = ([c.label for c in cfgs[arm]] for arm in ("A", "B"))
-    assert seen == [("worse->better", b[0], a[0]), ("better->worse", a[0], b[0]),
-                    ("worse->better", b[1], a[1]), ("better->worse", a[1], b[1])]
-    assert checks["masking_warnings"] == []  # tolerance 1: nothing can fail
+    finals = [(t.direction, t.source, t.target) for t in checks.transfer if t.weights == "final"]
+    assert finals == [("worse->better", b[0], a[0]), ("better->worse", a[0], b[0]),
+                      ("worse->better", b[1], a[1]), ("better->worse", a[1], b[1])]
+    # where a seed pair has a best epoch before the last, the transfers run again on those weights, both ways
+    early = {(r.label, r.best_epoch(1.0)) for rs in runs.values() for r in rs if r.best_epoch(1.0) < 3}
+    assert early, "no run's best epoch came before its last: the test needs one (change the seeds)"
+    bests = [(t.direction, t.source, t.target) for t in checks.transfer if t.weights == "best"]
+    pairs_with_early = sum(any(label in (a[s], b[s]) for label, _ in early) for s in range(2))
+    assert len(bests) == 2 * pairs_with_early
+    assert set(checks.bests) == {r.key for rs in runs.values() for r in rs if r.best_epoch(1.0) < 3}
+    assert all(checks.bests[r.key].epoch == r.best_epoch(1.0) for rs in runs.values() for r in rs if r.key in checks.bests)
+    assert checks.masking_warnings == []  # tolerance 1: nothing can fail
+    recorded = checks.attach(runs)  # the runs as results.json keeps them: with their evaluations
+    assert all(r.final is checks.finals[r.key] and r.best is checks.bests.get(r.key) for rs in recorded.values() for r in rs)
+    assert all(r.final is None for rs in runs.values() for r in rs)  # the runs the executor returned are unchanged
 
 
 def test_a_claim_without_final_checks_cannot_pass():
-    runs = {arm: [{"key": f"{arm}{s}", "status": "done", "label": f"{arm}{s}", "dataset_used": "toy",
-                   "records": [{"epoch": 1, "clean": 0.5, "adv": {"1": {"pgd": 0.1 + 0.1 * (arm == "A") + 0.01 * s,
-                                                                       "strongest": 0.1 + 0.1 * (arm == "A") + 0.01 * s}}}]}
-                  for s in range(3)] for arm in ("A", "B")}
+    runs = {arm: [make_run(f"{arm}{s}", [0.5], [0.1 + 0.1 * (arm == "A") + 0.01 * s]) for s in range(3)]
+            for arm in ("A", "B")}
     p = plan.Plan(CLAIM, PROFILES["paper"], ("toy",), (1.0,))
     case = verdict.judge(p, "toy", 1.0, {"toy": runs}, None, 0.05)  # None: the profile ran no final checks
     assert case.verdict == "supported" and case.outcome == "failed"
@@ -229,17 +245,19 @@ def test_the_best_epochs_weights_are_kept_and_survive_a_resume(real_dataset):
     cfg = RunConfig(dataset="x", variant=CLAIM.variants["A"], seed=0, epochs=3, train_subset=64, attack=attack,
                     precision="fp32")
     whole = _Recorder()
-    records, final, best = train.run(cfg, real_dataset, torch.device("cpu"), whole)
-    wanted = {train.best_epoch(records, ek) for ek in records[0]["adv"]} - {3}
+    trained = train.run(cfg, real_dataset, torch.device("cpu"), whole)
+    records, final, best = trained.records, trained.final_state, trained.best_states
+    wanted = {train.best_epoch(records, float(ek)) for ek in records[0].adv} - {3}
     assert wanted and set(best) == wanted
     for e, state in best.items():
         assert all(torch.equal(state[k], v) for k, v in whole.saved[e - 1]["model"].items())
     resumed = train.run(cfg, real_dataset, torch.device("cpu"), _Recorder(start=whole.saved[0]))
-    assert numbers(resumed[0]) == numbers(records) and set(resumed[2]) == set(best)
-    assert all(torch.equal(resumed[2][e][k], v) for e in best for k, v in best[e].items())
-    assert all(torch.equal(resumed[1][k], v) for k, v in final.items())
+    as_dicts = lambda rs: numbers([dataclasses.asdict(r) for r in rs])  # noqa: E731
+    assert as_dicts(resumed.records) == as_dicts(records) and set(resumed.best_states) == set(best)
+    assert all(torch.equal(resumed.best_states[e][k], v) for e in best for k, v in best[e].items())
+    assert all(torch.equal(resumed.final_state[k], v) for k, v in final.items())
 
 
 def test_best_epoch_is_the_highest_strongest_accuracy_and_the_first_of_ties():
-    records = [{"epoch": e, "adv": {"1": {"strongest": a}}} for e, a in enumerate((0.2, 0.5, 0.5, 0.1), 1)]
-    assert train.best_epoch(records, "1") == 2
+    run = make_run("r", [0.5] * 4, [0.2, 0.5, 0.5, 0.1])
+    assert run.best_epoch(1.0) == train.best_epoch(run.records, 1.0) == 2

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import NO_CHECKS, make_run, run_dict
 from harness.report import factorial, page as report
 from harness.spec import plan, results
 from harness.judge import verdict
@@ -36,22 +37,21 @@ def _doc(drop_cell: str | None = None) -> dict:
         p = plan.Plan(claim=claim, profile=PROFILES["paper"], datasets=("cifar10",), eps=(1.0,))
         runs = {}
         for arm, cs in plan.run_configs(p, "cifar10", "fp32").items():
-            runs[arm] = [{"key": key(c, "fp", "code"), "status": "done" if arm != drop_cell else "failed",
-                          "label": c.label, "config": c.to_dict(), "dataset_used": "cifar10",
-                          "records": [] if arm == drop_cell else
-                          [{"epoch": 1, "clean": 0.5, "adv": {"1": {"strongest": ADV[arm] + d, "pgd": ADV[arm] + d}}}]}
+            runs[arm] = [make_run(key(c, "fp", "code"), [0.5], [ADV[arm] + d], config=c, dataset_used="cifar10",
+                                  label=c.label, status="done" if arm != drop_cell else "failed")
                          for c, d in zip(cs, SEED)]
         judge = verdict.judge_trend if isinstance(claim, TrendClaim) else verdict.judge
-        case = judge(p, "cifar10", 1.0, {"cifar10": runs}, {"transfer": [], "masking_warnings": []}, 0.05,
+        case = judge(p, "cifar10", 1.0, {"cifar10": runs}, NO_CHECKS, 0.05,
                      nodeid=f"hypotheses/{module}.py::t[cifar10-eps1]", module=module)
-        results.add(doc, {"case": case.to_dict(), "runs": {r["key"]: r for rs in runs.values() for r in rs}})
+        results.add(doc, {"case": case.to_dict(), "runs": {r.key: run_dict(r) for rs in runs.values() for r in rs}})
     doc["partial"] = False
-    results.validate(doc)
+    results.parse(doc)
     return doc
 
 
 def _tables(doc):
-    return factorial.tables([Case.from_dict(c) for c in doc["cases"]], doc["runs"])
+    typed = results.parse(doc)
+    return factorial.tables(typed.cases, typed.runs)
 
 
 def test_the_2x2_table_holds_each_cell_once_with_its_effects_and_interaction():
@@ -84,12 +84,12 @@ def test_no_table_without_four_cells_and_a_cell_without_finished_runs_has_no_num
     effect = {e["name"].split(":")[0]: e for e in t["effects"]}
     assert math.isnan(effect["interaction"]["estimate"]) and effect["rounding, unnormalized"]["estimate"] > 0
     only_post = [c for c in (Case.from_dict(c) for c in doc["cases"]) if c.module == "test_quantized_input"]
-    assert factorial.tables(only_post, doc["runs"]) == []  # two pipelines are not a 2x2
+    assert factorial.tables(only_post, results.parse(doc).runs) == []  # two pipelines are not a 2x2
 
 
 def test_the_page_shows_the_2x2_and_the_dose_response():
     doc = _doc()
-    html = report.page(doc, "t")
+    html = report.page(results.parse(doc), "t")
     assert "<h2>H1's 2x2: normalization × rounding</h2>" in html
     assert "interaction: (NormRound − Baseline) − (Round − Plain)" in html and "-0.0200" in html
     assert "<h2>Dose response</h2>" in html and 'alt="dose response of hypotheses/test_bit_depth_dose.py' in html

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import NO_CHECKS, make_run
 from harness.spec import plan
 from harness.judge import verdict
 from harness.spec.config import PROFILES, TrendClaim, key
@@ -51,16 +52,15 @@ def test_the_h1_modules_share_runs_through_the_cache(profile):
 def test_the_report_claim_is_computed_and_never_decides():
     claim = _claim("test_normalization_report")
     assert claim.decides is False and claim.factor == "pipeline"
-    runs = {arm: [{"key": f"{arm}{s}", "status": "done", "label": f"{arm}/s{s}", "dataset_used": "cifar10",
-                   "records": [{"epoch": 1, "clean": 0.5, "adv": {"1": {"pgd": a + d, "strongest": a + d}}}]}
+    runs = {arm: [make_run(f"{arm}{s}", [0.5], [a + d], dataset_used="cifar10")
                   for s, d in enumerate((0.0, 0.01, 0.02))] for arm, a in (("Plain", 0.3), ("Baseline", 0.1))}
     p = plan.Plan(claim=claim, profile=PROFILES["paper"], datasets=("cifar10",), eps=(1.0,))
-    case = verdict.judge(p, "cifar10", 1.0, {"cifar10": runs}, {"transfer": [], "masking_warnings": []}, 0.05)
+    case = verdict.judge(p, "cifar10", 1.0, {"cifar10": runs}, NO_CHECKS, 0.05)
     assert case.verdict == "supported" and not case.decides and case.outcome == "skipped"
     assert "this claim is a report" in verdict.message(case)
     assert case.test.holm_family == ["cifar10 eps=1"]  # adjusted like a deciding case
     deciding = verdict.judge(dataclasses.replace(p, claim=dataclasses.replace(claim, decides=True)), "cifar10", 1.0,
-                             {"cifar10": runs}, {"transfer": [], "masking_warnings": []}, 0.05)
+                             {"cifar10": runs}, NO_CHECKS, 0.05)
     assert deciding.decides and deciding.outcome == "passed"
 
 

@@ -31,7 +31,7 @@ def test_interrupted_sessions_leave_finished_epochs_resumable_and_a_partial_repo
     first = Session(tmp_path, tiny_images)  # Ctrl-C once the first epoch is on disk
     first.wait_until(lambda: first.epochs())
     rc, doc = first.end(signal.SIGINT)
-    assert rc == 2 and doc["partial"] is True  # pytest's "interrupted" exit status
+    assert rc == 2 and doc.partial is True  # pytest's "interrupted" exit status
     key = first.epochs()[0][0]
     run = _run_dir(cache, key)
     checkpoint = store.load_tensors(run / "checkpoint.pt")
@@ -41,7 +41,7 @@ def test_interrupted_sessions_leave_finished_epochs_resumable_and_a_partial_repo
     second = Session(tmp_path, tiny_images)  # SIGTERM (a CI timeout) once that run is finished
     second.wait_until(lambda: (run / "result.json").exists())
     rc, doc = second.end(signal.SIGTERM)
-    assert rc == 2 and doc["partial"] is True
+    assert rc == 2 and doc.partial is True
     assert [e for k, e in second.epochs() if k == key] == list(range(saved + 1, 3)), "did not resume"
 
     # SIGTERM can land between publishing the run and deleting its checkpoint: the third session then
@@ -51,10 +51,10 @@ def test_interrupted_sessions_leave_finished_epochs_resumable_and_a_partial_repo
     chaos.corrupt(run / "result.json", "truncate")  # a damaged entry, to be recomputed and named
     third = Session(tmp_path, tiny_images, "--deterministic")
     rc, doc = third.end()
-    assert rc == 0 and doc["partial"] is False
-    assert len(doc["runs"]) == 4 and all(r["status"] == "done" and len(r["records"]) == 2 for r in doc["runs"].values())
-    assert any(str(run / "result.json") in w for w in doc["warnings"])
-    assert all(env["deterministic"]["algorithms"] for env in doc["session"]["workers"].values())
+    assert rc == 0 and doc.partial is False
+    assert len(doc.runs) == 4 and all(r.status == "done" and len(r.records) == 2 for r in doc.runs.values())
+    assert any(str(run / "result.json") in w for w in doc.warnings)
+    assert all(env["deterministic"]["algorithms"] for env in doc.session["workers"].values())
 
     logged = collections.Counter(first.epochs() + second.epochs() + third.epochs())
     assert [(k, e) for (k, e), n in logged.items() if n > 1 and k != key] == [], "a finished epoch was retrained"
@@ -66,17 +66,17 @@ def test_ctrl_c_under_xdist_stops_the_workers_and_writes_a_partial_report(tiny_i
     session = Session(tmp_path, tiny_images, "-n", "2", own_group=True)
     session.wait_until(lambda: session.epochs())
     rc, doc = session.end(signal.SIGINT, group=True)
-    assert rc == 2 and doc["partial"] is True
+    assert rc == 2 and doc.partial is True
     key = session.epochs()[0][0]
     run = _run_dir(tmp_path / "cache", key)
     assert (run / "result.json").exists() or (run / "checkpoint.pt").exists()  # the finished epoch is kept
 
 
-def _assert_partial_report(session: Session, rc: int, doc: dict) -> None:
+def _assert_partial_report(session: Session, rc: int, doc: results.Results) -> None:
     """What any number of signals must leave: exit status 2 (pytest's "interrupted"), a results.json that
     validates and says partial, and the page, or the command that rebuilds it."""
     assert rc == 2, session.output[-3000:]
-    assert doc["partial"] is True and doc["session"]["state"] == "interrupted" and doc["session"]["exit_status"] == 2
+    assert doc.partial is True and doc.session["state"] == "interrupted" and doc.session["exit_status"] == 2
     assert (session.folder / "index.html").exists() or \
         f"rebuild it with: python -m harness.report {session.folder}" in session.output
     assert "INTERNALERROR" not in session.output
@@ -158,6 +158,6 @@ def test_a_session_killed_before_its_last_write_is_named_by_the_next_one(tmp_pat
     assert collector.cut_short_sessions(new) == [
         f"{collector.CUT_SHORT} 20261201-080000 ended before writing its report (killed, or the machine stopped); "
         f"its results.json holds the cases it had finished"]
-    assert results.load(killed)["session"]["state"] == "cut short"  # named once: the next session is silent
-    assert results.load(alive)["session"]["state"] == "running"
+    assert results.load(killed).session["state"] == "cut short"  # named once: the next session is silent
+    assert results.load(alive).session["state"] == "running"
     assert collector.cut_short_sessions(new) == []

@@ -2,6 +2,7 @@
 and tools/nightly.sh runs two nights in a row at smoke size on the CPU."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -14,8 +15,10 @@ import pytest
 from harness.spec import results
 from harness.report import summary
 from harness.spec.config import ConfigError
-from harness.report.drift import drift, load_baseline
-from helpers import sample_case
+from harness.report import drift as drift_module
+from harness.report.drift import load_baseline
+from harness.spec.records import EpochRecord, Run
+from helpers import TOY_CONFIG, run_dict, sample_case
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,9 +41,14 @@ def test_actionlint_passes_on_the_nightly_workflow_and_catches_a_broken_one(tmp_
 
 # ---- drift on constructed results ----------------------------------------------------------------------
 def _run(key: str, label: str, clean: float, adv: dict[str, float], status: str = "done") -> dict:
-    records = [{"epoch": 1, "clean": 0.1, "adv": {e: {"strongest": 0.05} for e in adv}},  # not the final epoch
-               {"epoch": 2, "clean": clean, "adv": {e: {"strongest": a, "off": a + 0.1} for e, a in adv.items()}}]
-    return {"key": key, "status": status, "label": label, "config": {}, "records": records}
+    records = [EpochRecord(epoch=1, clean=0.1, adv={e: {"strongest": 0.05, "off": 0.1} for e in adv}),  # not the last
+               EpochRecord(epoch=2, clean=clean, adv={e: {"strongest": a, "off": a + 0.1} for e, a in adv.items()})]
+    return run_dict(Run(key=key, status=status, label=label, config=TOY_CONFIG, records=records))
+
+
+def drift(current: dict, baseline: dict) -> dict:
+    """Drift between two results.json documents, as the collector computes it."""
+    return drift_module.drift(results.parse(current), results.parse(baseline))
 
 
 def _case(module: str, eps: float, verdict: str, effect: float, ci: list, run_keys: dict) -> dict:
@@ -131,11 +139,12 @@ def test_load_baseline_names_a_missing_or_bad_file(tmp_path):
     (tmp_path / "bad.json").write_text("{\"cases\": [")
     with pytest.raises(ConfigError, match="is not valid JSON"):
         load_baseline(tmp_path / "bad.json")
-    (tmp_path / "results.json").write_text(json.dumps({"session": {}, "cases": {}, "runs": {}}))
-    with pytest.raises(ConfigError, match="'cases' is missing or not a list"):
+    (tmp_path / "results.json").write_text(json.dumps({**_night(), "cases": {}}))
+    with pytest.raises(ConfigError, match="cases must be a list"):
         load_baseline(tmp_path)
     (tmp_path / "results.json").write_text(json.dumps(_night()))
-    assert json.dumps(load_baseline(tmp_path)) == json.dumps(_night())  # as text: NaN fields differ from themselves
+    as_text = lambda doc: json.dumps(results.plain(dataclasses.asdict(doc)))  # noqa: E731 (NaN != NaN)
+    assert as_text(load_baseline(tmp_path)) == as_text(results.parse(_night()))
 
 
 # ---- the job summary ------------------------------------------------------------------------------------

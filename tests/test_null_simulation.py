@@ -16,6 +16,7 @@ import math
 import os
 
 import numpy as np
+from helpers import NO_CHECKS, make_run
 from helpers_stats import null_families
 
 from harness.spec import plan
@@ -24,7 +25,7 @@ from harness.spec.config import PROFILES, Claim, Variant, key
 
 REPS, ALPHA = int(os.environ.get("ADVHYP_SIM_REPS", 2_000)), 0.05
 BOUND = ALPHA + 2 * math.sqrt(ALPHA * (1 - ALPHA) / REPS)
-CHECKS = {"transfer": [], "masking_warnings": []}
+CHECKS = NO_CHECKS
 ARMS = {"Max": Variant("resnet18", "baseline", model_kwargs={"pooling": "max"}),
         "Avg": Variant("resnet18", "baseline", model_kwargs={"pooling": "avg"})}
 
@@ -40,9 +41,7 @@ def _families(p: plan.Plan, better: np.ndarray, worse: np.ndarray):
     accuracies, on the plan's real run configs (so arm parity and the protocol checks see real settings)."""
     configs = {d: plan.run_configs(p, d, "fp32") for d in p.datasets}
     for b, w in zip(better, worse):
-        yield {d: {arm: [{"key": key(c, "data", "code"), "status": "done", "label": c.label, "config": c.to_dict(),
-                          "dataset_used": d, "records": [{"epoch": 1, "clean": 0.5,
-                                                          "adv": {"1": {"strongest": float(a), "pgd": float(a)}}}]}
+        yield {d: {arm: [make_run(key(c, "data", "code"), [0.5], [a], config=c, dataset_used=d)
                          for c, a in zip(configs[d][arm], accs[i])]
                    for arm, accs in (("Max", b), ("Avg", w))}
                for i, d in enumerate(p.datasets)}

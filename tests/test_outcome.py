@@ -51,7 +51,7 @@ def test_outcome(case, expected):
 def test_case_round_trips_through_its_dict_and_rejects_a_wrong_type():
     d = DECIDING.to_dict()
     assert Case.from_dict(d) == DECIDING
-    from harness.spec.case import SchemaError
+    from harness.spec.schema import SchemaError
     with pytest.raises(SchemaError, match=r"case\.test\.p_greater = 'low' must be a number"):
         Case.from_dict({**d, "test": {**d["test"], "p_greater": "low"}})
     with pytest.raises(SchemaError, match=r"case lacks field 'verdict'"):

@@ -18,24 +18,26 @@ from harness.report import page as report
 from harness.judge import verdict
 from harness.spec.case import Case
 from harness.spec.config import PROFILES, Claim, Variant
+from harness.spec.records import EpochRecord, FinalEvaluation, Run, Transfer
+from helpers import NO_CHECKS, TOY_CONFIG, run_dict
 
 HOSTILE = "<script>alert(1)</script>"
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _run(key: str, label: str, clean, adv, offsets: dict, final: dict | None = None) -> dict:
+def _run(key: str, label: str, clean, adv, offsets: dict, final: dict | None = None) -> Run:
     """A finished run at eps 1 and 2 (eps 2 reads half the eps-1 accuracy); offsets: mode -> how much
     higher than the strongest attack that mode's accuracy reads."""
-    records = [{"epoch": e, "train_loss": 2.3 / e, "train_seconds": 1.0, "seconds": 1.2, "clean": c,
-                "adv": {ek: {**{m: (a + o) * scale for m, o in offsets.items()}, "strongest": a * scale}
-                        for ek, scale in (("1", 1.0), ("2", 0.5))}}
+    records = [EpochRecord(epoch=e, train_loss=2.3 / e, train_seconds=1.0, seconds=1.2, clean=c,
+                           adv={ek: {**{m: (a + o) * scale for m, o in offsets.items()}, "strongest": a * scale}
+                                for ek, scale in (("1", 1.0), ("2", 0.5))})
                for e, (c, a) in enumerate(zip(clean, adv), 1)]
-    run = {"key": key, "status": "done", "label": label, "config": {"seed": int(label[-1])}, "records": records,
-           "dataset_used": "cifar10-jpeg75", "train_wall_seconds": 3.0}
-    return {**run, "final": final} if final else run
+    return Run(key=key, status="done", label=label, config=dataclasses.replace(TOY_CONFIG, seed=int(label[-1])),
+               records=records, dataset_used="cifar10-jpeg75", train_wall_seconds=3.0,
+               final=FinalEvaluation.from_dict(final) if final else None)
 
 
-def _arm(name: str, adv0: float, seed_adv: list, offsets: dict, final: dict | None = None) -> list[dict]:
+def _arm(name: str, adv0: float, seed_adv: list, offsets: dict, final: dict | None = None) -> list[Run]:
     return [_run(f"{name}{s}", f"{name}/s{s}", [0.4 + 0.01 * s, 0.5, 0.6], [adv0 + d, adv0 + 0.05 + d, adv0 + 0.1 + d],
                  offsets, final) for s, d in enumerate(seed_adv)]
 
@@ -47,14 +49,13 @@ def _case(module: str, better: str, worse: str, runs: dict, eps: float = 1.0, ex
     claim = Claim(statement=f"{better} beats {worse}", better=better, worse=worse, variants=variants,
                   datasets=("cifar10",), epochs=3, eps=(1.0, 2.0), deciding_eps=1.0, modes=modes, expect=expect)
     p = plan.Plan(claim=claim, profile=PROFILES["paper"], datasets=("cifar10",), eps=(1.0, 2.0))
-    checks = {"transfer": [], "masking_warnings": []}
-    return verdict.judge(p, "cifar10", eps, {"cifar10": runs}, checks, 0.05,
+    return verdict.judge(p, "cifar10", eps, {"cifar10": runs}, NO_CHECKS, 0.05,
                          nodeid=f"hypotheses/{module}.py::test[cifar10-eps{eps:g}]", module=module)
 
 
 FINAL = {"n": 64, "clean": 0.6, "eps": 1.0,  # the shape harness.run.diagnostics.final_evaluation returns
          "pgd": {"off": 0.3, "bpda": 0.26, "exact": 0.5, "strongest": 0.25},
-         "apgd_ce": {"off": 0.2, "bpda": 0.22, "strongest": 0.19}, "apgd_t": None, "square": 0.35,
+         "apgd_ce": {"off": 0.2, "bpda": 0.22, "strongest": 0.19}, "apgd_dlr": None, "square": 0.35,
          "zero_grad": {"off": 0.0, "bpda": 0.0, "exact": 0.97},
          "steps_curve": {"steps": [1, 2, 4], "acc": [0.3, 0.25, 0.24]},
          "eps_curve": {"eps": [1, 8, 64, 255], "acc": [0.3, 0.1, 0.0, 0.0]}, "strongest_overall": 0.18,
@@ -72,12 +73,12 @@ def sample_doc() -> dict:
                 "Round": _arm("round", 0.05, [0.0, 0.01, 0.02], {"off": 0.3, "bpda": 0.02, "exact": 0.0}, FINAL)}
     control = {"Seeds A": _arm("sa", 0.10, [0.0, 0.02, 0.01], {"pgd": 0.0}),
                "Seeds B": _arm("sb", 0.10, [0.01, 0.0, 0.02], {"pgd": 0.0})}
-    pool["Max"][0]["label"] = "max/s0 " + HOSTILE
+    pool["Max"][0] = dataclasses.replace(pool["Max"][0], label="max/s0 " + HOSTILE)
     quant = _case("test_quantized_input", "Round", "Baseline", rounding, modes=("off", "bpda", "exact"))
     quant = dataclasses.replace(
         quant, masking_warnings=["round/s0: gradients_flow: 97% zero gradients " + HOSTILE],
-        transfer=[{"source": "base/s0", "target": "round/s0", "eps": 1.0, "transfer_acc": 0.1,
-                   "whitebox_acc": 0.25, "ok": False, "detail": "transfer beats the white-box attack"}])
+        transfer=[Transfer(source="base/s0", target="round/s0", eps=1.0, direction="worse->better", transfer_acc=0.1,
+                           whitebox_acc=0.25, ok=False, detail="transfer beats the white-box attack")])
     cases = [_case("test_pooling_type", "Max", "Avg", pool), _case("test_pooling_type", "Max", "Avg", pool, eps=2.0),
              quant, _case("test_control_seed_null", "Seeds A", "Seeds B", control, expect="null")]
     env = {"python": "3.11.7", "torch": "2.14.1", "device": "cpu", "git": "abc1234"}
@@ -86,12 +87,12 @@ def sample_doc() -> dict:
                "started": "2026-11-26 01:00:00", "finished": "2026-11-26 02:00:00", "exit_status": 1,
                "controller": env, "workers": {"s:cuda:0": {**env, "device": "cuda:0", "gpu": "H100"}}}
     doc = results.new(session)
-    doc.update(partial=False, cases=[c.to_dict() for c in cases], runs={r["key"]: r for rs in [*pool.values(), *rounding.values(),
-                                                                          *control.values()] for r in rs},
+    doc.update(partial=False, cases=[c.to_dict() for c in cases],
+               runs={r.key: run_dict(r) for rs in [*pool.values(), *rounding.values(), *control.values()] for r in rs},
                errors=[{"nodeid": "hypotheses/test_x.py::t", "message": "RuntimeError: " + HOSTILE}],
                warnings=["quarantined a corrupt checkpoint " + HOSTILE])
-    results.validate(doc)
-    return doc
+    results.parse(doc)
+    return results.plain(doc)
 
 
 def write_doc(folder: Path, doc: dict) -> Path:
@@ -196,7 +197,7 @@ def test_diagnostics_table_and_warnings_come_from_the_final_block(rendered):
     diag = re.search(r'<table class="diag">(.*?)</table>', section).group(1)
     assert re.findall(r"<th>(.*?)</th>", diag) == [
         "variant", "run", "n", "clean", "eps", "pgd.off", "pgd.bpda", "pgd.exact", "pgd.strongest", "apgd_ce.off",
-        "apgd_ce.bpda", "apgd_ce.strongest", "apgd_t", "square", "zero_grad.off", "zero_grad.bpda",
+        "apgd_ce.bpda", "apgd_ce.strongest", "apgd_dlr", "square", "zero_grad.off", "zero_grad.bpda",
         "zero_grad.exact", "strongest_overall", "seconds", "checks"]
     assert diag.count("<td>Round</td><td>round/s") == 3 and diag.count("<td>1/2 ok</td>") == 3
     assert "<td>Round</td><td>round/s1</td><td>64</td><td>0.6</td><td>1</td><td>0.3</td>" in diag
@@ -212,9 +213,10 @@ def test_diagnostics_table_and_warnings_come_from_the_final_block(rendered):
 def test_final_block_shows_only_with_the_case_at_its_eps():
     doc = sample_doc()
     case = Case.from_dict(next(c for c in doc["cases"] if c["module"] == "test_quantized_input"))
-    runs = report.case_runs(case, doc["runs"])
+    runs = report.case_runs(case, results.parse(doc).runs)
     assert "round/s0" in report.diagnostics(dataclasses.replace(case, masking_warnings=[], transfer=[]), runs)
-    runs["Round"][0]["best"] = {**FINAL, "epoch": 2}  # the checks on the epoch of best adversarial accuracy
+    first = runs["Round"][0]  # with its checks on the epoch of best adversarial accuracy:
+    runs["Round"][0] = first.with_checks(first.final, FinalEvaluation.from_dict({**FINAL, "epoch": 2}))
     shown = report.diagnostics(dataclasses.replace(case, masking_warnings=[], transfer=[]), runs)
     assert shown.count("<td>round/s0 @ epoch 2 (best adv)</td>") == 1 and "<th>epoch</th>" not in shown
     assert report.diagnostics(dataclasses.replace(case, eps=2.0, masking_warnings=[], transfer=[]), runs) == ""
@@ -233,9 +235,9 @@ def test_configuration_environment_errors_and_warnings_are_shown(rendered):
 
 def test_partial_banner_only_when_partial():
     doc = sample_doc()
-    assert "PARTIAL: this session was interrupted" not in report.header(doc, "x")
+    assert "PARTIAL: this session was interrupted" not in report.header(results.parse(doc), "x")
     doc["partial"] = True
-    assert '<div class="partial">PARTIAL: this session was interrupted' in report.header(doc, "x")
+    assert '<div class="partial">PARTIAL: this session was interrupted' in report.header(results.parse(doc), "x")
 
 
 def test_a_failed_run_and_a_case_without_finished_runs_still_render(tmp_path):
@@ -283,7 +285,7 @@ def _missing_run(folder: Path) -> None:
     (lambda f: f.mkdir(), r"20261126-010000/results\.json does not exist"),
     (lambda f: f.mkdir() or (f / "results.json").write_text('{"schema": '),
      r"results\.json is not valid JSON \(line 1"),
-    (_wrong_schema, r"schema is 'advhyp-results/0', this harness reads 'advhyp-results/2'"),
+    (_wrong_schema, r"schema is 'advhyp-results/0', this harness reads 'advhyp-results/3'"),
     (_missing_run, r"cases\[\d\] \(hypotheses/test_pooling_type\.py::test\[cifar10-eps\d\]\) refers to run 'avg1'"),
     (lambda f: f.mkdir() or (f / "results.json").write_bytes(bytes(range(256))), r"is not text \(a binary file\)"),
     (lambda f: _edited(f, lambda d: d["cases"][0]["test"].update(p_greater="0.01")),
@@ -321,11 +323,11 @@ def test_names_with_dollar_signs_are_drawn_as_text_not_tex():
     from harness.report import figures
     doc = sample_doc()
     case = Case.from_dict(next(c for c in doc["cases"] if c["module"] == "test_control_seed_null"))
-    runs = report.case_runs(case, doc["runs"])
+    runs = report.case_runs(case, results.parse(doc).runs)
     odd = "$x^$"  # unbalanced TeX: matplotlib's mathtext would raise on it
     png = figures.case_figure(dataclasses.replace(case, scores={odd: case.scores["Seeds A"]}), {odd: runs["Seeds A"]}, "1")
     assert png.startswith(b"\x89PNG")
-    final = {**FINAL, "steps_curve": {"steps": [1, 2], "acc": [0.3, 0.2]}}
+    final = FinalEvaluation.from_dict({**FINAL, "steps_curve": {"steps": [1, 2], "acc": [0.3, 0.2]}})
     assert figures.diagnostics_figure([(odd, odd, final)]).startswith(b"\x89PNG")
 
 
@@ -333,7 +335,7 @@ def test_drift_and_claimed_beside_measured_are_shown(tmp_path):
     from harness.report import drift as drift_
     doc, night_before = sample_doc(), sample_doc()
     night_before["cases"][0]["verdict"] = "inconclusive"
-    doc["drift"] = drift_.drift(doc, night_before)
+    doc["drift"] = drift_.drift(results.parse(doc), results.parse(night_before))
     html = report.render(write_doc(tmp_path / "20261127-010000", doc)).read_text()
     assert "<b>A verdict changed: the session fails.</b>" in html
     assert "<td>verdict changed</td><td>test_pooling_type cifar10 eps 1</td><td>inconclusive</td><td>supported</td>" in html

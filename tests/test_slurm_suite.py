@@ -268,6 +268,6 @@ def test_a_preempted_job_resumes_from_its_checkpoint_with_the_uninterrupted_numb
     assert signalled and sum(" starts on " in line for line in lines) == 2, lines  # preempted once, requeued
     assert sum("epoch 1/4" in line for line in lines) == 1, lines  # the second start resumed after epoch 1
     resumed = cache.lookup(key)
-    assert numbers(resumed["records"]) == numbers(uninterrupted["records"])
+    assert numbers(resumed["records"]) == numbers(uninterrupted.to_dict()["records"])
     final, expected = cache.final_state(key), reference.cache.final_state(key)
     assert final.keys() == expected.keys() and all(torch.equal(final[k], expected[k]) for k in final)

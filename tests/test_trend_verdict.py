@@ -1,7 +1,9 @@
 """Dose-response claims (harness.spec.config.TrendClaim) judged by harness.judge.verdict.judge_trend from constructed runs."""
+import dataclasses
 import math
 
 import pytest
+from helpers import NO_CHECKS, make_run
 
 from harness.spec import plan
 from harness.judge import verdict
@@ -19,10 +21,8 @@ def _claim(expect="decreasing", datasets=("toy",)):
 
 def _run(key, clean, adv, status="done"):
     """Two epochs; the second at `clean`, `adv` (the first half as good): dominated area = clean * adv."""
-    records = [{"epoch": e, "clean": c, "adv": {"1": {"off": min(1.0, a + 0.1), "strongest": a}}}
-               for e, (c, a) in enumerate(((clean / 2, adv / 2), (clean, adv)), 1)]
-    return {"key": key, "status": status, "label": key, "dataset_used": "toy",
-            "records": records if status == "done" else [], "error": None if status == "done" else "boom"}
+    return make_run(key, [clean / 2, clean], {"off": [min(1.0, adv / 2 + 0.1), min(1.0, adv + 0.1)],
+                                              "strongest": [adv / 2, adv]}, status=status)
 
 
 def _runs(adv_of_bits, noise=(0.0, 0.012, -0.01)):
@@ -33,7 +33,7 @@ def _runs(adv_of_bits, noise=(0.0, 0.012, -0.01)):
 
 def _judge(claim, family, dataset="toy", profile="paper", checks=None):
     p = plan.Plan(claim=claim, profile=PROFILES[profile], datasets=tuple(family), eps=(1.0,))
-    checks = {"transfer": [], "masking_warnings": []} if checks is None else checks
+    checks = NO_CHECKS if checks is None else checks
     return verdict.judge_trend(p, dataset, 1.0, family, checks, 0.05, nodeid="h.py::t[toy-eps1]", module="h")
 
 
@@ -82,7 +82,7 @@ def test_holm_adjusts_across_the_claims_datasets():
 def test_smoke_skips_and_a_failed_run_or_masking_warning_fails():
     runs = _runs(lambda b: 0.40 - 0.03 * b)
     assert _judge(_claim(), {"toy": runs}, profile="smoke").outcome == "skipped"
-    masked = _judge(_claim(), {"toy": runs}, checks={"transfer": [], "masking_warnings": ["2 bits/s0: FAILED"]})
+    masked = _judge(_claim(), {"toy": runs}, checks=dataclasses.replace(NO_CHECKS, masking_warnings=["2 bits/s0: FAILED"]))
     assert masked.verdict == "supported" and masked.outcome == "failed"
     broken = dict(runs, **{"4 bits": runs["4 bits"][:1] + [_run("x", 0, 0, status="failed")] * 2})
     case = _judge(_claim(), {"toy": broken}, profile="smoke")

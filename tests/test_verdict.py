@@ -6,18 +6,16 @@ import pytest
 from harness.spec import plan
 from harness.judge import verdict
 from harness.spec.config import PROFILES, Claim, Variant
+from helpers import NO_CHECKS, make_run
 
 
 def _judge(claim, runs, dataset="toy", eps=1.0):
     p = plan.Plan(claim=claim, profile=PROFILES["paper"], datasets=(dataset,), eps=(eps,))
-    return verdict.judge(p, dataset, eps, {dataset: runs}, {"transfer": [], "masking_warnings": []}, 0.05)
+    return verdict.judge(p, dataset, eps, {dataset: runs}, NO_CHECKS, 0.05)
 
 
 # ---- a case from constructed runs ------------------------------------------------------------------
-def _run(key, clean, adv):
-    return {"key": key, "status": "done", "label": key, "dataset_used": "toy",
-            "records": [{"epoch": i + 1, "clean": c, "adv": {"1": {"pgd": a, "strongest": a}}}
-                        for i, (c, a) in enumerate(zip(clean, adv))]}
+_run = make_run
 
 
 def test_case_compares_the_primary_score_across_seeds():
@@ -31,8 +29,7 @@ def test_case_compares_the_primary_score_across_seeds():
     # A's seed 0: .5*.3 + (.6-.5)*.2 = .17
     assert case.scores["A"]["dominated_area"][0] == pytest.approx(0.17)
     assert case.test.effect > 0 and case.test.p_greater < 0.05 and case.verdict == "supported"
-    failed = dict(runs, B=runs["B"][:1] + [{"key": "bx", "status": "failed", "label": "bx", "error": "boom",
-                                           "dataset_used": "toy", "records": []}] * 2)
+    failed = dict(runs, B=runs["B"][:1] + [make_run("bx", [], [], status="failed")] * 2)
     case = _judge(claim, failed)
     assert any("boom" in f for f in case.failed_runs) and math.isnan(case.test.p_greater)
     assert case.outcome == "failed"

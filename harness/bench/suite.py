@@ -62,9 +62,9 @@ def measure_kind(cfg: config.RunConfig, ds: Dataset, device: torch.device, size:
                               variant=dataclasses.replace(v, input_size=input_size),
                               attack=dataclasses.replace(cfg.attack, n_eval=size.eval_images))
     start = time.perf_counter()
-    records, final_state, _ = train.run(run, ds, device, compile_mode=SUITE_COMPILE)
-    last = records[-1]
-    train_s, eval_s = last["train_seconds"], last["seconds"] - last["train_seconds"]
+    trained = train.run(run, ds, device, compile_mode=SUITE_COMPILE)
+    last, final_state = trained.records[-1], trained.final_state
+    train_s, eval_s = last.train_seconds, last.seconds - last.train_seconds
     n = min(size.train_images, len(ds.train_x))
     trained = n // min(v.recipe.batch_size, n) * min(v.recipe.batch_size, n)  # the last partial batch is dropped
     evaluated = min(size.eval_images, len(ds.test_x))
@@ -76,7 +76,7 @@ def measure_kind(cfg: config.RunConfig, ds: Dataset, device: torch.device, size:
              f"x{a.restarts}, {len(a.eps)} radii")
     return {"kind": label, "measured_as": run.label, "input_size": input_size, "train_images": trained,
             "eval_images": evaluated,
-            "epoch_train_s": train_s, "epoch_eval_s": eval_s, "epoch_adv": last["adv"],
+            "epoch_train_s": train_s, "epoch_eval_s": eval_s, "epoch_adv": last.adv,
             "paper_epoch_train_s": train_s * TRAIN_IMAGES / trained,
             "paper_epoch_eval_s": eval_s * cfg.attack.n_eval / evaluated, "eval_by_shapes": by_shapes,
             "wall_s": time.perf_counter() - start}

@@ -28,8 +28,9 @@ import torch
 from . import store
 
 # The modules whose code computes the numbers: editing one invalidates every cached run.
-NUMERIC_MODULES = ("spec/config.py", "spec/budget.py", "run/data.py", "run/formats.py", "run/sources.py",
-                   "run/models.py", "run/pipelines.py", "run/attacks.py", "run/train.py", "run/runtime.py")
+NUMERIC_MODULES = ("spec/config.py", "spec/budget.py", "spec/records.py", "run/data.py", "run/formats.py",
+                   "run/sources.py", "run/models.py", "run/pipelines.py", "run/attacks.py", "run/train.py",
+                   "run/runtime.py")
 CHECKPOINT_FIELDS = ("key", "model", "optimizer", "scheduler", "records", "best")
 
 

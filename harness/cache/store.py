@@ -18,7 +18,6 @@ import time
 import zipfile
 from pathlib import Path
 
-import torch
 
 TMP_PREFIX = ".tmp-"
 _UMASK = os.umask(0o022)  # read once (os.umask can only be read by setting it), then put back
@@ -134,6 +133,7 @@ def read_json(path: Path, checksum: bool = False) -> dict:
 
 def save_tensors(path: Path, obj) -> None:
     buf = io.BytesIO()
+    import torch  # here, not at import: the report and the summary write JSON only
     torch.save(obj, buf)
     atomic_write(path, buf.getvalue())
 
@@ -154,6 +154,7 @@ def load_tensors(path: Path):
     if not tensors_intact(path):
         return None
     try:
+        import torch
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception:
         return None

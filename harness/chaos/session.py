@@ -82,7 +82,7 @@ class Session:
             raise
         return self.proc.returncode
 
-    def end(self, sig: int | None = None, group: bool = False) -> tuple[int, dict]:
+    def end(self, sig: int | None = None, group: bool = False) -> tuple[int, results.Results]:
         if sig is not None:  # a terminal's Ctrl-C reaches the whole group: the xdist workers too
             os.killpg(self.proc.pid, sig) if group else self.proc.send_signal(sig)
         return self.finish(), results.load(self.folder)  # load validates against the schema
@@ -167,9 +167,9 @@ def signal_session(t, audit, sigs: tuple[int, ...] = (), gap: float = 0.3) -> tu
     except Exception as e:  # a missing or invalid report is the failure this step looks for
         return len(sigs), _kept(t, s, False, f"exit {rc}, no valid results.json ({type(e).__name__}: {e})"), False
     page = (s.folder / "index.html").exists() or f"python -m harness.report {s.folder}" in s.output
-    ok = rc == 2 and doc["partial"] is True and doc["session"]["state"] == "interrupted" and page and \
+    ok = rc == 2 and doc.partial is True and doc.session["state"] == "interrupted" and page and \
         "INTERNALERROR" not in s.output
-    return len(sigs), _kept(t, s, ok, f"exit {rc}, partial={doc['partial']}, {len(doc['runs'])} runs in the report, "
+    return len(sigs), _kept(t, s, ok, f"exit {rc}, partial={doc.partial}, {len(doc.runs)} runs in the report, "
                                       f"page {'written' if page else 'MISSING'}"), ok
 
 
@@ -208,5 +208,5 @@ def final_session(t, audit) -> tuple:
     s = _session(t)
     rc = s.finish()
     doc = results.load(s.folder)
-    ok = rc == 0 and not doc["partial"]
-    return 0, _kept(t, s, ok, f"exit {rc}, partial={doc['partial']}, warnings {len(doc['warnings'])}"), ok
+    ok = rc == 0 and not doc.partial
+    return 0, _kept(t, s, ok, f"exit {rc}, partial={doc.partial}, warnings {len(doc.warnings)}"), ok

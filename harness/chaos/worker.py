@@ -31,16 +31,16 @@ def small_profile(seeds: tuple[int, ...], epochs: int):
                    decides=False, substitute_data=False)
 
 
-def small_runs(executor, claim, profile, dataset: str) -> dict[str, list[dict]]:
-    """arm -> run dicts of `claim` on `dataset` at `profile`, in fp32, through `executor` (the cache)."""
+def small_runs(executor, claim, profile, dataset: str) -> dict:
+    """arm -> Runs of `claim` on `dataset` at `profile`, in fp32, through `executor` (the cache)."""
     from ..spec import plan
     return executor.runs(plan.run_configs(plan.Plan(claim, profile, (dataset,), claim.eps), dataset, "fp32"))
 
 
 def run_small(cache: RunCache, sources, seeds: tuple[int, ...], epochs: int, device: str, session: str,
-              log) -> list[dict]:
+              log) -> list:
     """The one place chaos gets runs: ResNet18 (batches of 32) once per seed on the first dataset of
-    `sources`, at `small_profile`'s size, through a LocalExecutor on `cache`. Returns the run dicts."""
+    `sources`, at `small_profile`'s size, through a LocalExecutor on `cache`. Returns the Runs."""
     from ..run import runtime
     from ..spec.config import Claim, Recipe, Variant
     from ..executors.local import LocalExecutor
@@ -64,8 +64,8 @@ def work(args) -> int:
     cache = _TracedCache(args.cache)
     runs = run_small(cache, sources, seeds[::-1] if args.reverse else seeds, args.epochs, args.device,
                      args.session, log=lambda line: print(line, file=sys.stderr, flush=True))
-    summary = {r["key"]: {"status": r["status"], "error": r.get("error"), "records": numbers(r["records"]),
-                          "weights": weights_digest(cache.final_state(r["key"])) if r["status"] == "done" else None}
+    summary = {r.key: {"status": r.status, "error": r.error, "records": numbers(r.to_dict()["records"]),
+                       "weights": weights_digest(cache.final_state(r.key)) if r.status == "done" else None}
                for r in runs}
     print("RESULT " + json.dumps({"runs": summary, "warnings": cache.warnings}), flush=True)
     return 0

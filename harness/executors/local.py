@@ -1,6 +1,6 @@
 """Where runs come from: the cache, or training; and the final-checkpoint checks beside them.
 
-Every executor makes the same promise, `runs(configs) -> finished, failed or missing run dicts`, and the
+Every executor makes the same promise, `runs(configs) -> finished, failed or missing Runs`, and the
 run cache is the rendezvous of all of them (keys, locks and atomic publish make a shared folder safe):
 - `LocalExecutor` trains in this process what the cache lacks. Workers that need the same runs share
   them: a run another process is training is skipped and collected at the end, so three workers asking
@@ -21,23 +21,21 @@ from typing import Callable, Protocol
 
 import torch
 
-from ..run import data, diagnostics, runtime, train
-from ..spec import results
 from ..cache.runs import RunCache, code_version
-from ..spec.config import STRONGEST, Claim, ConfigError, FinalEvalConfig, RunConfig, key
-from ..run.attacks import eps_key
+from ..run import data, diagnostics, runtime, train
 from ..run.data import fixed_subset
-
-Runs = dict[str, list[dict]]  # arm -> one run dict per seed
+from ..spec import results
+from ..spec.config import STRONGEST, Claim, ConfigError, FinalEvalConfig, RunConfig, key
+from ..spec.records import EpochRecord, FinalChecks, FinalEvaluation, Run, Runs, TrainedWith, Transfer
+from ..spec.schema import SchemaError
 
 
 class Executor(Protocol):
     def runs(self, configs: dict[str, list[RunConfig]]) -> Runs:
-        """arm -> one run dict per config: status "done" (with per-epoch records), "failed" or "missing"."""
+        """arm -> one Run per config: status "done" (with per-epoch records), "failed" or "missing"."""
 
-    def final_checks(self, claim: Claim, configs: dict[str, list[RunConfig]], runs: Runs) -> dict | None:
-        """Each finished run's final-checkpoint evaluation (attached as run["final"]) and the transfer checks;
-        {"transfer", "masking_warnings"}, or None when the profile has no final evaluation."""
+    def final_checks(self, claim: Claim, configs: dict[str, list[RunConfig]], runs: Runs) -> FinalChecks | None:
+        """The final-checkpoint checks of the runs, or None when the profile has no final evaluation."""
 
 
 @dataclass
@@ -69,7 +67,7 @@ class LocalExecutor:
     def runs(self, configs: dict[str, list[RunConfig]]) -> Runs:
         ds = self.dataset(configs)
         keyed = self.keys(configs, ds)
-        done: dict[str, dict] = {}
+        done: dict[str, Run] = {}
         pending = list(keyed)
         while pending:
             progressed = False
@@ -84,11 +82,11 @@ class LocalExecutor:
         by_config = {id(c): k for k, c in keyed.items()}
         return {name: [done[by_config[id(c)]] for c in cs] for name, cs in configs.items()}
 
-    def obtain(self, k: str, cfg: RunConfig, ds: data.Dataset) -> dict | None:
-        """The run's result (finished or failed), or None if another process holds it right now."""
+    def obtain(self, k: str, cfg: RunConfig, ds: data.Dataset) -> Run | None:
+        """The run (finished or failed), or None if another process holds it right now."""
         if k in self.failures:
             return absent(k, cfg, ds, "failed", self.failures[k])
-        hit = self.cache.lookup(k)
+        hit = self.lookup(k)
         if hit is not None:
             return hit
         failure = self.cache.failure(k)
@@ -98,20 +96,29 @@ class LocalExecutor:
         if lock is None:
             return None
         with lock:
-            hit = self.cache.lookup(k)
+            hit = self.lookup(k)
             return hit if hit is not None else self.train(k, cfg, ds)
 
-    def train(self, k: str, cfg: RunConfig, ds: data.Dataset) -> dict:
+    def lookup(self, k: str) -> Run | None:
+        """The finished run k from the cache, or None (an entry that is not a Run is moved aside)."""
+        hit = self.cache.lookup(k)
+        try:
+            return None if hit is None else Run.from_dict(hit, f"cached run {k}")
+        except SchemaError as e:
+            self.cache.quarantine(self.cache.dir(k) / "result.json", f"unreadable finished run ({e})")
+            return None
+
+    def train(self, k: str, cfg: RunConfig, ds: data.Dataset) -> Run:
         start = time.perf_counter()
 
-        def progress(r: dict) -> None:
-            adv = "  ".join(f"adv@{e} {m[STRONGEST]:.3f}" for e, m in r["adv"].items())
-            self.log(f"{k[:8]} {cfg.label} epoch {r['epoch']}/{cfg.epochs} loss {r['train_loss']:.3f} "
-                     f"clean {r['clean']:.3f}  {adv}  {r['seconds']:.1f}s")
+        def progress(r: EpochRecord) -> None:
+            adv = "  ".join(f"adv@{e} {m[STRONGEST]:.3f}" for e, m in r.adv.items())
+            self.log(f"{k[:8]} {cfg.label} epoch {r.epoch}/{cfg.epochs} loss {r.train_loss:.3f} "
+                     f"clean {r.clean:.3f}  {adv}  {r.seconds:.1f}s")
         try:
-            records, final_state, best = train.run(cfg, ds, self.device, self.cache.checkpointer(k), progress,
-                                                   compile_mode=self.compile_mode, early_exit=self.early_exit,
-                                                   attack_shapes=self.attack_shapes)
+            trained = train.run(cfg, ds, self.device, self.cache.checkpointer(k), progress,
+                                compile_mode=self.compile_mode, early_exit=self.early_exit,
+                                attack_shapes=self.attack_shapes)
         except (KeyboardInterrupt, SystemExit, OSError, ConfigError):
             raise  # interrupts and bad input stop the session; finished epochs stay in the checkpoint
         except Exception as e:  # a failed run is reported, never cached, and retried next session
@@ -120,63 +127,73 @@ class LocalExecutor:
             self.failures[k] = error
             self.cache.record_failure(k, self.session, error + "\n" + traceback.format_exc(limit=5))
             return absent(k, cfg, ds, "failed", error)
-        result = results.plain({"key": k, "status": "done", "label": cfg.label, "config": cfg.to_dict(),
-                  "dataset_used": ds.name, "data_fingerprint": ds.fingerprint, "code_version": code_version(),
-                  "device": str(self.device), "records": records,
+        run = Run(key=k, status="done", label=cfg.label, config=cfg, records=trained.records, dataset_used=ds.name,
+                  data_fingerprint=ds.fingerprint, code_version=code_version(), device=str(self.device),
                   # what a cache hit in a later session was trained under (its session may differ)
-                  "trained_with": {"compile": self.compile_mode, "early_exit": self.early_exit,
-                                   "attack_shapes": self.attack_shapes,
-                                   "deterministic": torch.are_deterministic_algorithms_enabled(),
-                                   "session": self.session},
-                  "train_wall_seconds": time.perf_counter() - start})  # as the cache returns it
-        self.cache.publish(k, result, final_state, best)
-        return result
+                  trained_with=TrainedWith(compile=self.compile_mode, early_exit=self.early_exit,
+                                           attack_shapes=self.attack_shapes,
+                                           deterministic=torch.are_deterministic_algorithms_enabled(),
+                                           session=self.session, precision=trained.precision),
+                  train_wall_seconds=time.perf_counter() - start)
+        self.cache.publish(k, results.plain(run.to_dict()), trained.final_state, trained.best_states)
+        return run
 
     # ---- the final checkpoint: stronger attacks and masking diagnostics -----------------------------
-    def final_checks(self, claim: Claim, configs: dict[str, list[RunConfig]], runs: Runs) -> dict | None:
-        """Attach each finished run's final evaluation (run["final"], at the claim's deciding eps) and,
-        seed by seed, transfer checks between the arms in both directions; failed checks are named in
-        "masking_warnings". Each is computed once and kept in the cache beside its run."""
-        fe = self.final_eval
-        if fe is None:
+    def final_checks(self, claim: Claim, configs: dict[str, list[RunConfig]], runs: Runs) -> FinalChecks | None:
+        """Each finished run's evaluation at the claim's deciding eps on its final weights and, where that is
+        not the last epoch, on its best adversarial epoch's (where the score is made); then, seed by seed,
+        transfer checks between the arms in both directions, on the final weights and on each run's best
+        epoch. Each is computed once and kept in the cache beside its run."""
+        if self.final_eval is None:
             return None
         ds = self.dataset(configs)
         eps = claim.deciding_eps
-        cfg_of = {r["key"]: c for name in runs for r, c in zip(runs[name], configs[name])}
-        tag = self.final_tag(eps)
-        warnings, transfers = [], []
-        finished = [r for rs in runs.values() for r in rs if r["status"] == "done"]
+        cfg_of = {r.key: c for name in runs for r, c in zip(runs[name], configs[name])}
+        finished = [r for rs in runs.values() for r in rs if r.done]
+        finals, bests, warnings, transfers = {}, {}, [], []
         for i, r in enumerate(finished, 1):
-            r["final"] = self.final_evaluation(r["key"], cfg_of[r["key"]], ds, eps, f"{i}/{len(finished)}")
-            warnings += [f"{r['label']}: {name}: {c['detail']}" for name, c in r["final"]["checks"].items()
-                         if not c["ok"]]
-            # Where the score is made: the epoch of the highest adversarial accuracy, if not the last.
-            best = train.best_epoch(r["records"], eps_key(eps))
-            if best < len(r["records"]):
-                r["best"] = self.final_evaluation(r["key"], cfg_of[r["key"]], ds, eps, f"{i}/{len(finished)}", best)
-                warnings += [f"{r['label']} (epoch {best}, its best adversarial accuracy): {name}: {c['detail']}"
-                             for name, c in r["best"]["checks"].items() if not c["ok"]]
+            finals[r.key] = self.final_evaluation(r.key, cfg_of[r.key], ds, eps, f"{i}/{len(finished)}")
+            warnings += [f"{r.label}: {w}" for w in finals[r.key].failed]
+            best = _best_not_last(r, eps)
+            if best is not None:
+                bests[r.key] = self.final_evaluation(r.key, cfg_of[r.key], ds, eps, f"{i}/{len(finished)}", best)
+                warnings += [f"{r.label} (epoch {best}, its best adversarial accuracy): {w}"
+                             for w in bests[r.key].failed]
         # Both ways, seed by seed: a masked white-box attack on either arm shows as a transfer attack beating it.
         seeds = zip(runs[claim.worse], runs[claim.better]) if claim.expect == "better" else ()
-        pairs = [(pair if d == "worse->better" else pair[::-1], d) for pair in seeds
-                 for d in diagnostics.TRANSFER_DIRECTIONS if pair[0]["status"] == pair[1]["status"] == "done"]
-        for (src, tgt), direction in pairs:
-            s_cfg, t_cfg = cfg_of[src["key"]], cfg_of[tgt["key"]]
+        for worse, better in seeds:
+            if not (worse.done and better.done):
+                continue
+            for (src, tgt), direction in zip(((worse, better), (better, worse)), diagnostics.TRANSFER_DIRECTIONS):
+                for at_best in (False, True):
+                    evaluations = bests if at_best else finals
+                    if at_best and not (src.key in bests or tgt.key in bests):
+                        continue  # both runs' best epochs are their last: the final weights' check covers it
+                    whitebox = (evaluations.get(tgt.key) or finals[tgt.key]).pgd[STRONGEST]
+                    check = self.transfer(src, tgt, cfg_of, ds, eps, direction, whitebox, at_best)
+                    transfers.append(check)
+                    if not check.ok:
+                        warnings.append(f"{tgt.label}: transfer from {src.label}: {check.detail}")
+        return FinalChecks(finals, bests, transfers, warnings)
 
-            def transfer(src=src, tgt=tgt, s_cfg=s_cfg, t_cfg=t_cfg, direction=direction):
-                x, y = self.eval_set(t_cfg, ds)
-                value = results.plain(diagnostics.transfer_check(
-                    self.final_model(src["key"], s_cfg, ds), self.final_model(tgt["key"], t_cfg, ds), x, y,
-                    eps, t_cfg.attack.steps, t_cfg.attack.step_ratio, t_cfg.precision, seed=t_cfg.attack.eval_seed,
-                    whitebox_acc=tgt["final"]["pgd"][STRONGEST], tolerance=fe.tolerance, direction=direction))
-                self.log(f"{tgt['key'][:8]} transfer {src['label']} -> {tgt['label']}: {value['transfer_acc']:.3f} "
-                         f"({'ok' if value['ok'] else 'FAILED'})")
-                return value
-            check = self.cache.derived(tgt["key"], f"transfer-{src['key'][:12]}-{tag}", transfer)
-            transfers.append({"source": src["label"], "target": tgt["label"], **check})
-            if not check["ok"]:
-                warnings.append(f"{tgt['label']}: transfer from {src['label']}: {check['detail']}")
-        return {"transfer": transfers, "masking_warnings": warnings}
+    def transfer(self, src: Run, tgt: Run, cfg_of: dict[str, RunConfig], ds: data.Dataset, eps: float,
+                 direction: str, whitebox: float, at_best: bool) -> Transfer:
+        """PGD crafted on `src`, scored on `tgt`: on their final weights, or each on its best epoch's."""
+        s_cfg, t_cfg = cfg_of[src.key], cfg_of[tgt.key]
+        s_epoch, t_epoch = (_best_not_last(r, eps) if at_best else None for r in (src, tgt))
+        where = f"e{s_epoch}-e{t_epoch}-" if at_best else ""
+
+        def compute() -> dict:
+            x, y = self.eval_set(t_cfg, ds)
+            value = results.plain(diagnostics.transfer_check(
+                self.final_model(src.key, s_cfg, ds, s_epoch), self.final_model(tgt.key, t_cfg, ds, t_epoch), x, y,
+                eps, t_cfg.attack.steps, t_cfg.attack.step_ratio, t_cfg.precision, seed=t_cfg.attack.eval_seed,
+                whitebox_acc=whitebox, tolerance=self.final_eval.tolerance, direction=direction))
+            self.log(f"{tgt.key[:8]} transfer {src.label} -> {tgt.label}{' (best epochs)' if at_best else ''}: "
+                     f"{value['transfer_acc']:.3f} ({'ok' if value['ok'] else 'FAILED'})")
+            return value
+        value = self.cache.derived(tgt.key, f"transfer-{src.key[:12]}-{where}{self.final_tag(eps)}", compute)
+        return Transfer(**value, source=src.label, target=tgt.label, weights="best" if at_best else "final")
 
     def final_tag(self, eps: float) -> str:
         """Names the final-checkpoint results of `eps` in the cache: recomputed when the settings, the eps,
@@ -186,7 +203,7 @@ class LocalExecutor:
                               ).hexdigest()[:12]
 
     def final_evaluation(self, k: str, cfg: RunConfig, ds: data.Dataset, eps: float, which: str = "",
-                         epoch: int | None = None) -> dict:
+                         epoch: int | None = None) -> FinalEvaluation:
         """Finished run k's evaluation at eps on its final checkpoint, or on the weights of `epoch` (one of
         its best epochs): computed once, kept in the cache beside it."""
         where = "final-checkpoint" if epoch is None else f"epoch-{epoch}"
@@ -202,7 +219,7 @@ class LocalExecutor:
                      f"{time.perf_counter() - start:.1f}s")
             return value if epoch is None else {**value, "epoch": epoch}
         name = f"final-{self.final_tag(eps)}" if epoch is None else f"best-e{epoch}-{self.final_tag(eps)}"
-        return self.cache.derived(k, name, final)
+        return FinalEvaluation.from_dict(self.cache.derived(k, name, final), f"{name} of run {k}")
 
     def final_model(self, k: str, cfg: RunConfig, ds: data.Dataset, epoch: int | None = None) -> torch.nn.Module:
         """The finished run's model with its final weights, or those of `epoch` (a best epoch)."""
@@ -225,20 +242,26 @@ class CollectExecutor(LocalExecutor):
     it), or "failed" with the error of the SLURM job that trained it (`failures`, --executor slurm).
     Final-checkpoint checks are computed for the runs that are there."""
 
-    def obtain(self, k: str, cfg: RunConfig, ds: data.Dataset) -> dict:
+    def obtain(self, k: str, cfg: RunConfig, ds: data.Dataset) -> Run:
         if k in self.failures:
             return absent(k, cfg, ds, "failed", self.failures[k])
-        hit = self.cache.lookup(k)
+        hit = self.lookup(k)
         if hit is not None:
             return hit
         return absent(k, cfg, ds, "missing", "not in the cache (collect mode trains nothing): run the session "
                                               "without --collect-only-runs, or with --executor slurm")
 
 
-def absent(k: str, cfg: RunConfig, ds: data.Dataset, status: str, error: str) -> dict:
+def _best_not_last(run: Run, eps: float) -> int | None:
+    """The run's epoch of best adversarial accuracy at eps, unless it is the last (its final weights)."""
+    best = run.best_epoch(eps)
+    return best if best < len(run.records) else None
+
+
+def absent(k: str, cfg: RunConfig, ds: data.Dataset, status: str, error: str) -> Run:
     """A run that has no numbers: failed in training, or missing from the cache."""
-    return results.plain({"key": k, "status": status, "label": cfg.label, "config": cfg.to_dict(),
-                          "dataset_used": ds.name, "data_fingerprint": ds.fingerprint, "error": error, "records": []})
+    return Run(key=k, status=status, label=cfg.label, config=cfg, records=[], dataset_used=ds.name,
+               data_fingerprint=ds.fingerprint, error=error)
 
 
 @dataclass(frozen=True)
@@ -292,10 +315,10 @@ def perform(job: Job) -> None:
     log(f"{k[:8]} {cfg.label} starts on {platform.node()} {device} (SLURM job {slurm_id})")
     while (result := ex.obtain(k, cfg, ds)) is None:
         ex.cache.lock(k).release()  # another process trains it: wait for it, then read its result
-    if result["status"] != "done":
-        raise RuntimeError(result["error"])
+    if result.status != "done":
+        raise RuntimeError(result.error)
     for eps in job.final_eps if job.final_eval else ():
         ex.final_evaluation(k, cfg, ds, eps, f"at eps {eps:g}")
-        best = train.best_epoch(result["records"], eps_key(eps))
-        if best < len(result["records"]):
+        best = _best_not_last(result, eps)
+        if best is not None:
             ex.final_evaluation(k, cfg, ds, eps, f"at eps {eps:g}", best)

@@ -1,7 +1,7 @@
 """The whole verdict policy in one place: evidence per case, Holm across a claim's datasets, the verdict,
 the test outcome, and the message a failing test prints.
 
-Pure: it reads finished runs (plain dicts with per-epoch records) and returns a `Case`; the plugin only
+Pure: it reads finished runs (harness.spec.records.Run) and returns a `Case`; the plugin only
 translates `Case.outcome` into pass, skip or fail.
 
 Longer than 300 lines on purpose: the policy for pairs and for dose trends is kept in this one module,
@@ -16,12 +16,10 @@ import numpy as np
 
 from ..spec import budget
 from . import inference, stats
-from ..run.attacks import eps_key
 from ..spec.case import Case, Evidence
-from ..spec.config import NO_ROUNDING, STRONGEST, Claim
+from ..spec.config import NO_ROUNDING, STRONGEST, Claim, eps_key
 from ..spec.plan import Plan
-
-Runs = dict[str, list[dict]]  # arm -> one run dict per seed (status "done", "failed" or "missing")
+from ..spec.records import FinalChecks, Run, Runs
 VERDICTS = {  # verdict -> what it means, as the report's guide and the README say it
     "supported": "the better arm's score is higher, Holm-adjusted p <= alpha",
     "contradicted": "the better arm's score is lower, Holm-adjusted p <= alpha, and every masking check passed",
@@ -35,11 +33,10 @@ VERDICTS = {  # verdict -> what it means, as the report's guide and the README s
 }
 
 
-def judge(p: Plan, dataset: str, eps: float, family: dict[str, Runs], checks: dict | None, alpha: float,
-          nodeid: str = "", module: str = "") -> Case:
+def judge(p: Plan, dataset: str, eps: float, family: dict[str, Runs], checks: FinalChecks | None,
+          alpha: float, nodeid: str = "", module: str = "") -> Case:
     """The case of `p` on `dataset` at `eps`. `family` holds the runs of every dataset in the case's Holm
-    family (p.family), `checks` the final-checkpoint checks ({"transfer", "masking_warnings"}), or None
-    when the profile runs none."""
+    family (p.family), `checks` the final-checkpoint checks, or None when the profile runs none."""
     claim, runs = p.claim, family[dataset]
     names = p.family(dataset, eps)
     ev = evidence(claim.better, claim.worse, runs, eps, alpha, claim.score, len(names))
@@ -56,11 +53,11 @@ def judge(p: Plan, dataset: str, eps: float, family: dict[str, Runs], checks: di
     if checks is None and claim.expect == "better":
         problems.append("no final-checkpoint checks ran (the profile has no final evaluation), so nothing "
                         "vouches that the attacks were not masked")
-    checks = checks or {"transfer": [], "masking_warnings": []}
+    transfer, masking = (checks.transfer, checks.masking_warnings) if checks else ([], [])
     equivalence = (inference.tost(ev["scores"][claim.better][claim.score], ev["scores"][claim.worse][claim.score],
                                   claim.equivalent_within, alpha) if claim.equivalent_within else None)
     parity = differences(claim, runs)
-    state = verdict_of(test, alpha, claim.expect, equivalence, parity, checks["masking_warnings"])
+    state = verdict_of(test, alpha, claim.expect, equivalence, parity, masking)
     case = Case(
         nodeid=nodeid, module=module, statement=claim.statement, better=claim.better, worse=claim.worse,
         expect=claim.expect, dataset=dataset, dataset_used=ev["dataset_used"], eps=float(eps),
@@ -69,10 +66,8 @@ def judge(p: Plan, dataset: str, eps: float, family: dict[str, Runs], checks: di
         primary=claim.score, attack=STRONGEST, shared_clean_range=ev["shared_clean_range"],
         scores=ev["scores"], test=test, per_mode=per_mode(claim.better, claim.worse, runs, eps, alpha, claim.score,
                                                           claim.modes),
-        run_keys={n: [r["key"] for r in rs] for n, rs in runs.items()},
-        transfer=checks["transfer"], masking_warnings=checks["masking_warnings"],
-        failed_runs=[f"{r['label']} {r['status']}: {r.get('error')}" for rs in runs.values() for r in rs
-                     if r["status"] != "done"],
+        run_keys={n: [r.key for r in rs] for n, rs in runs.items()}, transfer=transfer,
+        masking_warnings=masking, failed_runs=failed_runs(runs),
         problems=problems, notes=list(p.notes), reduced=reduced(p, ev["dataset_used"], dataset),
         allow_reduced=p.allow_reduced, verdict=state, outcome="", design=test.design,
         equivalence=equivalence, parity=parity, intended=dict(claim.intended),
@@ -128,16 +123,16 @@ def _within(key: str, declared: str) -> bool:
     return key == declared or key.startswith(declared + ".") or declared.startswith(key + ".")
 
 
-def _settings(run: dict) -> dict:
+def _settings(run: Run) -> dict:
     """A run's fully resolved settings as flat keys, its seed and per-arm seed offset left out (the seed
     is the unit of replication), with the attack effort in place of modes and restarts."""
-    flat = dict(_flat(run.get("config") or {}))
+    flat = dict(_flat(dataclasses.asdict(run.config)))
     modes = flat.pop("attack.modes", [NO_ROUNDING])
     flat["attack.gradient_attacks_per_example"] = flat.pop("attack.restarts", 1) * len(budget.gradient_modes(modes))
     for k in ("seed", "variant.seed_offset"):
         flat.pop(k, None)
-    if run.get("data_fingerprint"):
-        flat["data"] = run["data_fingerprint"]
+    if run.data_fingerprint:
+        flat["data"] = run.data_fingerprint
     return flat
 
 
@@ -170,11 +165,11 @@ def _known(claim: Claim, profile: str) -> dict | None:
 
 def along_eps(claim: Claim, runs: Runs, alpha: float) -> list[dict]:
     """The effect and its 95% CI at every radius the finished runs evaluated (raw, not Holm-adjusted)."""
-    done = [r for rs in runs.values() for r in rs if r["status"] == "done" and r["records"]]
+    done = [r for rs in runs.values() for r in rs if r.done]
     if not done:
         return []
     out = []
-    for ek in sorted(done[0]["records"][0]["adv"], key=float):
+    for ek in sorted(done[0].records[0].adv, key=float):
         t = evidence(claim.better, claim.worse, runs, float(ek), alpha, claim.score)["test"]
         out.append({"eps": float(ek), "effect": t["effect"], "ci": t["ci"], "p_greater": t["p_greater"]})
     return out
@@ -250,7 +245,7 @@ def evidence(better: str, worse: str, runs: Runs, eps: float, alpha: float, scor
     """Scores per seed and the test of 'better > worse' at one eps, on the strongest attack."""
     ek = eps_key(eps)
     pair = (better, worse)
-    curves = {n: _curves([r for r in runs[n] if r["status"] == "done"], ek) for n in pair}
+    curves = {n: _curves(runs[n], ek) for n in pair}
     cleans = [c for n in pair if curves[n] for c in curves[n][0]]
     lo, hi = stats.shared_range(cleans) if cleans else (math.nan, math.nan)
     scores = {n: stats.scores(curves[n][0], curves[n][1][STRONGEST], lo, hi) if curves[n]
@@ -258,15 +253,23 @@ def evidence(better: str, worse: str, runs: Runs, eps: float, alpha: float, scor
     test = inference.compare(scores[better][score], scores[worse][score], alpha, family)
     return {"test": test, "scores": scores, "shared_clean_range": [lo, hi],
             "problems": [test["problem"]] if test.get("problem") else [],
-            "dataset_used": next((r.get("dataset_used") for rs in runs.values() for r in rs
-                                  if r.get("dataset_used")), None)}
+            "dataset_used": dataset_used(runs)}
+
+
+def dataset_used(runs: Runs) -> str | None:
+    """What the runs actually read (e.g. cifar10-jpeg75 where cifar10 was asked for)."""
+    return next((r.dataset_used for rs in runs.values() for r in rs if r.dataset_used), None)
+
+
+def failed_runs(runs: Runs) -> list[str]:
+    return [f"{r.label} {r.status}: {r.error}" for rs in runs.values() for r in rs if r.status != "done"]
 
 
 def per_mode(better: str, worse: str, runs: Runs, eps: float, alpha: float, score: str,
              modes: tuple[str, ...]) -> dict:
     """Each rounding mode's attack on its own, beside the strongest that decides (rounding claims only)."""
     ek = eps_key(eps)
-    curves = {n: _curves([r for r in runs[n] if r["status"] == "done"], ek) for n in (better, worse)}
+    curves = {n: _curves(runs[n], ek) for n in (better, worse)}
     if len(modes) < 2 or not all(curves.values()):
         return {}
     lo, hi = stats.shared_range([c for n in curves for c in curves[n][0]])
@@ -279,19 +282,19 @@ def per_mode(better: str, worse: str, runs: Runs, eps: float, alpha: float, scor
     return out
 
 
-def _curves(finished: list[dict], ek: str):
+def _curves(runs: list[Run], ek: str):
     """(clean, {attack: adv}) of one variant's finished runs, arrays shaped (n_seeds, n_epochs); None if none."""
+    finished = [r for r in runs if r.status == "done"]
     if not finished:
         return None
-    clean = np.array([[e["clean"] for e in r["records"]] for r in finished])
-    adv = {m: np.array([[e["adv"][ek][m] for e in r["records"]] for r in finished])
-           for m in finished[0]["records"][0]["adv"][ek]}
+    clean = np.array([[e.clean for e in r.records] for r in finished])
+    adv = {m: np.array([[e.adv[ek][m] for e in r.records] for r in finished]) for m in finished[0].records[0].adv[ek]}
     return clean, adv
 
 
 # ---- dose-response claims (harness.spec.config.TrendClaim) ----------------------------------------------------
-def judge_trend(p: Plan, dataset: str, eps: float, family: dict[str, Runs], checks: dict | None, alpha: float,
-                nodeid: str = "", module: str = "") -> Case:
+def judge_trend(p: Plan, dataset: str, eps: float, family: dict[str, Runs], checks: FinalChecks | None,
+                alpha: float, nodeid: str = "", module: str = "") -> Case:
     """The case of a TrendClaim `p.claim` on `dataset` at `eps`: one linear trend of the per-seed score
     along the dose (harness.judge.inference.trend; arms are the levels, ascending dose), Holm-adjusted across
     the family's datasets as pairs are. `test` holds the trend in the claimed direction: effect = the
@@ -319,7 +322,6 @@ def judge_trend(p: Plan, dataset: str, eps: float, family: dict[str, Runs], chec
     if checks is None:
         problems.append("no final-checkpoint checks ran (the profile has no final evaluation), so nothing "
                         "vouches that the attacks were not masked")
-    checks = checks or {"transfer": [], "masking_warnings": []}
     adj = {f"p_adj_{claim.expect}": adj_claimed, f"p_adj_{other}": adj_other}
     runs = family[dataset]
     state = inference.verdict(adj_claimed, adj_other, alpha)
@@ -329,10 +331,9 @@ def judge_trend(p: Plan, dataset: str, eps: float, family: dict[str, Runs], chec
         deciding_eps=float(claim.deciding_eps), decides=decides, profile=p.profile.name,
         profile_decides=p.profile.decides, alpha=alpha, seeds=list(p.profile.seeds), epochs=p.epochs,
         primary=claim.score, attack=STRONGEST, shared_clean_range=fit["shared_clean_range"], scores=fit["scores"],
-        test=test, per_mode=fit["per_mode"], run_keys={n: [r["key"] for r in rs] for n, rs in runs.items()},
-        transfer=checks["transfer"], masking_warnings=checks["masking_warnings"],
-        failed_runs=[f"{r['label']} {r['status']}: {r.get('error')}" for rs in runs.values() for r in rs
-                     if r["status"] != "done"],
+        test=test, per_mode=fit["per_mode"], run_keys={n: [r.key for r in rs] for n, rs in runs.items()},
+        transfer=checks.transfer if checks else [], masking_warnings=checks.masking_warnings if checks else [],
+        failed_runs=failed_runs(runs),
         problems=problems, notes=list(p.notes), reduced=reduced(p, fit["dataset_used"], dataset),
         allow_reduced=p.allow_reduced, verdict=state, outcome="",
         kind="trend", trend={"unit": claim.unit, "direction": claim.expect, "names": list(claim.variants),
@@ -345,7 +346,7 @@ def _trend_fit(claim, runs: Runs, eps: float) -> dict:
     """Per-level scores at one eps on the strongest attack, the score's trend along the dose, each attack
     mode's trend, and the trend of the final clean accuracy (the clean cost)."""
     ek, names, doses = eps_key(eps), list(claim.variants), list(claim.doses)
-    curves = {n: _curves([r for r in runs[n] if r["status"] == "done"], ek) for n in names}
+    curves = {n: _curves(runs[n], ek) for n in names}
     cleans = [c for cv in curves.values() if cv for c in cv[0]]
     lo, hi = stats.shared_range(cleans) if cleans else (math.nan, math.nan)
 
@@ -365,8 +366,7 @@ def _trend_fit(claim, runs: Runs, eps: float) -> dict:
             "per_mode": per_mode_, "shared_clean_range": [lo, hi],
             "clean_cost": {"score": "final clean accuracy", "values": clean,
                            **inference.trend(doses, [clean[n] for n in names])},
-            "dataset_used": next((r.get("dataset_used") for rs in runs.values() for r in rs
-                                  if r.get("dataset_used")), None)}
+            "dataset_used": dataset_used(runs)}
 
 
 def trend_line(case: Case) -> str:

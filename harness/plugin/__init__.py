@@ -222,8 +222,9 @@ class SuiteFixture:
         case = judge(p, dataset, eps, family, checks, s.alpha, nodeid=self.request.node.nodeid,
                      module=self.request.module.__name__.split(".")[-1])
         warnings = list(ex.cache.warnings) + ex.data_notes + [f"{SUBSTITUTED} {n}" for n in p.notes]
+        runs = checks.attach(family[dataset]) if checks else family[dataset]
         self.request.node.stash[RECORD] = {
-            "case": case.to_dict(), "runs": {r["key"]: r for rs in family[dataset].values() for r in rs},
+            "case": case.to_dict(), "runs": {r.key: r.to_dict() for rs in runs.values() for r in rs},
             "warnings": warnings,
             "env": {f"{self.config.stash[REPORT].name}:{ex.device}": runtime.environment(ex.device)}}
         return case

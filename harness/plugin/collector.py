@@ -33,7 +33,7 @@ HYPOTHESIS_TEST = "advhyp_hypothesis"  # user_properties name tagging tests of h
 class Collector:
     """Controller only: one per session, registered by the plugin."""
 
-    def __init__(self, config, session_record: dict, folder: Path, baseline: dict | None = None):
+    def __init__(self, config, session_record: dict, folder: Path, baseline: results.Results | None = None):
         self.config, self.folder, self.baseline = config, folder, baseline
         self.interrupted = False
         self.session = None
@@ -104,7 +104,7 @@ class Collector:
             # while shutting down: the status says so, as the report does
             exitstatus = session.exitstatus = pytest.ExitCode.INTERRUPTED
         if self.baseline is not None:
-            self.doc["drift"] = drift.drift(self.doc, self.baseline)
+            self.doc["drift"] = drift.drift(results.parse(results.plain(self.doc)), self.baseline)
             if self.doc["drift"]["changed"] and not partial:  # a changed verdict fails the night
                 session.exitstatus = exitstatus = pytest.ExitCode.TESTS_FAILED
         self.doc["partial"] = partial

@@ -18,117 +18,89 @@ Pure: no torch, no I/O except load_baseline.
 """
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from pathlib import Path
 
-from ..spec.config import STRONGEST, ConfigError
+from ..spec import results
+from ..spec.config import STRONGEST, ConfigError, eps_key
 
 RUN_SHIFT_FLOOR = 0.01  # accuracy (fraction of images); the smallest move of an arm's mean that counts
 RUN_SHIFT_SPREADS = 2.0  # how many across-seed standard deviations an arm's mean may move
 
 
-def load_baseline(path) -> dict:
-    """The results.json at path (or in the folder path), checked for the fields drift reads.
-    Raises ConfigError with one line naming the file and the fix."""
-    path = Path(path)
-    file = path / "results.json" if path.is_dir() else path
-    fix = "pass the results.json of an earlier session (reports/<timestamp>/results.json)"
+def load_baseline(path) -> results.Results:
+    """The results.json at path (or in the folder path), validated in full as the report reads it.
+    Raises ConfigError with one line naming the file, the field and the fix."""
     try:
-        doc = json.loads(file.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"--baseline {file} does not exist: {fix}") from None
-    except OSError as e:
-        raise ConfigError(f"--baseline {file} cannot be read ({e.strerror}): {fix}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"--baseline {file} is not valid JSON ({e}): {fix}") from None
-    problem = _shape_problem(doc)
-    if problem:
-        raise ConfigError(f"--baseline {file} is not a results.json ({problem}): {fix}")
-    return doc
+        return results.load(Path(path))
+    except results.ResultsError as e:
+        raise ConfigError(f"--baseline {e} (a baseline is the results.json of an earlier session of this "
+                          f"harness; or leave --baseline out)") from None
 
 
-def _shape_problem(doc) -> str | None:
-    if not isinstance(doc, dict):
-        return "the top level is not an object"
-    for name, kind in (("session", dict), ("cases", list), ("runs", dict)):
-        if not isinstance(doc.get(name), kind):
-            return f"field {name!r} is missing or not a {kind.__name__}"
-    for i, case in enumerate(doc["cases"]):
-        if not isinstance(case, dict) or not all(k in case for k in ("module", "dataset", "eps", "verdict")):
-            return f"cases[{i}] lacks module, dataset, eps or verdict"
-    return None
-
-
-def drift(current: dict, baseline: dict) -> dict:
-    """Compare the current session's results.json document with the baseline's (see the module doc)."""
-    session = baseline.get("session", {})
+def drift(current: results.Results, baseline: results.Results) -> dict:
+    """Compare the current session's results with the baseline's (see the module doc)."""
+    session = baseline.session
     out = {"baseline": {"started": session.get("started"), "git": session.get("controller", {}).get("git"),
-                        "profile": session.get("profile"), "partial": baseline.get("partial")},
+                        "profile": session.get("profile"), "partial": baseline.partial},
            "verdict_changes": [], "effect_shifts": [], "run_shifts": [], "only_in_current": [],
            "only_in_baseline": []}
     cur, base = _cases(current), _cases(baseline)
-    out["only_in_current"] = [_where(c) | {"verdict": c["verdict"]} for k, c in cur.items() if k not in base]
-    out["only_in_baseline"] = [_where(c) | {"verdict": c["verdict"]} for k, c in base.items() if k not in cur]
+    out["only_in_current"] = [_where(c) | {"verdict": c.verdict} for k, c in cur.items() if k not in base]
+    out["only_in_baseline"] = [_where(c) | {"verdict": c.verdict} for k, c in base.items() if k not in cur]
     clean_seen = set()
     for key, c in cur.items():
         b = base.get(key)
         if b is None:
             continue
-        if c["verdict"] != b["verdict"]:
-            out["verdict_changes"].append(_where(c) | {"baseline": b["verdict"], "current": c["verdict"]})
-        ct, bt = c.get("test") or {}, b.get("test") or {}
-        if _disjoint(ct.get("ci"), bt.get("ci")):
-            out["effect_shifts"].append(_where(c) | {"baseline": {"effect": bt.get("effect"), "ci": bt["ci"]},
-                                                     "current": {"effect": ct.get("effect"), "ci": ct["ci"]}})
-        for arm in c.get("run_keys", {}):
-            if arm not in b.get("run_keys", {}):
+        if c.verdict != b.verdict:
+            out["verdict_changes"].append(_where(c) | {"baseline": b.verdict, "current": c.verdict})
+        if _disjoint(c.test.ci, b.test.ci):
+            out["effect_shifts"].append(_where(c) | {"baseline": {"effect": b.test.effect, "ci": b.test.ci},
+                                                     "current": {"effect": c.test.effect, "ci": c.test.ci}})
+        for arm in c.run_keys:
+            if arm not in b.run_keys:
                 continue
-            metrics = [("adv", _eps_key(c["eps"]))]
-            if (c["module"], c["dataset"], arm) not in clean_seen:
-                clean_seen.add((c["module"], c["dataset"], arm))
+            metrics = [("adv", c.eps)]
+            if (c.module, c.dataset, arm) not in clean_seen:
+                clean_seen.add((c.module, c.dataset, arm))
                 metrics.insert(0, ("clean", None))
             for metric, eps in metrics:
-                shift = _run_shift(_finals(current, c, arm, metric, eps), _finals(baseline, b, arm, metric, eps))
+                shift = _run_shift(_finals(current, c, arm, eps), _finals(baseline, b, arm, eps))
                 if shift:
-                    where = {"module": c["module"], "dataset": c["dataset"], "eps": c["eps"] if eps else None}
+                    where = {"module": c.module, "dataset": c.dataset, "eps": c.eps if eps else None}
                     out["run_shifts"].append(where | {"arm": arm, "metric": metric, **shift})
     out["changed"] = bool(out["verdict_changes"])
     return out
 
 
-def _eps_key(eps) -> str:
-    return f"{float(eps):g}"  # how records name an eps ("1", "0.5")
-
-
-def _cases(doc: dict) -> dict:
+def _cases(doc: results.Results) -> dict:
     """{(module, dataset, eps key): case}; a repeated key keeps the last case, as results.add does."""
-    return {(c["module"], c["dataset"], _eps_key(c["eps"])): c for c in doc.get("cases", [])}
+    return {(c.module, c.dataset, eps_key(c.eps)): c for c in doc.cases}
 
 
-def _where(case: dict) -> dict:
-    return {"module": case["module"], "dataset": case["dataset"], "eps": case["eps"], "nodeid": case.get("nodeid")}
+def _where(case) -> dict:
+    return {"module": case.module, "dataset": case.dataset, "eps": case.eps, "nodeid": case.nodeid}
 
 
 def _disjoint(a, b) -> bool:
-    if not (isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and len(a) == len(b) == 2):
-        return False
-    if any(not isinstance(x, (int, float)) or math.isnan(x) for x in (*a, *b)):
+    if any(math.isnan(x) for x in (*a, *b)):
         return False
     return a[1] < b[0] or b[1] < a[0]
 
 
-def _finals(doc: dict, case: dict, arm: str, metric: str, eps: str | None) -> list[float]:
-    """The final-epoch value of metric for each finished run of the arm that has it."""
+def _finals(doc: results.Results, case, arm: str, eps: float | None) -> list[float]:
+    """The final-epoch clean accuracy (eps None), or strongest adversarial accuracy at eps, of each finished
+    run of the arm."""
     values = []
-    for key in case["run_keys"].get(arm, []):
-        run = doc.get("runs", {}).get(key)
-        if not run or run.get("status") != "done" or not run.get("records"):
+    for key in case.run_keys.get(arm, []):
+        run = doc.runs[key]
+        if not run.done:
             continue
-        last = max(run["records"], key=lambda r: r["epoch"])
-        value = last.get("clean") if metric == "clean" else last.get("adv", {}).get(eps, {}).get(STRONGEST)
-        if isinstance(value, (int, float)) and not math.isnan(value):
+        last = run.records[-1]
+        value = last.clean if eps is None else last.adv.get(eps_key(eps), {}).get(STRONGEST, math.nan)
+        if not math.isnan(value):
             values.append(float(value))
     return values
 

@@ -13,10 +13,11 @@ the post's Round - Baseline (rounding plus dropping normalization). Descriptive:
 the 95% intervals treat the cells as independent samples (standard error from each cell's own variance,
 df = the smallest cell's seeds - 1, as harness.judge.inference.trend), and are NaN below 2 seeds per cell.
 
-Pure: plain data in (Case objects, results.json's runs), plain data out.
+Pure: Case and Run objects in, plain data out.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -24,8 +25,8 @@ import numpy as np
 from scipy import stats as st
 
 from ..judge import stats
-from ..run.attacks import eps_key
-from ..spec.config import STRONGEST
+from ..spec.config import eps_key
+from ..spec.records import Run
 
 CELLS = ("Baseline", "Plain", "Round", "NormRound")  # the order of every contrast's weights
 PIPELINE_CELL = {"baseline": "Baseline", "plain": "Plain", "round": "Round", "norm_round": "NormRound"}
@@ -42,42 +43,40 @@ EFFECTS = (  # name, weights over CELLS, what it isolates
 )
 
 
-def tables(cases, runs: dict) -> list[dict]:
+def tables(cases, runs: dict[str, Run]) -> list[dict]:
     """The 2x2 tables the cases' runs fill: one per group of runs that differ only in pipeline and seed,
     at a deciding eps, where all four pipelines have runs. cases: harness.spec.case.Case objects; runs:
-    results.json's "runs" (key -> run dict with "config" and "records")."""
+    results.json's runs by key."""
     groups: dict[str, dict] = {}
     for case in cases:
         if case.eps != case.deciding_eps:
             continue
         for k in (k for keys in case.run_keys.values() for k in keys):
-            run = runs.get(k)
-            variant = (run or {}).get("config", {}).get("variant", {})
-            cell = PIPELINE_CELL.get(variant.get("pipeline"))
-            if cell is None or variant.get("pipeline_kwargs", {}).get("bits", 8) != 8:
+            run = runs[k]
+            variant = run.config.variant
+            cell = PIPELINE_CELL.get(variant.pipeline)
+            if cell is None or variant.pipeline_kwargs.get("bits", 8) != 8:
                 continue
-            g = groups.setdefault(_group(run["config"], case), {
-                "dataset": case.dataset, "model": variant.get("model"), "input_size": variant.get("input_size"),
-                "eps": case.deciding_eps, "score": case.primary, "epochs": run["config"].get("epochs"),
+            g = groups.setdefault(_group(run, case), {
+                "dataset": case.dataset, "model": variant.model, "input_size": variant.input_size,
+                "eps": case.deciding_eps, "score": case.primary, "epochs": run.config.epochs,
                 "runs": {c: {} for c in CELLS}})
             g["runs"][cell][k] = run
     return [_table(g) for g in groups.values() if all(g["runs"][c] for c in CELLS)]
 
 
-def _group(config: dict, case) -> str:
+def _group(run: Run, case) -> str:
     """What a run shares with the other cells of its table: its config but pipeline, seed and attack modes and
     restarts (a float arm's restarts match a rounding arm's gradient modes: harness.spec.plan's equal effort)."""
+    config = dataclasses.asdict(run.config)
     rest = {**config, "seed": None, "variant": {**config["variant"], "pipeline": None},
-            "attack": {**config.get("attack", {}), "modes": None, "restarts": None}}
+            "attack": {**config["attack"], "modes": None, "restarts": None}}
     return json.dumps([rest, case.deciding_eps, case.primary], sort_keys=True)
 
 
 def _table(g: dict) -> dict:
-    ek = eps_key(g["eps"])
-    finished = {c: [r for r in rs.values() if r.get("status") == "done" and r.get("records")]
-                for c, rs in g["runs"].items()}
-    curves = {c: [([e["clean"] for e in r["records"]], [e["adv"][ek][STRONGEST] for e in r["records"]])
-                  for r in rs] for c, rs in finished.items()}
+    finished = {c: [r for r in rs.values() if r.done] for c, rs in g["runs"].items()}
+    curves = {c: [r.curve(g["eps"]) for r in rs] for c, rs in finished.items()}
     cleans = [clean for cs in curves.values() for clean, _ in cs]
     lo, hi = stats.shared_range(cleans) if cleans else (math.nan, math.nan)
     cells = {}
@@ -86,8 +85,7 @@ def _table(g: dict) -> dict:
         scores = [s for s in scores if math.isfinite(s)]
         cells[c] = {"n": len(scores), "scores": scores, "mean": float(np.mean(scores)) if scores else math.nan,
                     "sd": float(np.std(scores, ddof=1)) if len(scores) > 1 else math.nan,
-                    "not_finished": sorted(r.get("label", k) for k, r in g["runs"][c].items()
-                                           if r.get("status") != "done")}
+                    "not_finished": sorted(r.label for r in g["runs"][c].values() if r.status != "done")}
     return {**{k: g[k] for k in ("dataset", "model", "input_size", "eps", "score", "epochs")}, "cells": cells,
             "effects": [{"name": name, "what": what, **contrast(cells, w)} for name, w, what in EFFECTS]}
 

@@ -1,6 +1,6 @@
 """The report's figures: matplotlib (Agg) -> PNG bytes. One figure per case, one per case's diagnostics.
 
-Inputs: a harness.spec.case.Case and, per variant, its runs as the plain dicts of results.json.
+Inputs: a harness.spec.case.Case and, per variant, its runs (harness.spec.records.Run).
 Runs that failed or have no records are left out of every plot; a panel with nothing to show says so.
 """
 from __future__ import annotations
@@ -18,6 +18,7 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 
 from ..judge import stats  # noqa: E402
 from ..spec.config import STRONGEST  # noqa: E402
+from ..spec.records import FinalEvaluation, Run  # noqa: E402
 
 DPI = 80
 MODE_STYLES = {STRONGEST: "-", "off": "--", "bpda": ":", "exact": "-.", "pgd": (0, (1, 3))}
@@ -29,31 +30,30 @@ def colors(variants) -> dict[str, str]:
     return {v: cycle[i % len(cycle)] for i, v in enumerate(variants)}
 
 
-def finished(runs: list[dict]) -> list[dict]:
-    return [r for r in runs if r.get("status") == "done" and r.get("records")]
+def finished(runs: list[Run]) -> list[Run]:
+    return [r for r in runs if r.done]
 
 
-def series(run: dict, ek: str, mode: str) -> tuple[list, list, list]:
+def series(run: Run, ek: str, mode: str) -> tuple[list, list, list]:
     """(epochs, clean, adv) of one run at eps key `ek` under attack `mode`; records lacking it are skipped."""
-    rows = [(r["epoch"], r["clean"], r["adv"][ek][mode]) for r in run["records"]
-            if isinstance(r.get("adv"), dict) and mode in r["adv"].get(ek, {})]
+    rows = [(r.epoch, r.clean, r.adv[ek][mode]) for r in run.records if mode in r.adv.get(ek, {})]
     return tuple(list(col) for col in zip(*rows)) if rows else ([], [], [])
 
 
-def modes(runs: list[dict], ek: str) -> list[str]:
+def modes(runs: list[Run], ek: str) -> list[str]:
     """The attack modes worth a line: the strongest, plus each mode when there are several (with one,
     e.g. plain `pgd`, it equals the strongest)."""
     found = []
     for r in runs:
-        for rec in r["records"]:
-            for m in rec.get("adv", {}).get(ek, {}):
+        for rec in r.records:
+            for m in rec.adv.get(ek, {}):
                 if m not in found:
                     found.append(m)
     others = [m for m in found if m != STRONGEST]
     return [STRONGEST] + (others if len(others) > 1 else [])
 
 
-def epoch_means(runs: list[dict], ek: str, mode: str) -> tuple[list, list, list]:
+def epoch_means(runs: list[Run], ek: str, mode: str) -> tuple[list, list, list]:
     """Per-epoch means across seeds: (epochs, mean clean, mean adv), each epoch over the seeds that have it."""
     by_epoch: dict[int, list] = {}
     for r in runs:
@@ -75,7 +75,7 @@ def plain_text(draw):
 
 
 @plain_text
-def case_figure(case, runs: dict[str, list[dict]], ek: str) -> bytes:
+def case_figure(case, runs: dict[str, list[Run]], ek: str) -> bytes:
     """Tradeoff, clean and adversarial accuracy per epoch, and the per-seed scores of one case."""
     fig = plt.figure(figsize=(14, 7))
     grid = fig.add_gridspec(2, 12, hspace=0.4, wspace=1.8, left=0.05, right=0.99, top=0.95, bottom=0.06)
@@ -102,10 +102,9 @@ def _tradeoff(ax, done, ek, col) -> None:
 def _clean_by_epoch(ax, done, col) -> None:
     for v, rs in done.items():
         for r in rs:
-            ax.plot([x["epoch"] for x in r["records"]], [x["clean"] for x in r["records"]], color=col[v],
-                    alpha=0.25, lw=1)
-        epochs = sorted({x["epoch"] for r in rs for x in r["records"]})
-        means = [np.mean([x["clean"] for r in rs for x in r["records"] if x["epoch"] == e]) for e in epochs]
+            ax.plot([x.epoch for x in r.records], [x.clean for x in r.records], color=col[v], alpha=0.25, lw=1)
+        epochs = sorted({x.epoch for r in rs for x in r.records})
+        means = [np.mean([x.clean for r in rs for x in r.records if x.epoch == e]) for e in epochs]
         ax.plot(epochs, means, "-o", ms=3, color=col[v], label=v)
     _finish(ax, "clean accuracy (thin: seeds)", "epoch", "clean accuracy", done)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -162,10 +161,10 @@ def along_eps_figure(case) -> bytes:
 
 
 @plain_text
-def diagnostics_figure(finals: list[tuple[str, str, dict]]) -> bytes | None:
+def diagnostics_figure(finals: list[tuple[str, str, FinalEvaluation]]) -> bytes | None:
     """PGD steps curve and eps curve of each run's final checkpoint; finals: (variant, run label, final).
     None when no run has either curve."""
-    curves = [(v, label, f.get("steps_curve"), f.get("eps_curve")) for v, label, f in finals]
+    curves = [(v, label, f.steps_curve, f.eps_curve) for v, label, f in finals]
     if not any(s or e for _, _, s, e in curves):
         return None
     fig, (ax_steps, ax_eps) = plt.subplots(1, 2, figsize=(10, 3.4))

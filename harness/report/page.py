@@ -20,13 +20,13 @@ import sys
 from pathlib import Path
 
 from . import factorial, figures
-from ..spec import results
-from ..judge import stats
 from ..cache import store
-from ..spec.case import Case
-from ..run.attacks import eps_key
-from ..spec.config import STRONGEST
+from ..judge import stats
 from ..judge.verdict import VERDICTS
+from ..spec import results
+from ..spec.case import Case
+from ..spec.config import STRONGEST, eps_key
+from ..spec.records import Run
 from .assets import CHECK_JS, CSS
 
 
@@ -83,26 +83,26 @@ def render(folder) -> Path:
     return path
 
 
-def page(doc: dict, title: str) -> str:
-    cases = sorted((Case.from_dict(c) for c in doc["cases"]), key=lambda c: (c.module, c.dataset, c.eps))
-    stopped = (f'<p class="warn">{len(doc["errors"])} test(s) stopped before reaching a verdict: see '
-               f'<a href="#errors">Errors</a>.</p>' if doc["errors"] else "")
+def page(doc: results.Results, title: str) -> str:
+    cases = sorted(doc.cases, key=lambda c: (c.module, c.dataset, c.eps))
+    stopped = (f'<p class="warn">{len(doc.errors)} test(s) stopped before reaching a verdict: see '
+               f'<a href="#errors">Errors</a>.</p>' if doc.errors else "")
     parts = [header(doc, title), summary(cases), stopped, guide(doc)]
-    parts.append(factorial_section(cases, doc["runs"]))
+    parts.append(factorial_section(cases, doc.runs))
     parts.append(dose_section(cases))
-    parts += [case_section(i, c, doc["runs"]) for i, c in enumerate(cases)]
-    parts += [drift_section(doc), problems_section(doc), config_section(doc["session"])]
+    parts += [case_section(i, c, doc.runs) for i, c in enumerate(cases)]
+    parts += [drift_section(doc), problems_section(doc), config_section(doc.session)]
     body = "\n".join(parts)
     return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<title>advhyp report {esc(title)}</title><style>{CSS}</style><script>{CHECK_JS}</script></head>\n'
             f'<body data-figures="{body.count("<img ")}">\n{body}\n</body></html>\n')
 
 
-def header(doc: dict, title: str) -> str:
-    s = doc["session"]
+def header(doc: results.Results, title: str) -> str:
+    s = doc.session
     controller = s.get("controller") if isinstance(s.get("controller"), dict) else {}
     banner = ('<div class="partial">PARTIAL: this session was interrupted (or is still running); '
-              'the cases below are those that finished.</div>' if doc["partial"] else "")
+              'the cases below are those that finished.</div>' if doc.partial else "")
     rows = [["profile", s.get("profile")], ["started", s.get("started")], ["finished", s.get("finished")],
             ["exit status", s.get("exit_status")], ["alpha", s.get("alpha")],
             ["git revision", controller.get("git")]]
@@ -163,8 +163,8 @@ def claimed_text(case: Case) -> str:
     return f"{c['direction']}{size} ({c['source']}) → {c['reading']}"
 
 
-def guide(doc: dict) -> str:
-    alpha = doc["session"].get("alpha", "?")
+def guide(doc: results.Results) -> str:
+    alpha = doc.session.get("alpha", "?")
     scores = "".join(f"<dt>{esc(n)}{' (the default primary score)' if n == stats.PRIMARY else ''}</dt>"
                      f"<dd>{esc(d)}</dd>" for n, d in stats.SCORES.items())
     verdicts = "".join(f"<dt>{esc(v)}</dt><dd>{esc(d)}</dd>" for v, d in VERDICTS.items())
@@ -181,14 +181,14 @@ def guide(doc: dict) -> str:
             f"expected outcome (xfail) while that verdict holds, and fails when it changes.</p>")
 
 
-def case_runs(case: Case, runs: dict) -> dict[str, list[dict]]:
+def case_runs(case: Case, runs: dict[str, Run]) -> dict[str, list[Run]]:
     """variant -> its runs, the better arm first, then the worse one, then any other (a trend: by dose)."""
     order = list(case.run_keys) if case.kind == "trend" else \
         sorted(case.run_keys, key=lambda v: (v != case.better, v != case.worse))
     return {v: [runs[k] for k in case.run_keys[v]] for v in order}
 
 
-def case_section(i: int, case: Case, all_runs: dict) -> str:
+def case_section(i: int, case: Case, all_runs: dict[str, Run]) -> str:
     t, runs, ek = case.test, case_runs(case, all_runs), eps_key(case.eps)
     test_rows = [[k, v] for k, v in vars(t).items() if k not in ("effect", "ci")]
     problems = "".join(f"<li>{esc(p)}</li>" for p in case.failed_runs + case.problems + case.notes)
@@ -229,26 +229,24 @@ def per_mode_table(case: Case) -> str:
     return f"<h3>Per attack mode</h3>{table(headers, rows)}"
 
 
-def diagnostics(case: Case, runs: dict[str, list[dict]]) -> str:
-    """Final-checkpoint attacks, masking checks and transfer checks, whatever fields the runs carry; empty
-    when none. They were computed at the claim's deciding eps, so they show with that case only."""
-    finals = [(v, r["label"] if which == "final" else f"{r['label']} @ epoch {r[which].get('epoch')} (best adv)",
-               r[which]) for v, rs in runs.items() for r in rs for which in ("final", "best")
-              if isinstance(r.get(which), dict) and r[which].get("eps") in (None, case.eps)]
-    transfers = [t for t in case.transfer if t.get("eps") in (None, case.eps)]
+def diagnostics(case: Case, runs: dict[str, list[Run]]) -> str:
+    """Final-checkpoint attacks, masking checks and transfer checks; empty when none. They were computed at
+    the claim's deciding eps, so they show with that case only."""
+    finals = [(v, r.label if f is r.final else f"{r.label} @ epoch {f.epoch} (best adv)", f)
+              for v, rs in runs.items() for r in rs for f in (r.final, r.best) if f is not None and f.eps == case.eps]
+    transfers = [t for t in case.transfer if t.eps == case.eps]
     if not (finals or transfers):
         return ""
     # The failed checks, as the runner named them for the test's message; then other problems.
     warnings = list(case.masking_warnings)
     not_scalars = ("steps_curve", "eps_curve", "checks", "warnings", "epoch")  # drawn, counted, listed, labelled
-    leaves = [dict(flat({k: x for k, x in f.items() if k not in not_scalars})) for _, _, f in finals]
+    leaves = [dict(flat({k: x for k, x in vars(f).items() if k not in not_scalars})) for _, _, f in finals]
     columns = list(dict.fromkeys(name for run in leaves for name in run))
     rows = []
     for (v, label, f), values in zip(finals, leaves):
-        checks = f.get("checks") if isinstance(f.get("checks"), dict) else {}
-        ok = sum(1 for c in checks.values() if isinstance(c, dict) and c.get("ok"))
-        rows.append([v, label, *[values.get(c) for c in columns], f"{ok}/{len(checks)} ok" if checks else None])
-        warnings += [f"{label}: {w}" for w in f.get("warnings") or []]
+        ok = sum(c.ok for c in f.checks.values())
+        rows.append([v, label, *[values.get(c) for c in columns], f"{ok}/{len(f.checks)} ok" if f.checks else None])
+        warnings += [f"{label}: {w}" for w in f.warnings]
     parts = ["<h3>Final-checkpoint diagnostics (and the epoch of best adversarial accuracy)</h3>"]
     if warnings:
         parts.append('<ul class="warn">' + "".join(f"<li>{esc(w)}</li>" for w in warnings) + "</ul>")
@@ -258,28 +256,28 @@ def diagnostics(case: Case, runs: dict[str, list[dict]]) -> str:
         if png:
             parts.append(img(png, f"final-checkpoint curves of {case.nodeid}"))
     if transfers:
-        rows = [[t.get("direction"), t.get("source"), t.get("target"), t.get("transfer_acc"), t.get("whitebox_acc"),
-                 "ok" if t.get("ok") else "FAILED", t.get("detail")] for t in transfers]
+        rows = [[t.direction, t.weights, t.source, t.target, t.transfer_acc, t.whitebox_acc,
+                 "ok" if t.ok else "FAILED", t.detail] for t in transfers]
         parts.append("<h4>Transfer: PGD crafted on one arm, scored on the other (both ways)</h4>" + table(
-            ["direction", "source", "target", "transfer acc", "white-box acc", "check", "detail"], rows, "diag"))
+            ["direction", "weights", "source", "target", "transfer acc", "white-box acc", "check", "detail"], rows,
+            "diag"))
     return "\n".join(parts)
 
 
-def runs_table(runs: dict[str, list[dict]], ek: str) -> str:
+def runs_table(runs: dict[str, list[Run]], ek: str) -> str:
     rows = []
     for v, rs in runs.items():
         for r in rs:
-            last = r["records"][-1] if r["records"] else {}
-            adv = last.get("adv", {}).get(ek, {}).get(STRONGEST) if isinstance(last.get("adv"), dict) else None
-            rows.append([v, r["label"], r["key"], r["status"], r.get("dataset_used"), len(r["records"]),
-                         last.get("clean"), adv, r.get("train_wall_seconds"), r.get("error")])
+            last = r.records[-1] if r.records else None
+            rows.append([v, r.label, r.key, r.status, r.dataset_used, len(r.records), last and last.clean,
+                         last and last.adv.get(ek, {}).get(STRONGEST), r.train_wall_seconds, r.error])
     return table(["variant", "run", "key", "status", "dataset used", "epochs", "last clean", f"last adv ({STRONGEST})",
                   "train seconds", "error"], rows, "runs")
 
 
-def drift_section(doc: dict) -> str:
+def drift_section(doc: results.Results) -> str:
     """Against --baseline: changed verdicts, effects whose CIs no longer overlap, runs beyond their seed spread."""
-    d = doc.get("drift")
+    d = doc.drift
     if not isinstance(d, dict):
         return ""
     b = d.get("baseline") or {}
@@ -302,7 +300,7 @@ def effect_text_of(x) -> str:
     return f"{num(x.get('effect'), '+.4f')} [{num(ci[0], '+.4f')}, {num(ci[1], '+.4f')}]"
 
 
-def factorial_section(cases: list[Case], runs: dict) -> str:
+def factorial_section(cases: list[Case], runs: dict[str, Run]) -> str:
     """H1's 2x2 (normalization x rounding) per dataset, with its effects; empty when no session's runs fill
     all four cells (harness.report.factorial)."""
     parts = []
@@ -349,10 +347,9 @@ def dose_section(cases: list[Case]) -> str:
             "contradicted when the opposite one is. The clean cost is shown, not tested.</p>" + "".join(parts))
 
 
-def problems_section(doc: dict) -> str:
-    errors = "".join(f"<h3>{esc(e.get('nodeid', '?'))}</h3><pre>{esc(e.get('message', ''))}</pre>"
-                     for e in doc["errors"] if isinstance(e, dict))
-    warnings = "".join(f"<li>{esc(w)}</li>" for w in doc["warnings"])
+def problems_section(doc: results.Results) -> str:
+    errors = "".join(f"<h3>{esc(e.nodeid)}</h3><pre>{esc(e.message)}</pre>" for e in doc.errors)
+    warnings = "".join(f"<li>{esc(w)}</li>" for w in doc.warnings)
     return ((f'<h2 id="errors">Errors</h2><div class="errors">{errors}</div>' if errors else "")
             + (f'<h2>Warnings</h2><ul class="warn">{warnings}</ul>' if warnings else ""))
 

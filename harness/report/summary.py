@@ -17,28 +17,26 @@ from pathlib import Path
 from ..spec import results
 
 
-def markdown(doc: dict, folder: Path, wall_seconds: float | None = None) -> str:
-    s = doc["session"]
-    lines = [f"## advhyp: {len(doc['cases'])} cases, {s.get('profile')} profile", ""]
+def markdown(doc: results.Results, folder: Path, wall_seconds: float | None = None) -> str:
+    s = doc.session
+    lines = [f"## advhyp: {len(doc.cases)} cases, {s.get('profile')} profile", ""]
     lines.append(f"Started {s.get('started')}, finished {s.get('finished', '(not finished)')}; "
                  f"git {_code(s.get('controller', {}).get('git'))}; pytest exit status {s.get('exit_status')}.")
-    if doc["partial"]:
+    if doc.partial:
         lines.append("")
         lines.append("**Partial:** the session was interrupted; the results below are what finished.")
     lines += ["", "| hypothesis | case | verdict | effect [95% CI] | outcome |", "|---|---|---|---|---|"]
-    for c in sorted(doc["cases"], key=lambda c: (c["module"], c["dataset"], c["eps"])):
-        t = c["test"]
-        lines.append(_row(c["module"], _case(c), f"**{c['verdict']}**", _effect(t.get("effect"), t.get("ci")),
-                          c["outcome"]))
-    if doc["errors"]:
-        lines += ["", f"**{len(doc['errors'])} test(s) stopped before producing a case:**", ""]
-        lines += [f"- {_code(e['nodeid'])}: {_cell(_last_line(e.get('message', '')))}" for e in doc["errors"]]
-    if doc.get("drift"):
-        lines += ["", *drift_markdown(doc["drift"])]
+    for c in sorted(doc.cases, key=lambda c: (c.module, c.dataset, c.eps)):
+        lines.append(_row(c.module, _case(vars(c)), f"**{c.verdict}**", _effect(c.test.effect, c.test.ci), c.outcome))
+    if doc.errors:
+        lines += ["", f"**{len(doc.errors)} test(s) stopped before producing a case:**", ""]
+        lines += [f"- {_code(e.nodeid)}: {_cell(_last_line(e.message))}" for e in doc.errors]
+    if doc.drift:
+        lines += ["", *drift_markdown(doc.drift)]
     lines.append("")
     if wall_seconds is not None:
         lines.append(f"Wall time: {_duration(wall_seconds)}.  ")
-    lines.append(f"Report: {_code(str(folder))} (index.html, results.json); {len(doc['warnings'])} warning(s) there.")
+    lines.append(f"Report: {_code(str(folder))} (index.html, results.json); {len(doc.warnings)} warning(s) there.")
     return "\n".join(lines) + "\n"
 
 

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..spec.budget import Effort, attack_budget, first_starts
-from ..spec.config import NO_ROUNDING, ROUNDING_MODES, STRONGEST, AttackConfig, ConfigError
+from ..spec.config import NO_ROUNDING, ROUNDING_MODES, STRONGEST, AttackConfig, ConfigError, eps_key
 from .pipelines import crafting
 from .runtime import autocast, without_autotuning
 
@@ -329,11 +329,6 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: AttackConf
                                        STRONGEST: accuracy(worst_case(robust.values()))}
             spent[eps_key(eps_units)] = {m: e.per_example(len(x)) for m, e in effort.items()}
     return {"clean": accuracy(clean), "adv": adv, "effort": {"budget": attack_budget(cfg, rounds), "spent": spent}}
-
-
-def eps_key(eps_units: float) -> str:
-    """Stable JSON key of an eps in 1/255 units: 1.0 -> "1", 0.5 -> "0.5"."""
-    return f"{eps_units:g}"
 
 
 def worst_case(masks) -> torch.Tensor:

@@ -5,8 +5,10 @@ resumed from the checkpoint of epoch k draws exactly what an uninterrupted run d
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
+from dataclasses import dataclass
 from typing import Callable, Protocol
 
 import torch
@@ -14,7 +16,8 @@ import torch.nn.functional as F
 
 from . import models, pipelines
 from .attacks import evaluate
-from ..spec.config import STRONGEST, Recipe, RunConfig, arm_identity, derive_seed
+from ..spec.config import Recipe, RunConfig, arm_identity, derive_seed
+from ..spec.records import EpochRecord
 from .data import Dataset, augment, fixed_subset
 from .runtime import autocast
 
@@ -91,17 +94,21 @@ def train_step(net: torch.nn.Module, opt: torch.optim.Optimizer, sched, x: torch
     return loss.detach()
 
 
-def best_epoch(records: list[dict], eps_key: str) -> int:
-    """The epoch whose strongest attack at `eps_key` left the highest adversarial accuracy (the first of
-    ties): where a tradeoff score is mostly made, so where the masking checks must look too."""
-    return max(records, key=lambda r: r["adv"][eps_key][STRONGEST])["epoch"]  # max keeps the first of ties
+@dataclass(frozen=True)
+class Trained:
+    """What `run` returns: one record per epoch, the final weights, the weights of the best epochs other than
+    the last ({epoch: state}, the epoch of highest adversarial accuracy at each eps), states on the CPU, and
+    what ran at which precision (pipelines.Deployed.precision_note)."""
+    records: list[EpochRecord]
+    final_state: dict
+    best_states: dict[int, dict]
+    precision: dict[str, str]
 
 
 def run(cfg: RunConfig, ds: Dataset, device: torch.device, checkpoint: Checkpointer | None = None,
-        on_epoch: Callable[[dict], None] = lambda record: None, compile_mode: str = "off",
-        early_exit: bool = True, attack_shapes: str = "exact") -> tuple[list[dict], dict, dict[int, dict]]:
-    """Train `cfg`; returns (one record per epoch, final model state dict, {epoch: state dict} of the best
-    epochs (best_epoch at each eps) other than the last), states on the CPU.
+        on_epoch: Callable[[EpochRecord], None] = lambda record: None, compile_mode: str = "off",
+        early_exit: bool = True, attack_shapes: str = "exact") -> Trained:
+    """Train `cfg`, evaluating after every epoch, resuming from `checkpoint` where it holds finished epochs.
 
     compile_mode "auto" compiles the training step on GPUs for transformers only: on an H200 it gave ViT-tiny
     1.7x at 224 px and ResNet18 nothing (launch-bound; shared/PERF-NOTES.md), and compiling costs a minute.
@@ -120,14 +127,14 @@ def run(cfg: RunConfig, ds: Dataset, device: torch.device, checkpoint: Checkpoin
     steps_per_epoch = len(train_x) // batch  # the last partial batch is dropped: every step the same shape
     opt = make_optimizer(model.parameters(), r, device)
     sched = make_schedule(opt, round(r.warmup_epochs * steps_per_epoch), cfg.epochs * steps_per_epoch)
-    records: list[dict] = []
-    best: dict[int, dict] = {}  # epoch -> weights, for the epochs best_epoch names at some eps so far
+    records: list[EpochRecord] = []
+    best: dict[int, dict] = {}  # epoch -> weights, for the best epochs at some eps so far
     state = checkpoint.load() if checkpoint else None
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
-        records = state["records"]
+        records = [EpochRecord(**r) for r in state["records"]]
         best = {int(e): w for e, w in state["best"].items()}
 
     gen = torch.Generator(device=device)
@@ -148,17 +155,22 @@ def run(cfg: RunConfig, ds: Dataset, device: torch.device, checkpoint: Checkpoin
         train_seconds = time.perf_counter() - start
         point = evaluate(model, eval_x, eval_y, cfg.attack, model.rounds, attack_seed(cfg, epoch), cfg.precision,
                          early_exit=early_exit, shapes=attack_shapes)
-        records.append({"epoch": epoch, "train_loss": train_loss, "train_seconds": train_seconds,
-                        "seconds": time.perf_counter() - start, **point})
-        keep = {best_epoch(records, ek) for ek in records[-1]["adv"]}
+        records.append(EpochRecord(epoch=epoch, train_loss=train_loss, train_seconds=train_seconds,
+                                   seconds=time.perf_counter() - start, **point))
+        keep = {best_epoch(records, float(ek)) for ek in records[-1].adv}
         best = {e: best[e] if e in best else cpu_state(model) for e in sorted(keep)}
-        if checkpoint:
+        if checkpoint:  # plain types only: the cache reads checkpoints back with weights_only=True
             checkpoint.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                             "scheduler": sched.state_dict(), "records": records,
+                             "scheduler": sched.state_dict(), "records": [dataclasses.asdict(r) for r in records],
                              "best": {str(e): w for e, w in best.items()}})
         on_epoch(records[-1])
     best.pop(len(records), None)  # the last epoch's weights are the final ones
-    return records, cpu_state(model), best
+    return Trained(records, cpu_state(model), best, model.precision_note(cfg.precision))
+
+
+def best_epoch(records: list[EpochRecord], eps: float) -> int:
+    """The epoch of highest strongest-attack accuracy at `eps` (the first of ties; Run.best_epoch)."""
+    return max(records, key=lambda r: r.adv_at(eps)).epoch
 
 
 def eval_set(cfg: RunConfig, ds: Dataset, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -234,6 +234,12 @@ def get_profile(name: str) -> Profile:
     return PROFILES[name]
 
 
+def eps_key(eps: float) -> str:
+    """How records name an eps (1/255 units) in JSON: 1.0 -> "1", 0.5 -> "0.5". Eps are floats in 1/255
+    units everywhere else; a fraction of 1 (eps / 255) exists only inside an attack."""
+    return f"{float(eps):g}"
+
+
 def check_eps(eps: tuple[float, ...]) -> tuple[float, ...]:
     for e in eps:
         if not 0 < e <= 255:

@@ -11,13 +11,17 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..cache import store
-from .case import Case, SchemaError, check, check_run
+from .case import Case
+from .records import Run
+from .schema import SchemaError, check, from_dict
 
-SCHEMA = "advhyp-results/2"
+SCHEMA = "advhyp-results/3"  # 3: runs typed (harness.spec.records), transfers at the best epochs
 
 
 class ResultsError(ValueError):
@@ -64,7 +68,29 @@ def plain(x):
     return str(x)
 
 
-def load(folder_or_file: Path) -> dict:
+@dataclass(frozen=True)
+class ErrorRecord:
+    """A hypothesis test that stopped before producing a case (bad data, a crash)."""
+    nodeid: str
+    message: str
+    when: str = "call"
+
+
+@dataclass(frozen=True)
+class Results:
+    """results.json, typed: what the report, the summary and drift read."""
+    schema: str
+    partial: bool
+    session: dict  # the settings and environment as recorded (free-form: the report lists every leaf)
+    cases: list[Case]
+    runs: dict[str, Run]
+    errors: list[ErrorRecord]
+    warnings: list[str]
+    drift: dict | None = None  # against --baseline (harness.report.drift)
+
+
+def load(folder_or_file: Path) -> Results:
+    """The results.json in a session folder (or at this path), validated (ResultsError names what is wrong)."""
     path = Path(folder_or_file)
     path = path / "results.json" if path.is_dir() else path
     try:
@@ -79,35 +105,24 @@ def load(folder_or_file: Path) -> dict:
         raise ResultsError(f"{path} is not text (a binary file): pass the results.json a pytest run wrote") from None
     except OSError as e:
         raise ResultsError(f"{path} cannot be read ({e.strerror}): check its permissions") from None
-    validate(doc, str(path))
-    return doc
+    return parse(doc, str(path))
 
 
-def validate(doc: dict, where: str = "results.json") -> None:
-    """Raise ResultsError naming the first field that is missing or of the wrong type: every field of every
-    case (harness.spec.case.Case is the schema) and of every run."""
+def parse(doc: dict, where: str = "results.json") -> Results:
+    """The typed document; ResultsError names the first field that is missing or of the wrong type (every
+    field of every case and run: their dataclasses are the schema) or a case's run that is not there."""
     if not isinstance(doc, dict):
         raise ResultsError(f"{where}: the top level must be an object")
     if doc.get("schema") != SCHEMA:
         raise ResultsError(f"{where}: schema is {doc.get('schema')!r}, this harness reads {SCHEMA!r}; "
                            f"re-run the suite to produce a current results.json")
-    for name, kind in (("partial", bool), ("session", dict), ("cases", list), ("runs", dict),
-                       ("errors", list), ("warnings", list)):
-        if not isinstance(doc.get(name), kind):
-            raise ResultsError(f"{where}: field {name!r} must be a {'list' if kind is list else 'an object' if kind is dict else kind.__name__}")
     try:
-        for k, run in doc["runs"].items():
-            check_run(run, f"{where}: runs[{k!r}]")
-        for i, c in enumerate(doc["cases"]):
-            case = Case.from_dict(c, f"{where}: cases[{i}]")
-            for keys in case.run_keys.values():
-                for k in keys:
-                    if k not in doc["runs"]:
-                        raise ResultsError(f"{where}: cases[{i}] ({case.nodeid}) refers to run {k!r}, "
-                                           f"which is not in 'runs'")
-        for i, w in enumerate(doc["warnings"]):
-            check(w, str, f"{where}: warnings[{i}]")
-        for i, e in enumerate(doc["errors"]):
-            check(e, dict[str, str], f"{where}: errors[{i}]")
+        runs = {k: Run.from_dict(r, f"{where}: runs[{k!r}]") for k, r in check(doc.get("runs"), dict, f"{where}: runs").items()}
+        typed = from_dict(Results, {**doc, "runs": {}}, f"{where}: ")
     except SchemaError as e:
         raise ResultsError(str(e)) from None
+    for i, case in enumerate(typed.cases):
+        missing = next((k for keys in case.run_keys.values() for k in keys if k not in runs), None)
+        if missing:
+            raise ResultsError(f"{where}: cases[{i}] ({case.nodeid}) refers to run {missing!r}, which is not in 'runs'")
+    return dataclasses.replace(typed, runs=runs)
