@@ -17,7 +17,7 @@ from harness.spec import plan, results
 from harness.report import page as report
 from harness.judge import verdict
 from harness.spec.case import Case
-from harness.spec.config import PROFILES, Claim, Variant
+from harness.spec.config import PROFILES, Claim, Claimed, Variant
 
 HOSTILE = "<script>alert(1)</script>"
 ROOT = Path(__file__).resolve().parent.parent
@@ -166,7 +166,7 @@ def test_every_string_from_the_results_is_escaped(rendered):
 
 def test_unknown_verdict_text_is_escaped_and_gets_no_colour():
     case = Case.from_dict(sample_doc()["cases"][0])
-    cell = report.verdict_cell(dataclasses.replace(case, verdict='"><img src=x>'))
+    cell = report.verdict_cell(dataclasses.replace(case, verdict='"><img src=x>', reduced=[]))
     assert '<span class="verdict unknown">&quot;&gt;&lt;img src=x&gt;</span>' == cell
 
 
@@ -283,7 +283,7 @@ def _missing_run(folder: Path) -> None:
     (lambda f: f.mkdir(), r"20261126-010000/results\.json does not exist"),
     (lambda f: f.mkdir() or (f / "results.json").write_text('{"schema": '),
      r"results\.json is not valid JSON \(line 1"),
-    (_wrong_schema, r"schema is 'advhyp-results/0', this harness reads 'advhyp-results/2'"),
+    (_wrong_schema, r"schema is 'advhyp-results/0', this harness reads 'advhyp-results/3'"),
     (_missing_run, r"cases\[\d\] \(hypotheses/test_pooling_type\.py::test\[cifar10-eps\d\]\) refers to run 'avg1'"),
     (lambda f: f.mkdir() or (f / "results.json").write_bytes(bytes(range(256))), r"is not text \(a binary file\)"),
     (lambda f: _edited(f, lambda d: d["cases"][0]["test"].update(p_greater="0.01")),
@@ -337,6 +337,6 @@ def test_drift_and_claimed_beside_measured_are_shown(tmp_path):
     html = report.render(write_doc(tmp_path / "20261127-010000", doc)).read_text()
     assert "<b>A verdict changed: the session fails.</b>" in html
     assert "<td>verdict changed</td><td>test_pooling_type cifar10 eps 1</td><td>inconclusive</td><td>supported</td>" in html
-    case = dataclasses.replace(Case.from_dict(doc["cases"][0]), claimed={
-        "direction": "better", "size": 0.5, "source": "the post", "reading": "direction only"})
+    case = dataclasses.replace(Case.from_dict(doc["cases"][0]), claimed=Claimed("better", "the post", 0.5),
+                               reading="direction only")
     assert report.claimed_text(case) == "better by +0.5000 (the post) → direction only"

@@ -28,7 +28,8 @@ def markdown(doc: dict, folder: Path, wall_seconds: float | None = None) -> str:
     lines += ["", "| hypothesis | case | verdict | effect [95% CI] | outcome |", "|---|---|---|---|---|"]
     for c in sorted(doc["cases"], key=lambda c: (c["module"], c["dataset"], c["eps"])):
         t = c["test"]
-        lines.append(_row(c["module"], _case(c), f"**{c['verdict']}**", _effect(t.get("effect"), t.get("ci")),
+        reduced = f" (reduced: {'; '.join(c['reduced'])})" if c["reduced"] else ""
+        lines.append(_row(c["module"], _case(c), f"**{c['verdict']}**{reduced}", _effect(t.get("effect"), t.get("ci")),
                           c["outcome"]))
     if doc["errors"]:
         lines += ["", f"**{len(doc['errors'])} test(s) stopped before producing a case:**", ""]

@@ -17,7 +17,7 @@ from pathlib import Path
 from ..cache import store
 from .case import Case, SchemaError, check, check_run
 
-SCHEMA = "advhyp-results/2"
+SCHEMA = "advhyp-results/3"
 
 
 class ResultsError(ValueError):
