@@ -10,7 +10,7 @@ from harness.report import factorial, page as report
 from harness.spec import plan, results
 from harness.judge import verdict
 from harness.spec.case import Case
-from harness.spec.config import PROFILES, TrendClaim, key
+from harness.spec.config import PROFILES, key
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULES = ("test_quantized_input", "test_rounding_unnormalized", "test_rounding_normalized",

@@ -53,7 +53,8 @@ def test_verdicts_on_constructed_scores(better, worse, expected):
 def test_constant_scores_in_each_arm_are_untestable_whatever_float_rounding_leaves():
     # np.var([0.2] * 3) is about 1e-33, not 0: a naive zero check would call this difference certain.
     w = inference.welch([0.3] * 3, [0.2] * 3)
-    assert math.isnan(_p([0.3] * 3, [0.2] * 3)["p_greater"]) and w["problem"] == "every seed of every arm has the same score"
+    assert math.isnan(_p([0.3] * 3, [0.2] * 3)["p_greater"])
+    assert w["problem"] == "every seed of every arm has the same score"
     assert "fewer than 2 finished seeds (1 vs 2)" == inference.welch([0.3, math.nan], [0.2, 0.21])["problem"]
 
 

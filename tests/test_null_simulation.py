@@ -33,7 +33,8 @@ def _plans(**claim) -> list[plan.Plan]:
     """The claim's plan at each look of the seed procedure: paper, then confirm."""
     c = Claim(statement="Max beats Avg", better="Max", worse="Avg", variants=ARMS, epochs=10, eps=(1.0,),
               factor="model_kwargs.pooling", **claim)
-    return [plan.Plan(claim=c, profile=PROFILES[name], datasets=c.datasets, eps=(1.0,)) for name in ("paper", "confirm")]
+    return [plan.Plan(claim=c, profile=PROFILES[name], datasets=c.datasets, eps=(1.0,))
+            for name in ("paper", "confirm")]
 
 
 def _cases(p: plan.Plan, better: np.ndarray, worse: np.ndarray) -> list:

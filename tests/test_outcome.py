@@ -1,13 +1,10 @@
 """How a case becomes a test outcome (harness.judge.verdict.outcome): what may pass, and what must not."""
-import dataclasses
-import math
-
 import pytest
 
 from harness.spec.case import Case
 from harness.spec.config import Claimed, Known
 from harness.judge.verdict import outcome
-from helpers import DECIDING, EVIDENCE, sample_case
+from helpers import DECIDING, sample_case
 
 _case = sample_case
 

@@ -113,8 +113,8 @@ def test_a_two_level_dose_on_three_seeds_is_underpowered_as_a_pair_is():
     case = _judge(claim, {"a": flat, "b": flat}, dataset="a")
     assert case.test.design.underpowered and case.test.design.p_min_exact == pytest.approx(1 / 20)
     assert case.verdict == "underpowered" and "run the confirm look" in verdict.message(case)
-    assert _judge(_claim(datasets=("a", "b")), {"a": _runs(lambda b: 0.2, noise=(0.0, 0.03, -0.02))} | {
-        "b": _runs(lambda b: 0.2, noise=(0.0, 0.03, -0.02))}, dataset="a").verdict == "inconclusive"  # 4 levels: 1/369600
+    four = _runs(lambda b: 0.2, noise=(0.0, 0.03, -0.02))  # 4 levels: the exact floor is 1/369600
+    assert _judge(_claim(datasets=("a", "b")), {"a": four, "b": four}, dataset="a").verdict == "inconclusive"
 
 
 def test_a_dose_within_its_margin_is_negligible_and_an_equivalence_claim_passes():
@@ -137,7 +137,7 @@ def test_a_dose_whose_levels_differ_in_more_than_the_dose_is_confounded_at_colle
     (tmp_path / "train").mkdir(), (tmp_path / "test").mkdir()  # planning checks the binding, reads nothing
     sources = Sources(bindings=(("cifar10", str(tmp_path)),))
     for profile in ("smoke", "paper"):
-        with pytest.raises(ConfigError, match=r"confounded: .*variant\.input_size: 2 bits \d+, 4 bits None.*variant\.recipe\.lr"):
+        with pytest.raises(ConfigError, match=r"confounded: .*input_size: 2 bits \d+, 4 bits None.*recipe\.lr"):
             plan.plan(confounded, PROFILES[profile], sources)
     assert plan.parity(plan.Plan(claim, PROFILES["paper"], ("cifar10",), (1.0,))) == []
 

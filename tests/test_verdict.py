@@ -1,11 +1,13 @@
 """The verdict module: cases judged from constructed runs, through the real policy. Each defect issue 21 found
 has a test here (or beside the code it concerns) that now gives the right state."""
 import dataclasses
+import io
 import math
 import zipfile
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from harness.judge import inference, verdict
 from harness.report import page, summary
@@ -146,8 +148,6 @@ def test_an_alpha_above_five_percent_is_reduced():
 
 def test_a_random_zip_bound_as_cifar10_is_not_reported_as_cifar10(tmp_path):
     """30 random JPEG images bound as cifar10=.../cifar10.zip used to load as cifar10 and decide."""
-    from PIL import Image
-    import io
     path, rng = tmp_path / "cifar10.zip", np.random.default_rng(0)
     with zipfile.ZipFile(path, "w") as zf:
         for i in range(30):
