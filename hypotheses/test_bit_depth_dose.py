@@ -8,7 +8,7 @@ Protocol, recipe and attacks as H1 (40 epochs, the strongest of `off`, `bpda` an
 
 Decided by one trend test, not pairwise tests: the slope of the per-seed primary score on the bit depth,
 its standard error from each level's own variance, one-sided p in the claimed direction, Holm across
-datasets (harness.judge.inference.trend, harness.judge.verdict.judge_trend). Supported: the score falls with bits at
+datasets (harness.judge.inference.trend, harness.judge.verdict.judge). Supported: the score falls with bits at
 alpha; contradicted: it rises; else inconclusive. The trend of the final clean accuracy is shown beside
 it as the clean cost of rounding harder (2 bits leaves 4 grey levels per channel), and not tested.
 

@@ -17,10 +17,11 @@ CLAIM = Claim(
               "Avg": Variant("resnet18", "baseline", SGD_RESNET, model_kwargs={"pooling": "avg"})},
     datasets=("cifar10",), epochs=10, factor="model_kwargs.pooling", deciding_eps=1,
     claimed=Claimed("better", "research post, second experiment (no size given)"),
-    # Measured with the suite before seeds were decorrelated per arm and PGD scored every iterate:
-    # effect -0.041 (95% CI -0.064 .. -0.017) on the dominated area at eps 1/255.
-    known=Known("contradicted", "2026-11-26, NVIDIA H100 80GB, paper profile (3 seeds x 10 epochs), "
-                                "cifar10-jpeg75, git 8ba6f71"))
+    # Measured with older code (paired seeds, last-iterate PGD, Welch's df, each look at 0.05) on the JPEG copy:
+    # effect -0.041 (95% CI -0.064 .. -0.017) on the dominated area at eps 1/255. Stale on any other data or
+    # code, so it fails no night until the claim is measured again and this record updated.
+    known=Known("contradicted", data="cifar10-jpeg75", code="git 8ba6f71", card="NVIDIA H100 80GB",
+                date="2026-11-26"))
 
 
 def test_max_pooling_improves_resnet_tradeoff(suite, dataset, eps):

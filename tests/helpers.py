@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from harness.run import runtime
 from harness.cache.runs import RunCache
-from harness.spec.case import Case, Evidence
+from harness.spec.case import Case, Design, Evidence
 from harness.chaos.worker import small_profile, small_runs
 from harness.spec.config import AttackConfig, Claim, Profile, Recipe, RunConfig, Variant, eps_key
 from harness.spec.records import EpochRecord, FinalChecks, Run
@@ -50,14 +50,18 @@ def small_suite(cache: RunCache, sources: Sources, seeds: tuple[int, ...], epoch
     return SmallSuite(executor, small_profile(seeds, epochs))
 
 
-EVIDENCE = Evidence(n=[3, 3], effect=0.05, ci=[0.01, 0.09], p_greater=0.01, p_less=0.99, p_perm=0.05, p_min=0.05,
-                    seeds_needed=None, problem=None)
+EVIDENCE = Evidence(method="welch", n=[3, 3], effect=0.05, ci=[0.01, 0.09], p_greater=0.01, p_less=0.99,
+                    p_adj_greater=0.01, p_adj_less=0.99, holm_family=["cifar10 eps=1"], df=2.0, p_perm=0.05,
+                    p_min=0.05, seeds_needed=None, problem=None,
+                    design=Design(alpha_holm=0.0304, p_min_exact=0.05, underpowered=True, seeds_for_exact=4,
+                                  detectable_effect=0.1))
 DECIDING = Case(nodeid="h.py::t[c-eps1]", module="h", statement="A beats B", better="A", worse="B", expect="better",
                 dataset="cifar10", dataset_used="cifar10", eps=1.0, deciding_eps=1.0, decides=True, profile="paper",
-                profile_decides=True, alpha=0.05, seeds=[0, 1, 2], epochs=10, primary="dominated_area",
-                attack="strongest", shared_clean_range=[0.1, 0.5], scores={}, test=EVIDENCE, per_mode={},
-                run_keys={}, transfer=[], masking_warnings=[], failed_runs=[], problems=[], notes=[], reduced=[],
-                allow_reduced=False, verdict="supported", outcome="")
+                profile_decides=True, alpha=0.05, level=0.0304, seeds=[0, 1, 2], epochs=10, primary="dominated_area",
+                attack="strongest", shared_clean_range=[0.1, 0.5], scores={}, run_keys={}, test=EVIDENCE, per_mode={},
+                along_eps=[], equivalence=None, trend=None, transfer=[], masking_warnings=[], failed_runs=[],
+                problems=[], notes=[], reduced=[], allow_reduced=False, verdict="supported", outcome="", claimed=None,
+                reading=None, known=None, known_stale=None)
 
 
 def sample_case(**changes) -> Case:

@@ -27,20 +27,20 @@ def null_families(rng: np.random.Generator, reps: int, n_better: int, n_worse: i
 
 
 def welch_batch(a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
-    """harness.judge.inference.welch over the last axis: effect, se, df, p_greater, p_less (NaN where both
-    arms are constant, as the scalar decides)."""
+    """harness.judge.inference.welch, then `read`, over the last axis: effect, se, Hsu's df, p_greater, p_less
+    (NaN where both arms are constant, as the scalar decides)."""
     va, vb = a.var(axis=-1, ddof=1) / a.shape[-1], b.var(axis=-1, ddof=1) / b.shape[-1]
     effect, se = a.mean(-1) - b.mean(-1), np.sqrt(va + vb)
     scale = np.maximum(1.0, np.maximum(np.abs(a.mean(-1)), np.abs(b.mean(-1))))
     ok = se > 1e-12 * scale
     with np.errstate(divide="ignore", invalid="ignore"):
-        df = np.where(ok, (va + vb) ** 2 / (va ** 2 / (a.shape[-1] - 1) + vb ** 2 / (b.shape[-1] - 1)), np.nan)
+        df = np.where(ok, min(a.shape[-1], b.shape[-1]) - 1.0, np.nan)
         t = np.where(ok, effect / se, np.nan)
     return {"effect": effect, "se": se, "df": df, "p_greater": st.t.sf(t, df), "p_less": st.t.cdf(t, df)}
 
 
 def tost_batch(a: np.ndarray, b: np.ndarray, margin: float, alpha: float) -> np.ndarray:
-    """harness.judge.inference.tost's "equivalent" over the last axis (False where untestable)."""
+    """Whether harness.judge.inference.tost's p_tost <= alpha, over the last axis (False where untestable)."""
     w = welch_batch(a, b)
     with np.errstate(divide="ignore", invalid="ignore"):
         p_tost = np.maximum(st.t.sf((w["effect"] + margin) / w["se"], w["df"]),
@@ -49,7 +49,8 @@ def tost_batch(a: np.ndarray, b: np.ndarray, margin: float, alpha: float) -> np.
 
 
 def trend_batch(levels, y: np.ndarray) -> dict[str, np.ndarray]:
-    """harness.judge.inference.trend over a batch: y shaped (reps, n_levels, n_seeds); slope, p_increasing."""
+    """harness.judge.inference.trend, then `read`, over a batch: y shaped (reps, n_levels, n_seeds); slope,
+    p_increasing."""
     x = np.asarray(levels, float)
     c = (x - x.mean()) / ((x - x.mean()) ** 2).sum()
     se, slope = np.sqrt(y.var(axis=-1, ddof=1) / y.shape[-1] @ c ** 2), y.mean(-1) @ c

@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from harness import plugin
 from harness.run import data, formats, sources as sources_module
 from harness.run.data import DataError, Sources
 
@@ -225,3 +226,45 @@ def test_a_dataset_whose_content_is_a_known_original_is_named_after_it(tmp_path,
     lossy[0, 0, 0, 0] ^= 1  # one level of one pixel: a lossy copy is not the original
     lossy_copy = _write(tmp_path, _indexed_tree(labels, lossy), stem="tinyset-jpeg")
     assert _load(lossy_copy, tmp_path).name == "tinyset-jpeg"  # named by its file, as cifar10-jpeg75
+
+
+def test_a_known_name_bound_to_other_content_is_not_reported_as_the_original(tmp_path):
+    """A zip called cifar10.zip whose images are not CIFAR-10's reads `cifar10-unverified`, so a case on it
+    counts as bound in place of cifar10 (reduced); a name the suite has no reference for keeps its own."""
+    files = _tree(size=(32, 32))
+    assert _load(_write(tmp_path, files, stem="cifar10"), tmp_path, name="cifar10").name == "cifar10-unverified"
+    data._LOADED.clear()
+    assert _load(_write(tmp_path, files, stem="mine"), tmp_path, name="cifar10").name == "mine"
+    data._LOADED.clear()
+    assert _load(_write(tmp_path, files, stem="toy"), tmp_path).name == "toy"
+
+
+def test_an_original_without_a_copy_here_is_recognised_by_its_published_facts(tmp_path, monkeypatch):
+    """CIFAR-100's check, on a stand-in whose facts are made up the same way: split sizes, 3x32x32, equal
+    classes, and the training pixels' per-channel sum and sum of squares; one level of one pixel breaks it."""
+    rng = np.random.default_rng(1)
+    train = rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    files = {f"train/c{i % 2}/{i}.png": _png(train[i]) for i in range(4)}
+    files.update({f"test/c{i}/{i}.png": _png(np.full((32, 32, 3), i, np.uint8)) for i in range(2)})
+    x = train.transpose(3, 0, 1, 2).reshape(3, -1).astype(np.int64)
+    monkeypatch.setattr(data, "PUBLISHED", {"cifar100": ((4, 2), 2, tuple(x.sum(1)), tuple((x * x).sum(1)))})
+    ds = _load(_write(tmp_path, files, stem="cifar100-png"), tmp_path, name="cifar100")
+    assert ds.name == "cifar100" and "content identical to the original cifar100" in ds.notes[-1]
+    train[0, 0, 0, 0] ^= 1
+    files["train/c0/0.png"] = _png(train[0])
+    data._LOADED.clear()
+    assert _load(_write(tmp_path, files, stem="cifar100"), tmp_path, name="cifar100").name == "cifar100-unverified"
+
+
+def test_cifar10s_published_mean_and_std_are_its_pixel_sums(real_dataset_name, sources, pytestconfig):
+    """The derivation behind PUBLISHED, checked where an original is at hand: CIFAR-10's published per-channel
+    mean and std (8 digits) are those of its training pixels' sums and sums of squares."""
+    ds = data.load(real_dataset_name, sources, plugin.settings_of(pytestconfig).cache_dir)
+    if ds.name != "cifar10":
+        pytest.skip("needs the lossless CIFAR-10 bound: --data-source cifar10=PATH/cifar10-png.zip")
+    counts, levels = data.levels_histogram(ds.train_x), torch.arange(256)
+    n, sums, squares = counts.sum(1), counts @ levels, counts @ levels ** 2
+    mean = sums.double() / n / 255
+    std = ((squares - sums.double() ** 2 / n) / (n - 1)).sqrt() / 255
+    assert mean.tolist() == pytest.approx([0.49139968, 0.48215841, 0.44653091], abs=5e-9)
+    assert std.tolist() == pytest.approx([0.24703223, 0.24348513, 0.26158784], abs=5e-9)

@@ -138,31 +138,20 @@ def test_seeds_that_make_two_arms_share_a_run_are_refused_before_training():
 
 
 def test_arms_differing_in_an_undeclared_setting_are_confounded_until_it_is_declared():
-    """Arm parity: the arms' fully resolved settings may differ only in the claim's factor, or in a difference
-    the claim declares intended; attack effort is compared as gradient attacks per example."""
-    def runs(n_eval_b, restarts_b=1, modes_b=("pgd",)):
-        out = {}
-        for arm, n_eval, restarts, modes, adv in (("A", 1000, 1, ("pgd",), 0.3), ("B", n_eval_b, restarts_b, modes_b, 0.1)):
-            variant = Variant("resnet18", "baseline", model_kwargs={"pooling": "avg"} if arm == "B" else {})
-            attack = dataclasses.replace(TOY_CONFIG.attack, n_eval=n_eval, restarts=restarts, modes=modes)
-            out[arm] = [make_run(f"{arm}{s}", [0.5], [adv + 0.01 * s], label=f"{arm}/s{s}",
-                                 config=dataclasses.replace(TOY_CONFIG, seed=s, variant=variant, attack=attack))
-                        for s in range(3)]
-        return out
+    """Arm parity, from the planned run configs (harness.spec.plan.parity): the arms' resolved settings may
+    differ only in the claim's factor, or in a difference the claim declares intended; attack effort is
+    compared as gradient attacks per example. A confounded claim stops at collection, before anything trains."""
     claim = dataclasses.replace(CLAIM, factor="model_kwargs.pooling")
-    p = plan.Plan(claim, PROFILES["paper"], ("toy",), (1.0,))
-    judge = lambda c, r: verdict.judge(dataclasses.replace(p, claim=c), "toy", 1.0, {"toy": r}, NO_CHECKS, 0.05)  # noqa: E731
-    assert judge(claim, runs(1000)).verdict == "supported" and judge(claim, runs(1000)).parity == []
-    case = judge(claim, runs(500))
-    assert case.verdict == "confounded" and case.outcome == "failed"
-    assert case.parity == ["attack.n_eval: A 1000, B 500"]
-    declared = dataclasses.replace(claim, intended={"attack.n_eval": "B's test set is smaller"})
-    assert judge(declared, runs(500)).verdict == "supported"
-    # a rounding arm's two gradient modes against two restarts: equal effort; against one restart: not
-    assert judge(claim, runs(1000, restarts_b=1, modes_b=("off", "bpda", "exact"))).parity == [
-        "attack.gradient_attacks_per_example: A 1, B 2"]
-    assert judge(claim, runs(1000, restarts_b=2, modes_b=("pgd",))).parity == [
-        "attack.gradient_attacks_per_example: A 1, B 2"]
+    parity = lambda c: plan.parity(plan.Plan(c, PROFILES["paper"], ("toy",), (1.0,)))  # noqa: E731
+    assert parity(claim) == []
+    slower = dataclasses.replace(claim, variants={**claim.variants, "B": dataclasses.replace(
+        claim.variants["B"], recipe=Recipe(batch_size=32, lr=0.1))})
+    assert parity(slower) == ["variant.recipe.lr: A 0.2, B 0.1"]
+    assert parity(dataclasses.replace(slower, intended={"recipe.lr": "B's recipe is the source's"})) == []
+    # a rounding arm's two gradient modes against the other arm's two restarts: equal effort, by construction
+    rounding = dataclasses.replace(CLAIM, factor="pipeline", modes=("off", "bpda", "exact"),
+                                   variants={"A": Variant("resnet18", "round"), "B": Variant("resnet18", "baseline")})
+    assert parity(rounding) == []
 
 
 def test_equal_attack_effort_arms_without_rounding_get_a_restart_per_gradient_mode():
@@ -207,7 +196,7 @@ def test_a_claim_without_final_checks_cannot_pass():
             for arm in ("A", "B")}
     p = plan.Plan(CLAIM, PROFILES["paper"], ("toy",), (1.0,))
     case = verdict.judge(p, "toy", 1.0, {"toy": runs}, None, 0.05)  # None: the profile ran no final checks
-    assert case.verdict == "supported" and case.outcome == "failed"
+    assert case.verdict == "supported (unverified)" and case.outcome == "failed"
     assert any("no final-checkpoint checks ran" in p for p in case.problems)
     assert case.masking_warnings == [] and case.transfer == []
 

@@ -11,7 +11,7 @@ from harness.report import factorial, page as report
 from harness.spec import plan, results
 from harness.judge import verdict
 from harness.spec.case import Case
-from harness.spec.config import PROFILES, TrendClaim, key
+from harness.spec.config import PROFILES, key
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULES = ("test_quantized_input", "test_rounding_unnormalized", "test_rounding_normalized",
@@ -40,9 +40,8 @@ def _doc(drop_cell: str | None = None) -> dict:
             runs[arm] = [make_run(key(c, "fp", "code"), [0.5], [ADV[arm] + d], config=c, dataset_used="cifar10",
                                   label=c.label, status="done" if arm != drop_cell else "failed")
                          for c, d in zip(cs, SEED)]
-        judge = verdict.judge_trend if isinstance(claim, TrendClaim) else verdict.judge
-        case = judge(p, "cifar10", 1.0, {"cifar10": runs}, NO_CHECKS, 0.05,
-                     nodeid=f"hypotheses/{module}.py::t[cifar10-eps1]", module=module)
+        case = verdict.judge(p, "cifar10", 1.0, {"cifar10": runs}, NO_CHECKS, 0.05,
+                             nodeid=f"hypotheses/{module}.py::t[cifar10-eps1]", module=module)
         results.add(doc, {"case": case.to_dict(), "runs": {r.key: run_dict(r) for rs in runs.values() for r in rs}})
     doc["partial"] = False
     results.parse(doc)
@@ -93,8 +92,8 @@ def test_the_page_shows_the_2x2_and_the_dose_response():
     assert "<h2>H1's 2x2: normalization × rounding</h2>" in html
     assert "interaction: (NormRound − Baseline) − (Round − Plain)" in html and "-0.0200" in html
     assert "<h2>Dose response</h2>" in html and 'alt="dose response of hypotheses/test_bit_depth_dose.py' in html
-    dose = next(Case.from_dict(c) for c in doc["cases"] if c["kind"] == "trend")
-    assert dose.verdict == "supported" and dose.trend["slope"] == pytest.approx(  # OLS on 2, 4, 6, 8 bits
+    dose = next(Case.from_dict(c) for c in doc["cases"] if c["trend"])
+    assert dose.verdict == "supported" and dose.trend.slope == pytest.approx(  # OLS on 2, 4, 6, 8 bits
         sum(x * 0.5 * ADV[f"{b} bits"] for x, b in zip((-3, -1, 1, 3), (2, 4, 6, 8))) / 20)
-    assert f"slope per bits: {dose.trend['slope']:+.4g}" in html  # the summary's effect column for a trend
+    assert f"slope per bits: {dose.trend.slope:+.4g}" in html  # the summary's effect column for a trend
     assert html.count("<img ") == 1 + len(doc["cases"])  # the dose figure, and one figure per case

@@ -17,7 +17,7 @@ from harness.spec import plan, results
 from harness.report import page as report
 from harness.judge import verdict
 from harness.spec.case import Case
-from harness.spec.config import PROFILES, Claim, Variant
+from harness.spec.config import PROFILES, Claim, Claimed, Variant
 from harness.spec.records import EpochRecord, FinalEvaluation, Run, Transfer
 from helpers import NO_CHECKS, TOY_CONFIG, run_dict
 
@@ -59,7 +59,7 @@ FINAL = {"n": 64, "clean": 0.6, "eps": 1.0,  # the shape harness.run.diagnostics
          "zero_grad": {"off": 0.0, "bpda": 0.0, "exact": 0.97},
          "steps_curve": {"steps": [1, 2, 4], "acc": [0.3, 0.25, 0.24]},
          "eps_curve": {"eps": [1, 8, 64, 255], "acc": [0.3, 0.1, 0.0, 0.0]}, "strongest_overall": 0.18,
-         "checks": {"steps_monotone": {"ok": True, "detail": "accuracy falls with steps"},
+         "checks": {"more_effort_finds_little": {"ok": True, "detail": "PGD-20 finds 0.000 more"},
                     "gradients_flow": {"ok": False, "detail": "97% zero gradients under exact " + HOSTILE}},
          "warnings": ["torchattacks is not installed"], "seconds": 3.2}
 
@@ -167,7 +167,7 @@ def test_every_string_from_the_results_is_escaped(rendered):
 
 def test_unknown_verdict_text_is_escaped_and_gets_no_colour():
     case = Case.from_dict(sample_doc()["cases"][0])
-    cell = report.verdict_cell(dataclasses.replace(case, verdict='"><img src=x>'))
+    cell = report.verdict_cell(dataclasses.replace(case, verdict='"><img src=x>', reduced=[]))
     assert '<span class="verdict unknown">&quot;&gt;&lt;img src=x&gt;</span>' == cell
 
 
@@ -339,6 +339,6 @@ def test_drift_and_claimed_beside_measured_are_shown(tmp_path):
     html = report.render(write_doc(tmp_path / "20261127-010000", doc)).read_text()
     assert "<b>A verdict changed: the session fails.</b>" in html
     assert "<td>verdict changed</td><td>test_pooling_type cifar10 eps 1</td><td>inconclusive</td><td>supported</td>" in html
-    case = dataclasses.replace(Case.from_dict(doc["cases"][0]), claimed={
-        "direction": "better", "size": 0.5, "source": "the post", "reading": "direction only"})
+    case = dataclasses.replace(Case.from_dict(doc["cases"][0]), claimed=Claimed("better", "the post", 0.5),
+                               reading="direction only")
     assert report.claimed_text(case) == "better by +0.5000 (the post) → direction only"

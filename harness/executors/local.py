@@ -159,8 +159,9 @@ class LocalExecutor:
                 bests[r.key] = self.final_evaluation(r.key, cfg_of[r.key], ds, eps, f"{i}/{len(finished)}", best)
                 warnings += [f"{r.label} (epoch {best}, its best adversarial accuracy): {w}"
                              for w in bests[r.key].failed]
-        # Both ways, seed by seed: a masked white-box attack on either arm shows as a transfer attack beating it.
-        seeds = zip(runs[claim.worse], runs[claim.better]) if claim.expect == "better" else ()
+        # Both ways, seed by seed: a masked white-box attack on either arm shows as a transfer attack beating it
+        # (a dose: between its ends; a null control compares an arm with itself).
+        seeds = zip(runs[claim.worse], runs[claim.better]) if claim.expect != "null" else ()
         for worse, better in seeds:
             if not (worse.done and better.done):
                 continue

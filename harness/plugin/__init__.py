@@ -218,9 +218,8 @@ class SuiteFixture:
         if setup_error:  # one line, and the session stops (failed outside the except: no chained exception)
             stop(self.config, self.request.session, "advhyp: stopped by the setup error above")
             pytest.fail(setup_error, pytrace=False)
-        judge = verdict.judge_trend if isinstance(claim, cfg.TrendClaim) else verdict.judge
-        case = judge(p, dataset, eps, family, checks, s.alpha, nodeid=self.request.node.nodeid,
-                     module=self.request.module.__name__.split(".")[-1])
+        case = verdict.judge(p, dataset, eps, family, checks, s.alpha, nodeid=self.request.node.nodeid,
+                             module=self.request.module.__name__.split(".")[-1])
         warnings = list(ex.cache.warnings) + ex.data_notes + [f"{SUBSTITUTED} {n}" for n in p.notes]
         runs = checks.attach(family[dataset]) if checks else family[dataset]
         self.request.node.stash[RECORD] = {

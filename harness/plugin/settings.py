@@ -31,7 +31,8 @@ OPTIONS = {  # dest: (flag, environment variable, ini name, default, help)
     "attack_shapes": ("--attack-shapes", "ADVHYP_ATTACK_SHAPES", "advhyp_attack_shapes", "exact",
                       "the batch sizes attacks hand the model: exact (the examples still robust; least work) or "
                       "buckets (padded to 8 sizes per chunk, autotuner on; for GPUs, see docs/performance.md)"),
-    "alpha": ("--alpha", "ADVHYP_ALPHA", "advhyp_alpha", "0.05", "significance level of the verdicts"),
+    "alpha": ("--alpha", "ADVHYP_ALPHA", "advhyp_alpha", "0.05",
+              "family-wise significance level of the seed procedure (above 0.05: reduced, reported only)"),
     "executor": ("--executor", "ADVHYP_EXECUTOR", "advhyp_executor", "local",
                  "where runs the cache lacks are trained: local (this process) or slurm (a job array)"),
     "slurm_partition": ("--slurm-partition", "ADVHYP_SLURM_PARTITION", "advhyp_slurm_partition", "",
@@ -168,7 +169,9 @@ def read(config) -> Settings:
         alpha = float(setting(config, "alpha"))
     except ValueError:
         alpha = -1
-    if not 0 < alpha < 0.5:  # at 0.5 a one-sided test calls every effect in the claimed direction supported
+    # At 0.5 a one-sided test calls every effect in the claimed direction supported; above 0.05 the verdicts are
+    # computed and reported, not decided (harness.judge.verdict.reduced), unless --allow-reduced.
+    if not 0 < alpha < 0.5:
         raise cfg.ConfigError(f"--alpha {setting(config, 'alpha')!r} must be a number in (0, 0.5), e.g. 0.05")
     for dest, allowed in (("compile", ("auto", "on", "off")), ("executor", EXECUTORS),
                           ("attack_shapes", ATTACK_SHAPES)):

@@ -147,10 +147,10 @@ def _strip(ax, case, name: str, col) -> None:
 def along_eps_figure(case) -> bytes:
     """The effect (better - worse, primary score) and its 95% CI at every eps, the deciding eps marked."""
     fig, ax = plt.subplots(figsize=(5, 2.6))
-    pts = [p for p in case.along_eps if math.isfinite(p["effect"])]
-    eps = [p["eps"] for p in pts]
-    ax.errorbar(eps, [p["effect"] for p in pts], color="#333", marker="o", capsize=3,
-                yerr=[[p["effect"] - p["ci"][0] for p in pts], [p["ci"][1] - p["effect"] for p in pts]])
+    pts = [p for p in case.along_eps if math.isfinite(p.effect)]
+    eps = [p.eps for p in pts]
+    ax.errorbar(eps, [p.effect for p in pts], color="#333", marker="o", capsize=3,
+                yerr=[[p.effect - p.ci[0] for p in pts], [p.ci[1] - p.effect for p in pts]])
     ax.axhline(0, color="grey", lw=0.8)
     ax.axvline(case.deciding_eps, color="#c77c00", ls="--", lw=1, label=f"deciding eps {case.deciding_eps:g}/255")
     ax.set_xscale("log", base=2)
@@ -176,7 +176,7 @@ def diagnostics_figure(finals: list[tuple[str, str, FinalEvaluation]]) -> bytes 
         if eps:
             for name, acc in _lines(eps.get("acc")):
                 ax_eps.plot(eps.get("eps", []), acc, "-o", ms=3, color=col[v], label=f"{label} {name}".strip())
-    ax_steps.set(title="PGD steps: accuracy must not rise", xlabel="steps", ylabel="adv accuracy")
+    ax_steps.set(title="PGD steps (every iterate scored)", xlabel="steps", ylabel="adv accuracy")
     ax_eps.set(title="eps: accuracy must fall to ~0", xlabel="eps (1/255)", ylabel="adv accuracy", xscale="symlog")
     ax_steps.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_eps.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # plain numbers, not mathtext
@@ -216,13 +216,13 @@ def dose_figure(case) -> bytes:
     """A trend case (Case.kind "trend"): its primary score and its final clean accuracy against the dose,
     one dot per seed, the level means joined, and the fitted slope dashed through the means' centre."""
     tr = case.trend
-    names, levels = tr.get("names", []), tr.get("levels", [])
-    cost = tr.get("clean_cost", {})
+    names, levels, cost = tr.names, tr.levels, tr.clean_cost
     panels = [(f"{case.primary} ({case.attack} attack, eps {case.eps:g}/255)",
-               [case.scores.get(n, {}).get(case.primary, []) for n in names], tr),
-              ("final clean accuracy (the clean cost)", [cost.get("values", {}).get(n, []) for n in names], cost)]
+               [case.scores.get(n, {}).get(case.primary, []) for n in names], tr.means, tr.slope),
+              ("final clean accuracy (the clean cost)", [cost.values.get(n, []) for n in names], cost.means,
+               cost.slope)]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for ax, (title, per_level, fit) in zip(axes, panels):
+    for ax, (title, per_level, level_means, slope) in zip(axes, panels):
         shown = False
         for x, ys in zip(levels, per_level):
             ys = [y for y in ys if isinstance(y, (int, float)) and math.isfinite(y)]
@@ -230,19 +230,18 @@ def dose_figure(case) -> bytes:
                 shown = True
                 ax.scatter(np.full(len(ys), x) + np.linspace(-0.08, 0.08, len(ys)), ys, s=16, color="C0",
                            alpha=0.6, linewidths=0, zorder=3)
-        means = [m for m in fit.get("means", []) if isinstance(m, (int, float))]
+        means = [m for m in level_means if math.isfinite(m)]
         if shown and len(means) == len(levels):
             ax.plot(levels, means, "-o", ms=4, color="C0", label="mean per level")
-            slope = fit.get("slope")
-            if isinstance(slope, (int, float)) and math.isfinite(slope):
+            if math.isfinite(slope):
                 centre_x, centre_y = float(np.mean(levels)), float(np.nanmean(means))
                 line = [centre_y + slope * (x - centre_x) for x in levels]
-                ax.plot(levels, line, "--", color="C3", label=f"trend: {slope:+.3g} per {tr.get('unit', '')}")
+                ax.plot(levels, line, "--", color="C3", label=f"trend: {slope:+.3g} per {tr.unit}")
             ax.legend(fontsize=7)
         else:
             ax.text(0.5, 0.5, "no finished runs", ha="center", va="center", transform=ax.transAxes, color="grey")
         ax.set_xticks(levels, [f"{x:g}" for x in levels])
-        ax.set(title=title, xlabel=tr.get("unit", "dose"))
+        ax.set(title=title, xlabel=tr.unit)
         ax.title.set_fontsize(9)
         ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -117,21 +117,24 @@ def verdict_cell(case: Case) -> Markup:
         notes.append(f"not decided ({case.profile})")
     elif not case.decides:
         notes.append("reported only")
+    if case.reduced:
+        notes.append(f"reduced: {'; '.join(case.reduced)}")
     if case.expect == "null":
         notes.append("control: passes when inconclusive, with every run finished")
     if case.known:
-        notes.append(f"recorded: {case.known['verdict']} ({case.known['evidence']})")
+        k = case.known
+        notes.append(f"recorded: {k.verdict} ({k.data}, code {k.code}, {k.card}, {k.date})"
+                     + (f"; stale: {case.known_stale}" if case.known_stale else ""))
     note = "".join(f' <span class="note">{esc(n)}</span>' for n in notes)
     return Markup(f'<span class="verdict {cls}">{esc(v)}</span>{note}')
 
 
 def effect_text(case: Case) -> str:
     t = case.test
-    if case.kind == "trend":  # the slope along the dose, signed as measured (not in the claimed direction)
+    if case.trend:  # the slope along the dose, signed as measured (not in the claimed direction)
         tr = case.trend
-        lo, hi = tr.get("ci") or (None, None)
-        return (f"slope per {tr.get('unit', '')}: {num(tr.get('slope'), '+.4g')} [{num(lo, '+.4g')}, "
-                f"{num(hi, '+.4g')}], claimed {tr.get('direction')}")
+        return (f"slope per {tr.unit}: {num(tr.slope, '+.4g')} [{num(tr.ci[0], '+.4g')}, "
+                f"{num(tr.ci[1], '+.4g')}], claimed {tr.direction}")
     return (f"{case.better} − {case.worse}: {num(t.effect, '+.4f')} "
             f"[{num(t.ci[0], '+.4f')}, {num(t.ci[1], '+.4f')}]")
 
@@ -159,8 +162,8 @@ def claimed_text(case: Case) -> str:
     c = case.claimed
     if not c:
         return "—"
-    size = f" by {num(c['size'], '+.4f')}" if c.get("size") is not None else " (no size given)"
-    return f"{c['direction']}{size} ({c['source']}) → {c['reading']}"
+    size = f" by {num(c.size, '+.4f')}" if c.size is not None else " (no size given)"
+    return f"{c.direction}{size} ({c.source}) → {case.reading}"
 
 
 def guide(doc: results.Results) -> str:
@@ -171,10 +174,14 @@ def guide(doc: results.Results) -> str:
     return (f"<h2>How to read it</h2><p>Each run is scored per seed on its per-epoch (clean accuracy, adversarial "
             f"accuracy) points; adversarial accuracy is the <code>{STRONGEST}</code> attack (per example, the "
             f"worst case over the attacks of that epoch).</p><dl>{scores}</dl>"
-            f"<p>Test: Welch's one-sided t-test on the per-seed primary score (better &gt; worse) decides. A "
-            f"one-sided permutation test over seed relabelings is shown beside it, with the smallest p its seed "
-            f"count allows. Deciding cases (the claim's deciding eps) are Holm-adjusted across the claim's "
-            f"datasets; other eps are reported only. Verdicts at alpha = {esc(alpha)}:</p><dl>{verdicts}</dl>"
+            f"<p>Test: the claim's statistic on the per-seed primary score decides, one-sided in the claimed "
+            f"direction: Welch's difference of the arms' means for a pair, the slope along the dose for a trend "
+            f"(each group's own variance, Hsu's df = the smallest group's seeds − 1). A one-sided permutation test "
+            f"over seed relabelings is shown beside a pair's, with the smallest p its seed count allows. Deciding "
+            f"cases (the claim's deciding eps) are Holm-adjusted across the claim's datasets; other eps are "
+            f"reported only. Each look of the seed procedure (paper: 3 seeds, confirm: 6) decides at Pocock's "
+            f"level for a family-wise alpha = {esc(alpha)}; a reduced protocol is reported, not decided:</p>"
+            f"<dl>{verdicts}</dl>"
             f"<p>A deciding case fails whatever its verdict when a run failed or the comparison could not be made "
             f"(listed under problems), and a supported claim fails when a final-checkpoint masking check failed. "
             f"A null control passes when inconclusive on complete evidence. A claim with a recorded verdict is an "
@@ -216,8 +223,8 @@ def per_mode_table(case: Case) -> str:
     def mean(xs):
         xs = [x for x in xs or [] if isinstance(x, (int, float)) and math.isfinite(x)]
         return sum(xs) / len(xs) if xs else None
-    rows = [[m, num(r.get("effect"), "+.4f"), num(r.get("p_greater")), num(mean(r.get("scores", {}).get(better))),
-             num(mean(r.get("scores", {}).get(worse)))] for m, r in per_mode.items()]
+    rows = [[m, num(r.effect, "+.4f"), num(r.p_greater), num(mean(r.scores.get(better))),
+             num(mean(r.scores.get(worse)))] for m, r in per_mode.items()]
     sc = case.scores
     rows.append([Markup(f"<b>{STRONGEST}</b> (decides)"), num(case.test.effect, "+.4f"),
                  num(case.test.p_greater), num(mean(sc.get(better, {}).get(case.primary))),
@@ -330,13 +337,12 @@ def dose_section(cases: list[Case]) -> str:
     """Each dose-response claim at its deciding eps: the score and the clean cost along the dose."""
     parts = []
     for c in (c for c in cases if c.kind == "trend" and c.eps == c.deciding_eps):
-        tr, cost = c.trend, c.trend.get("clean_cost", {})
-        rows = [[n, k, m, cm] for n, k, m, cm in zip(tr.get("names", []), tr.get("n", []), tr.get("means", []),
-                                                     cost.get("means", []))]
+        tr, cost = c.trend, c.trend.clean_cost
+        rows = [[n, k, m, cm] for n, k, m, cm in zip(tr.names, c.test.n, tr.means, cost.means)]
         parts += [f"<h3>{esc(c.module)}: {esc(c.dataset)}, eps {num(c.eps, 'g')}/255</h3>",
                   f"<p>{verdict_cell(c)} &nbsp; {esc(effect_text(c))}; one-sided p (claimed direction) "
                   f"{num(c.test.p_greater)}, Holm-adjusted {num(c.test.p_adj_greater)}; clean cost: slope of the "
-                  f"final clean accuracy {num(cost.get('slope'), '+.4g')} per {esc(tr.get('unit', ''))}</p>",
+                  f"final clean accuracy {num(cost.slope, '+.4g')} per {esc(tr.unit)}</p>",
                   table(["level", "seeds", f"mean {c.primary}", "mean final clean accuracy"], rows, "dose"),
                   img(figures.dose_figure(c), f"dose response of {c.nodeid}")]
     if not parts:

@@ -27,7 +27,9 @@ def markdown(doc: results.Results, folder: Path, wall_seconds: float | None = No
         lines.append("**Partial:** the session was interrupted; the results below are what finished.")
     lines += ["", "| hypothesis | case | verdict | effect [95% CI] | outcome |", "|---|---|---|---|---|"]
     for c in sorted(doc.cases, key=lambda c: (c.module, c.dataset, c.eps)):
-        lines.append(_row(c.module, _case(vars(c)), f"**{c.verdict}**", _effect(c.test.effect, c.test.ci), c.outcome))
+        reduced = f" (reduced: {'; '.join(c.reduced)})" if c.reduced else ""
+        lines.append(_row(c.module, _case(vars(c)), f"**{c.verdict}**{reduced}", _effect(c.test.effect, c.test.ci),
+                          c.outcome))
     if doc.errors:
         lines += ["", f"**{len(doc.errors)} test(s) stopped before producing a case:**", ""]
         lines += [f"- {_code(e.nodeid)}: {_cell(_last_line(e.message))}" for e in doc.errors]

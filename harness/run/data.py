@@ -5,8 +5,9 @@ are re-exported here); reading each file format is `harness.run.formats`. Decode
 (one class list, at least 2 classes, one image size of at least 8 px) before they are cached under the
 cache folder, keyed by a sha256 of the source bytes (also the fingerprint that makes run results depend
 on the data's content), and again when read back. A dataset whose decoded content is that of a known
-original (`GENUINE`) is reported under the original's name, whatever the container (the lossless PNG
-copy of CIFAR-10 is `cifar10`; its JPEG copy is not).
+original (`GENUINE` fingerprints, or `PUBLISHED` facts) is reported under the original's name, whatever the
+container (the lossless PNG copy of CIFAR-10 is `cifar10`; its JPEG copy is `cifar10-jpeg75`); other data
+bound under an original's name is reported as `<name>-unverified`, never as the original.
 """
 from __future__ import annotations
 
@@ -38,6 +39,16 @@ GENUINE = {
                 "f9b1e2130bab680db56eb06d886f7f1ad0f1183907ceff4659d1735c890f5b04",
                 "cec8a24a1e92aa2ecaa0bbd3dbfa86bf6cd8759fbd209a832824c8cf0afca9d5"),
 }
+# Originals without a copy here, checked by published facts (`published_name`): (train, test) images of 3x32x32,
+# classes (equal per split), the training pixels' per-channel sum and sum of squares (0..255). CIFAR-100's follow
+# from its published mean (0.50707515923713235294, 0.48654887331495098039, 0.44091784336703431373) and sample std
+# (0.26733428848992695514, 0.25643846542136995765, 0.27615047402246589731), 20 digits that fix both integers. So
+# derived from CIFAR-10's (8 digits), they match its lossless copy in every digit and miss its JPEG copy at the 4th.
+PUBLISHED = {
+    "cifar100": ((50000, 10000), 100, (6620373279, 6352382090, 5756623363),
+                 (1093977562105, 1007075543166, 901128318593)),
+}
+CHECKED = ("cifar10", "cifar100")  # names accepted only for their content; other data bound under them is not
 
 
 @dataclass
@@ -65,10 +76,7 @@ class Dataset:
     @functools.cached_property
     def mean_std(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """Per-channel mean and std of the training images in [0, 1] (for the normalizing pipeline)."""
-        counts = torch.zeros(self.channels, 256, dtype=torch.float64)
-        for chunk in self.train_x.split(4096):  # exact, from a histogram of the 256 levels
-            per_channel = chunk.transpose(0, 1).reshape(self.channels, -1).long()
-            counts += torch.stack([torch.bincount(c, minlength=256) for c in per_channel]).double()
+        counts = levels_histogram(self.train_x).double()
         levels = torch.arange(256, dtype=torch.float64) / 255
         n = counts.sum(1)
         mean = (counts * levels).sum(1) / n
@@ -99,12 +107,12 @@ def load(name: str, sources: Sources, cache_dir: Path) -> Dataset:
                                     "content": content_fingerprints(arrays, facts.get("order"))}}
         store.save_tensors(cached, entry)
     meta = entry["meta"]
-    genuine = genuine_name(meta["content"])
-    notes = tuple(meta["notes"]) + ((f"content identical to the original {genuine} (sha256 of pixels and "
-                                     f"labels in the original order)",) if genuine else ())
-    ds = Dataset(name=genuine or display, fingerprint=fingerprint, source=str(where),
-                 num_classes=int(entry["train_y"].max()) + 1, skipped_files=meta["skipped_files"], notes=notes,
-                 **{k: entry[k] for k in ARRAYS})
+    genuine = genuine_name(meta["content"]) or published_name(entry)
+    name = genuine or (f"{display}-unverified" if display in CHECKED else display)
+    notes = tuple(meta["notes"]) + ((f"content identical to the original {genuine}",) if genuine else
+                                    (f"content is not the original {display}: reported as {name}",) * (name != display))
+    ds = Dataset(name=name, fingerprint=fingerprint, source=str(where), num_classes=int(entry["train_y"].max()) + 1,
+                 skipped_files=meta["skipped_files"], notes=notes, **{k: entry[k] for k in ARRAYS})
     _LOADED[memo] = ds
     return ds
 
@@ -166,6 +174,28 @@ def content_fingerprints(arrays: dict, order: dict | None = None) -> list[str]:
 def genuine_name(content: list[str]) -> str | None:
     """The name of the original dataset (GENUINE) whose content fingerprints these are, or None."""
     return next((name for name, known in GENUINE.items() if tuple(known) == tuple(content)), None)
+
+
+def published_name(arrays: dict) -> str | None:
+    """The name of the original dataset (PUBLISHED) whose published facts these arrays match, or None."""
+    tx, ty, vy = arrays["train_x"], arrays["train_y"], arrays["test_y"]
+    for name, (sizes, classes, sums, squares) in PUBLISHED.items():
+        balanced = all(torch.bincount(y, minlength=classes).tolist() == [n // classes] * classes
+                       for y, n in zip((ty, vy), sizes))
+        if (len(tx), len(vy)) == sizes and tuple(tx.shape[1:]) == (3, 32, 32) and balanced:
+            counts, levels = levels_histogram(tx), torch.arange(256)
+            if (counts @ levels).tolist() == list(sums) and (counts @ levels ** 2).tolist() == list(squares):
+                return name
+    return None
+
+
+def levels_histogram(x: torch.Tensor) -> torch.Tensor:
+    """Per channel, how many pixels of uint8 images x (N, C, H, W) take each of the 256 levels: (C, 256)."""
+    counts = torch.zeros(x.shape[1], 256, dtype=torch.long)
+    for chunk in x.split(4096):
+        per_channel = chunk.transpose(0, 1).reshape(x.shape[1], -1).long()
+        counts += torch.stack([torch.bincount(c, minlength=256) for c in per_channel])
+    return counts
 
 
 def _read_cache(path: Path, fingerprint: str) -> dict | None:

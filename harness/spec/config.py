@@ -70,10 +70,16 @@ class Claimed:
 
 @dataclass(frozen=True)
 class Known:
-    """The verdict a claim is known to have, and the evidence: a case with this verdict is an expected
-    outcome (an xfail for a contradiction); a different verdict fails, naming both."""
+    """The verdict a claim is known to have and where it was measured: while it holds, a case with this
+    verdict is an expected outcome (an xfail for a contradiction) and a different verdict fails, naming
+    both. A record measured on other data or with other numeric code than a case's runs does not apply to
+    it: the case shows the record as stale and is judged as an expected outcome, never failed by it, until
+    the claim is re-measured and the record updated."""
     verdict: str
-    evidence: str  # date, card, profile, data: "2026-11-26, H100, paper profile, cifar10-jpeg75"
+    data: str  # what the runs read (a Case's dataset_used): "cifar10", "cifar10-jpeg75"
+    code: str  # the numeric code's version (each run's code_version; harness.cache.runs.code_version)
+    card: str  # "NVIDIA H100 80GB"
+    date: str  # "2026-11-26"
     profile: str = "paper"  # the profile the record holds for; other profiles judge as usual
 
 
@@ -222,9 +228,15 @@ PROFILES = {
         final_eval=FinalEvalConfig(n_eval=500, steps_curve=(1, 5, 10, 20),
                                    eps_curve=(1, 4, 16, 64, 255))),
 }
-# The paper protocol with 6 seeds per arm, for claims 3 seeds leave underpowered: the exact permutation test
-# can then reach p = 1/924, below Holm's threshold for two datasets (0.025), where 3 seeds reach only 0.05.
+# The paper protocol's second look, with 3 more seeds per arm (the first 3 are the paper look's runs): the exact
+# permutation test can then reach p = 1/924, below the look's Holm threshold for two datasets (0.0152), where 3
+# seeds reach only 0.05.
 PROFILES["confirm"] = dataclasses.replace(PROFILES["paper"], name="confirm", seeds=(0, 1, 2, 3, 4, 5))
+# Seeds per arm at each look of the pre-registered group-sequential design: paper, then confirm when the paper
+# look did not decide. Each look decides at Pocock's level (harness.judge.inference.pocock: 0.0304 each at
+# alpha 0.05), so "paper, then more seeds" keeps the family-wise rate at alpha; any other seed count is not a
+# look of the design, and counts as a reduced protocol.
+LOOKS = (len(PROFILES["paper"].seeds), len(PROFILES["confirm"].seeds))
 
 
 def get_profile(name: str) -> Profile:
@@ -293,12 +305,15 @@ class TrendClaim:
     levels: dict  # dose (a number, in `unit`) -> Variant
     datasets: tuple[str, ...]
     epochs: int  # the published epoch count (a profile may shorten it)
-    expect: str = "decreasing"  # the claimed sign of the score's slope along the dose: increasing, decreasing
+    expect: str = "decreasing"  # the claimed sign of the score's slope along the dose: increasing, decreasing;
+    #                             or "equivalent" (needs equivalent_within): the slope lies within the margin
     eps: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)  # radii in 1/255 units, one test case each
     deciding_eps: float = 1.0  # the case per dataset that decides (Holm across datasets); others report
     modes: tuple[str, ...] = (NO_ROUNDING,)  # rounding modes to attack with (rounding pipelines only)
     score: str = "dominated_area"  # the per-seed score whose trend decides (harness.judge.stats.SCORES)
     factor: str | None = None  # the setting the levels differ in, e.g. "pipeline_kwargs.bits"
+    intended: dict = field(default_factory=dict)  # other settings the levels differ in on purpose -> why
+    equivalent_within: float | None = None  # a margin on the slope (score units per unit of dose): TOST
     claimed: Claimed | None = None
     known: Known | None = None
 
@@ -308,9 +323,12 @@ class TrendClaim:
                                  or d in (float("inf"), float("-inf")) for d in doses):
             raise ConfigError(f"levels {doses!r}: a trend needs at least 2 finite numeric doses, "
                               f"e.g. levels={{8: Variant(...), 4: Variant(...)}}")
-        if self.expect not in ("increasing", "decreasing"):
+        if self.expect not in ("increasing", "decreasing", "equivalent"):
             raise ConfigError(f"expect={self.expect!r}: use 'increasing' or 'decreasing' (the score's claimed "
-                              f"direction as the dose grows)")
+                              f"direction as the dose grows), or 'equivalent' with equivalent_within")
+        if self.expect == "equivalent" and not self.equivalent_within:
+            raise ConfigError("expect='equivalent' needs a margin on the slope: equivalent_within=0.001 (score "
+                              "units per unit of dose)")
 
     @property
     def doses(self) -> tuple[float, ...]:
@@ -327,12 +345,13 @@ class TrendClaim:
 
     @property
     def better(self) -> str:
-        """The level the claim expects to score highest (an end of the dose range)."""
-        return self.level_name(self.doses[-1] if self.expect == "increasing" else self.doses[0])
+        """The level the claim expects to score highest (an end of the dose range; the highest dose for an
+        equivalence claim, whose effect is read as increasing)."""
+        return self.level_name(self.doses[0] if self.expect == "decreasing" else self.doses[-1])
 
     @property
     def worse(self) -> str:
-        return self.level_name(self.doses[0] if self.expect == "increasing" else self.doses[-1])
+        return self.level_name(self.doses[-1] if self.expect == "decreasing" else self.doses[0])
 
 
 CLAIM_TYPES = (Claim, TrendClaim)  # what a hypothesis module's CLAIM may be

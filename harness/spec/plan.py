@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from . import budget
 from ..run import data, pipelines
 from ..judge import stats
-from .config import NO_ROUNDING, PROFILES, Claim, ConfigError, Profile, RunConfig, Variant, key
+from .config import LOOKS, NO_ROUNDING, PROFILES, Claim, ConfigError, Profile, RunConfig, Variant, key
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,14 @@ def plan(claim: Claim, profile: Profile, sources: data.Sources, datasets: tuple[
     check_claim(claim)
     found = data.resolve(tuple(datasets or claim.datasets), sources, profile.substitute_data)
     notes = (found.note,) if found.substituted else ()
-    return Plan(claim=claim, profile=profile, datasets=found.names, eps=tuple(eps or claim.eps), notes=notes,
-                reduced=shortfalls(claim, profile, found.names, notes), allow_reduced=allow_reduced)
+    p = Plan(claim=claim, profile=profile, datasets=found.names, eps=tuple(eps or claim.eps), notes=notes,
+             reduced=shortfalls(claim, profile, found.names, notes), allow_reduced=allow_reduced)
+    confounded = parity(p)
+    if confounded:  # at collection, before anything trains: no profile could draw a verdict from these arms
+        raise ConfigError(f"{claim.statement}: confounded: the arms' planned runs differ in "
+                          f"{'; '.join(confounded)}, besides the declared factor {claim.factor!r}: make the arms "
+                          f"equal, or declare each difference with its reason in the claim's `intended`")
+    return p
 
 
 def shortfalls(claim: Claim, profile: Profile, datasets: tuple[str, ...], notes: tuple[str, ...]) -> tuple[str, ...]:
@@ -59,6 +65,9 @@ def shortfalls(claim: Claim, profile: Profile, datasets: tuple[str, ...], notes:
     out = [f"{epochs} epochs, the claim's protocol has {claim.epochs}"] if epochs < claim.epochs else []
     if len(profile.seeds) < len(paper.seeds):
         out.append(f"{len(profile.seeds)} seeds per arm, the protocol has {len(paper.seeds)}")
+    elif len(profile.seeds) not in LOOKS:  # an unplanned look spends error rate the design did not budget
+        out.append(f"{len(profile.seeds)} seeds per arm is not a look of the pre-registered design "
+                   f"({' then '.join(map(str, LOOKS))} seeds per arm)")
     if profile.attack.n_eval < paper.attack.n_eval:
         out.append(f"{profile.attack.n_eval} evaluation images, the protocol has {paper.attack.n_eval}")
     missing = [d for d in claim.datasets if d not in datasets]
@@ -106,3 +115,48 @@ def _configs(p: Plan, v: Variant, dataset: str, precision: str) -> list[RunConfi
     return [RunConfig(dataset=dataset, variant=base, seed=s + v.seed_offset, epochs=p.epochs,
                       train_subset=profile.train_subset, attack=attack, precision=precision)
             for s in profile.seeds]
+
+
+RUN_FIELDS = ("dataset", "seed", "epochs", "train_subset", "attack", "precision")  # else: variant.*
+
+
+def parity(p: Plan) -> list[str]:
+    """Settings in which the arms' planned runs differ besides the declared factor and the declared
+    intended differences, seed by seed: "attack.n_eval: Max 1000, Avg 500". A pure function of the plan
+    (the precision and the data are the same for every arm). Attack effort is compared as gradient attacks
+    per example (a rounding arm's modes against the others' restarts), not as raw settings."""
+    claim = p.claim
+    declared = [k if k.split(".")[0] in RUN_FIELDS else f"variant.{k}" for k in (claim.factor, *claim.intended) if k]
+    configs = run_configs(p, (p.datasets or claim.datasets)[0], "fp32")
+    out: dict[str, str] = {}
+    for seeds in zip(*configs.values()):
+        flat = {arm: _settings(c) for arm, c in zip(configs, seeds)}
+        for k in sorted(set().union(*flat.values())):
+            values = {arm: f.get(k) for arm, f in flat.items()}
+            if len(set(map(repr, values.values()))) > 1 and not any(_within(k, d) for d in declared):
+                out.setdefault(k, f"{k}: " + ", ".join(f"{arm} {v}" for arm, v in values.items()))
+    return list(out.values())
+
+
+def _within(key_: str, declared: str) -> bool:
+    """Whether flat setting `key_` belongs to `declared` (or holds it: an empty model_kwargs beside pooling=avg)."""
+    return key_ == declared or key_.startswith(declared + ".") or declared.startswith(key_ + ".")
+
+
+def _settings(cfg: RunConfig) -> dict:
+    """A run's resolved settings as flat keys, its seed and seed offset left out (the seed is the unit of
+    replication), with the attack effort in place of modes and restarts."""
+    flat = dict(_flat(cfg.to_dict()))
+    modes = flat.pop("attack.modes")
+    flat["attack.gradient_attacks_per_example"] = flat.pop("attack.restarts") * len(budget.gradient_modes(modes))
+    for k in ("seed", "variant.seed_offset"):
+        flat.pop(k, None)
+    return flat
+
+
+def _flat(obj, prefix: str = ""):
+    if isinstance(obj, dict) and obj:
+        for k, v in obj.items():
+            yield from _flat(v, f"{prefix}.{k}" if prefix else str(k))
+    else:
+        yield prefix, obj

@@ -21,7 +21,7 @@ from .case import Case
 from .records import Run
 from .schema import SchemaError, check, from_dict
 
-SCHEMA = "advhyp-results/3"  # 3: runs typed (harness.spec.records), transfers at the best epochs
+SCHEMA = "advhyp-results/3"  # 3: typed runs (harness.spec.records) and cases (a head plus typed evidence)
 
 
 class ResultsError(ValueError):
