@@ -88,6 +88,7 @@ PREPARE = {
 }
 MOUNTS = {  # what to prepare on a tmpfs: (size in MB, read-only, filled)
     "read-only cache": (1, True, False), "read-only reports": (1, True, False),
+    "read-only tensorboard": (1, True, False),
     "full cache": (2, False, True), "full reports": (2, False, True),
 }
 
@@ -156,6 +157,9 @@ CASES = [
     Bad("--cache-dir FULL", ("--cache-dir", "{data}/cache"),
         "cannot write {data}/cache (the disk is full): free space in {data} or point --cache-dir at another "
         "folder", 4, data="full cache"),
+    Bad("--tensorboard READ_ONLY", ("--tensorboard", "{data}/tb"),
+        "cannot write {data}/tb (the file system is read-only): point --tensorboard at a writable folder", 4,
+        data="read-only tensorboard"),
     Bad("--reports-dir FULL", ("--reports-dir", "{data}/reports"),
         "cannot write {data}/reports (the disk is full): free space in {data} or point --reports-dir at another "
         "folder", 4, data="full reports"),

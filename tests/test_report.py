@@ -257,7 +257,7 @@ def test_cli_rebuilds_the_same_page_from_results_json_alone(rendered):
     proc = subprocess.run([sys.executable, "-m", "harness.report", str(folder)], cwd=ROOT, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == str(folder / "index.html")
+    assert proc.stdout.split() == [str(folder / n) for n in ("index.html", "results.csv", "cases.csv")]
     assert (folder / "index.html").read_text() == html
     assert (folder / "results.json").read_bytes() == before  # the report only reads it
 

@@ -2,7 +2,8 @@
 # Set up a fresh machine for the suite: Debian packages, then a virtual environment in .venv.
 #   bash tools/setup.sh          what the main job needs (real data for the smoke profile: Fashion-MNIST)
 #   bash tools/setup.sh --test   plus what the tests need: headless Chromium for the report's browser test,
-#                                SLURM and munge for a single-node cluster (tools/slurm/cluster.sh), submitit
+#                                SLURM and munge for a single-node cluster (tools/slurm/cluster.sh), submitit,
+#                                tensorboard (the --tensorboard exporter's test)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,7 +28,7 @@ pip_install() {  # pip, minus this machine's warnings about absent local package
   .venv/bin/python -m pip install -q "$@" 2> >(grep -v "^WARNING: Location" >&2)
 }
 [ -x .venv/bin/python ] || python3 -m venv .venv
-if [ "${1:-}" = "--test" ]; then pip_install -e ".[test]"; else pip_install -e .; fi
+if [ "${1:-}" = "--test" ]; then pip_install -e ".[test,tensorboard]"; else pip_install -e .; fi
 # torchattacks, the trusted reference for APGD/Square and the PGD cross-check, pins requests~=2.25.1;
 # --no-deps keeps it from downgrading requests and idna. What it really needs (torch, torchvision,
 # scipy, numpy) is installed above.

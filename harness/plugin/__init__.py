@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from ..spec import config as cfg
-from ..report import drift
+from ..report import drift, tables
 from ..spec import plan, results
 from ..run import runtime
 from . import settings
@@ -220,6 +220,7 @@ class SuiteFixture:
             pytest.fail(setup_error, pytrace=False)
         case = verdict.judge(p, dataset, eps, family, checks, s.alpha, nodeid=self.request.node.nodeid,
                              module=self.request.module.__name__.split(".")[-1])
+        self.request.node.user_properties += tables.junit_properties(case)  # --junitxml: <property> elements
         warnings = list(ex.cache.warnings) + ex.data_notes + [f"{SUBSTITUTED} {n}" for n in p.notes]
         runs = checks.attach(family[dataset]) if checks else family[dataset]
         self.request.node.stash[RECORD] = {

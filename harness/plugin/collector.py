@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ..report import drift
+from ..report import drift, tables
 from ..spec import results
 from ..run import runtime
 from ..cache import store
@@ -112,6 +112,7 @@ class Collector:
                                    state="interrupted" if partial else "finished")
         if not self.write():
             return
+        tables.export(self.folder, self.doc["session"].get("tensorboard"))  # results.csv, cases.csv, TensorBoard
         try:
             from ..report import page as report  # matplotlib: loaded by the controller only, at the end
             report.render(self.folder)

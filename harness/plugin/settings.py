@@ -48,6 +48,9 @@ OPTIONS = {  # dest: (flag, environment variable, ini name, default, help)
                    "--executor slurm: CPU cores per job (default: the cluster's); also the job's torch threads"),
     "slurm_mem": ("--slurm-mem", "ADVHYP_SLURM_MEM", "advhyp_slurm_mem", "",
                   "--executor slurm: memory per job in GB (default: the cluster's)"),
+    "tensorboard": ("--tensorboard", "ADVHYP_TENSORBOARD", "advhyp_tensorboard", "",
+                    "also write TensorBoard event files of every run and case under DIR/<session> (needs the "
+                    "tensorboard package: the extra .[tensorboard])"),
     "baseline": ("--baseline", "ADVHYP_BASELINE", None, "",
                  "a previous results.json (or its folder): verdict drift is reported, and a changed verdict "
                  "fails the session"),
@@ -97,6 +100,7 @@ class Settings:
     collect_only: bool
     allow_reduced: bool
     baseline: str  # path of a previous results.json, or ""
+    tensorboard: str = ""  # the folder TensorBoard's files go to (harness.report.tracker), or ""
     slurm: SlurmOptions = SlurmOptions()
 
 
@@ -191,6 +195,10 @@ def read(config) -> Settings:
     sources = Sources(bindings=bindings, data_dir=str(root / setting(config, "data_dir")))
     for name in datasets or ():
         check_name(name, sources)
+    tensorboard = setting(config, "tensorboard").strip()
+    if tensorboard:
+        from ..report import tracker
+        tensorboard = str(tracker.check(root / Path(tensorboard).expanduser()))
     return Settings(
         profile=profile, overrides=overrides, sources=sources,
         cache_dir=root / setting(config, "cache_dir"), reports_dir=root / setting(config, "reports_dir"),
@@ -199,7 +207,8 @@ def read(config) -> Settings:
         early_exit=not config.getoption("advhyp_no_early_exit"), attack_shapes=setting(config, "attack_shapes"),
         deterministic=config.getoption("advhyp_deterministic"), executor=executor,
         collect_only=config.getoption("advhyp_collect_only_runs"), slurm=slurm,
-        allow_reduced=config.getoption("advhyp_allow_reduced"), baseline=setting(config, "baseline"))
+        allow_reduced=config.getoption("advhyp_allow_reduced"), baseline=setting(config, "baseline"),
+        tensorboard=tensorboard)
 
 
 def slurm_options(config) -> SlurmOptions:
@@ -232,4 +241,5 @@ def as_record(s: Settings) -> dict:
                   "deterministic": s.deterministic, "early_exit": s.early_exit,
                   "attack_shapes": s.attack_shapes, "executor": s.executor,
                   "collect_only_runs": s.collect_only, "allow_reduced": s.allow_reduced, "baseline": s.baseline,
+                  "tensorboard": s.tensorboard,
                   **({"slurm": dataclasses.asdict(s.slurm)} if s.executor == "slurm" else {})})

@@ -4,7 +4,8 @@
 
 prints: the session (profile, times, git, exit status), one table row per case (hypothesis, case, verdict,
 effect [95% CI], outcome), the tests that stopped before producing a case, the drift against a baseline
-where results.json has one ("drift", see harness/report/drift.py), the wall time, and the report folder.
+where results.json has one ("drift", see harness/report/drift.py), the wall time, and the report folder;
+in at most 1,000,000 bytes (GitHub's step summary shows 1 MiB), rows past it left out and counted.
 A missing or bad file prints one line on stderr and exits 2.
 """
 from __future__ import annotations
@@ -17,29 +18,56 @@ from pathlib import Path
 from ..spec import results
 
 
-def markdown(doc: results.Results, folder: Path, wall_seconds: float | None = None) -> str:
+LIMIT = 1_000_000  # bytes: under the 1 MiB (1,048,576) GitHub shows of a step's summary
+
+
+def markdown(doc: results.Results, folder: Path, wall_seconds: float | None = None, limit: int = LIMIT) -> str:
+    """The summary in at most `limit` bytes: errors and drift take at most half the room, case rows the
+    rest; what does not fit is left out, and a line says how many and where they all are."""
     s = doc.session
-    lines = [f"## advhyp: {len(doc.cases)} cases, {s.get('profile')} profile", ""]
-    lines.append(f"Started {s.get('started')}, finished {s.get('finished', '(not finished)')}; "
-                 f"git {_code(s.get('controller', {}).get('git'))}; pytest exit status {s.get('exit_status')}.")
+    head = [f"## advhyp: {len(doc.cases)} cases, {s.get('profile')} profile", ""]
+    head.append(f"Started {s.get('started')}, finished {s.get('finished', '(not finished)')}; "
+                f"git {_code(s.get('controller', {}).get('git'))}; pytest exit status {s.get('exit_status')}.")
     if doc.partial:
-        lines.append("")
-        lines.append("**Partial:** the session was interrupted; the results below are what finished.")
-    lines += ["", "| hypothesis | case | verdict | effect [95% CI] | outcome |", "|---|---|---|---|---|"]
-    for c in sorted(doc.cases, key=lambda c: (c.module, c.dataset, c.eps)):
-        reduced = f" (reduced: {'; '.join(c.reduced)})" if c.reduced else ""
-        lines.append(_row(c.module, _case(vars(c)), f"**{c.verdict}**{reduced}", _effect(c.test.effect, c.test.ci),
-                          c.outcome))
+        head.append("")
+        head.append("**Partial:** the session was interrupted; the results below are what finished.")
+    head += ["", "| hypothesis | case | verdict | effect [95% CI] | outcome |", "|---|---|---|---|---|"]
+    rows = [_row(c.module, _case(vars(c)), f"**{c.verdict}**" + (f" (reduced: {'; '.join(c.reduced)})" if c.reduced
+                                                                else ""), _effect(c.test.effect, c.test.ci), c.outcome)
+            for c in sorted(doc.cases, key=lambda c: (c.module, c.dataset, c.eps))]
+    rest = []
     if doc.errors:
-        lines += ["", f"**{len(doc.errors)} test(s) stopped before producing a case:**", ""]
-        lines += [f"- {_code(e.nodeid)}: {_cell(_last_line(e.message))}" for e in doc.errors]
+        rest += ["", f"**{len(doc.errors)} test(s) stopped before producing a case:**", ""]
+        rest += [f"- {_code(e.nodeid)}: {_cell(_last_line(e.message))}" for e in doc.errors]
     if doc.drift:
-        lines += ["", *drift_markdown(doc.drift)]
-    lines.append("")
+        rest += ["", *drift_markdown(doc.drift)]
+    foot = [""]
     if wall_seconds is not None:
-        lines.append(f"Wall time: {_duration(wall_seconds)}.  ")
-    lines.append(f"Report: {_code(str(folder))} (index.html, results.json); {len(doc.warnings)} warning(s) there.")
-    return "\n".join(lines) + "\n"
+        foot.append(f"Wall time: {_duration(wall_seconds)}.  ")
+    foot.append(f"Report: {_code(str(folder))} (index.html, results.json); {len(doc.warnings)} warning(s) there.")
+    where = f"{_code(str(folder))}: index.html and cases.csv"
+    room = limit - _size(head + foot)
+    rest = _fit(rest, room // 2, f"lines of errors and drift left out here; all of them are in {where}")
+    rows = _fit(rows, room - _size(rest), f"case rows left out here (a step summary shows 1 MiB); every case "
+                                          f"is in {where}")
+    return "\n".join(head + rows + rest + foot) + "\n"
+
+
+def _size(lines: list[str]) -> int:
+    return sum(len(line.encode()) + 1 for line in lines)
+
+
+def _fit(lines: list[str], room: int, what: str) -> list[str]:
+    """`lines` if they fit in `room` bytes; else the first that fit with a note saying how many did not."""
+    if _size(lines) <= room:
+        return lines
+    kept, used = [], _size(["", f"*{len(lines)} {what}.*"])  # the note, at its longest
+    for line in lines:
+        used += len(line.encode()) + 1
+        if used > room:
+            break
+        kept.append(line)
+    return kept + ["", f"*{len(lines) - len(kept)} {what}.*"]
 
 
 def drift_markdown(d: dict) -> list[str]:
