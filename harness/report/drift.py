@@ -14,7 +14,8 @@ parametrized differently. For each matched case, drift reports:
   Clean accuracy is reported once per (module, dataset, arm), since every eps case shares its runs.
 
 Cases found in only one of the two sessions are listed. Everything returned is plain JSON.
-Pure: no torch, no I/O except load_baseline.
+Pure: no torch, no I/O except load_baseline, which validates the baseline in full: drift itself then
+meets only the shapes the schema allows.
 """
 from __future__ import annotations
 
@@ -23,49 +24,39 @@ import math
 import statistics
 from pathlib import Path
 
+from ..spec import results
 from ..spec.config import STRONGEST, ConfigError
 
 RUN_SHIFT_FLOOR = 0.01  # accuracy (fraction of images); the smallest move of an arm's mean that counts
 RUN_SHIFT_SPREADS = 2.0  # how many across-seed standard deviations an arm's mean may move
 
 
+class BaselineError(ConfigError):
+    """The baseline file exists but is not a results.json this harness reads (edited, truncated, an older
+    format): the session runs without drift and says so in one line."""
+
+
 def load_baseline(path) -> dict:
-    """The results.json at path (or in the folder path), checked for the fields drift reads.
-    Raises ConfigError with one line naming the file and the fix."""
+    """The results.json at path (or in the folder path), validated in full (harness.spec.results.validate).
+    A path that does not exist is a ConfigError (the option is wrong); a file that is not a valid
+    results.json is a BaselineError. Each is one line naming the file, the field and the fix."""
     path = Path(path)
     file = path / "results.json" if path.is_dir() else path
     fix = "pass the results.json of an earlier session (reports/<timestamp>/results.json)"
+    if not file.is_file():
+        raise ConfigError(f"--baseline {file} does not exist: {fix}")
     try:
-        doc = json.loads(file.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"--baseline {file} does not exist: {fix}") from None
-    except OSError as e:
-        raise ConfigError(f"--baseline {file} cannot be read ({e.strerror}): {fix}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"--baseline {file} is not valid JSON ({e}): {fix}") from None
-    problem = _shape_problem(doc)
-    if problem:
-        raise ConfigError(f"--baseline {file} is not a results.json ({problem}): {fix}")
-    return doc
-
-
-def _shape_problem(doc) -> str | None:
-    if not isinstance(doc, dict):
-        return "the top level is not an object"
-    for name, kind in (("session", dict), ("cases", list), ("runs", dict)):
-        if not isinstance(doc.get(name), kind):
-            return f"field {name!r} is missing or not a {kind.__name__}"
-    for i, case in enumerate(doc["cases"]):
-        if not isinstance(case, dict) or not all(k in case for k in ("module", "dataset", "eps", "verdict")):
-            return f"cases[{i}] lacks module, dataset, eps or verdict"
-    return None
+        return results.load(file)
+    except results.ResultsError as e:
+        raise BaselineError(f"--baseline {e}") from None
 
 
 def drift(current: dict, baseline: dict) -> dict:
     """Compare the current session's results.json document with the baseline's (see the module doc)."""
-    session = baseline.get("session", {})
-    out = {"baseline": {"started": session.get("started"), "git": session.get("controller", {}).get("git"),
-                        "profile": session.get("profile"), "partial": baseline.get("partial")},
+    session = baseline["session"]  # free-form: each field read as text, or None
+    controller = session.get("controller") if isinstance(session.get("controller"), dict) else {}
+    out = {"baseline": {"started": _text(session.get("started")), "git": _text(controller.get("git")),
+                        "profile": _text(session.get("profile")), "partial": baseline["partial"]},
            "verdict_changes": [], "effect_shifts": [], "run_shifts": [], "only_in_current": [],
            "only_in_baseline": []}
     cur, base = _cases(current), _cases(baseline)
@@ -96,6 +87,10 @@ def drift(current: dict, baseline: dict) -> dict:
                     out["run_shifts"].append(where | {"arm": arm, "metric": metric, **shift})
     out["changed"] = bool(out["verdict_changes"])
     return out
+
+
+def _text(x) -> str | None:
+    return None if x is None else str(x)
 
 
 def _eps_key(eps) -> str:

@@ -115,10 +115,20 @@ def _duration(seconds: float) -> str:
     return f"{h} h {m:02d} min {s:02d} s" if h else f"{m} min {s:02d} s"
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):  # NaN fails too
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds >= 0, e.g. --wall-seconds 3723")
+    return value
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.report.summary", description=__doc__.split("\n")[0])
     parser.add_argument("report", help="a reports/<timestamp> folder or its results.json")
-    parser.add_argument("--wall-seconds", type=float, default=None, help="the session's wall time, in seconds")
+    parser.add_argument("--wall-seconds", type=_seconds, default=None, help="the session's wall time, in seconds")
     args = parser.parse_args(argv)
     path = Path(args.report)
     try:
@@ -132,7 +142,7 @@ def main(argv=None) -> int:
         return 2
     try:
         text = markdown(doc, path if path.is_dir() else path.parent, args.wall_seconds)
-    except (KeyError, TypeError, ValueError) as e:  # validated above but for "drift", which the plugin adds
+    except (AttributeError, KeyError, TypeError, ValueError) as e:  # validated, but for the free-form session
         print(f"harness.report.summary: {path}: a field is missing or malformed ({type(e).__name__}: {e}); "
               f"re-run the session", file=sys.stderr)
         return 2

@@ -6,12 +6,14 @@
   "cases": [case, ...],                       # one per hypothesis test case: harness.spec.case.Case
   "runs": {key: run, ...},                    # every run a case refers to, with its per-epoch records
   "errors": [{"nodeid", "message"}],          # tests that stopped before producing a case
-  "warnings": [str, ...]                      # what the harness noticed and handled
+  "warnings": [str, ...],                     # what the harness noticed and handled
+  "drift": Drift                              # with --baseline: what changed since (harness.report.drift)
 }
 """
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..cache import store
@@ -83,9 +85,95 @@ def load(folder_or_file: Path) -> dict:
     return doc
 
 
+# ---- the drift record (harness.report.drift.drift's result): its schema, checked as a Case's is -------------
+@dataclass(frozen=True)
+class DriftBaseline:
+    started: str | None
+    git: str | None
+    profile: str | None
+    partial: bool | None
+
+
+@dataclass(frozen=True)
+class DriftCase:  # a case found in one of the two sessions only
+    module: str
+    dataset: str
+    eps: float
+    nodeid: str | None
+    verdict: str
+
+
+@dataclass(frozen=True)
+class VerdictChange:
+    module: str
+    dataset: str
+    eps: float
+    nodeid: str | None
+    baseline: str
+    current: str
+
+
+@dataclass(frozen=True)
+class Effect:
+    effect: float
+    ci: list[float]
+
+
+@dataclass(frozen=True)
+class EffectShift:
+    module: str
+    dataset: str
+    eps: float
+    nodeid: str | None
+    baseline: Effect
+    current: Effect
+
+
+@dataclass(frozen=True)
+class Spread:
+    mean: float
+    sd: float
+    n: int
+
+
+@dataclass(frozen=True)
+class RunShift:
+    module: str
+    dataset: str
+    eps: float | None  # None for the clean metric
+    arm: str
+    metric: str  # "clean" or "adv"
+    baseline: Spread
+    current: Spread
+    delta: float
+    limit: float
+
+
+@dataclass(frozen=True)
+class Drift:
+    baseline: DriftBaseline
+    verdict_changes: list[VerdictChange]
+    effect_shifts: list[EffectShift]
+    run_shifts: list[RunShift]
+    only_in_current: list[DriftCase]
+    only_in_baseline: list[DriftCase]
+    changed: bool
+
+
+def check_drift(d, where: str) -> None:
+    drift = check(d, Drift, where)
+    for i, r in enumerate(drift.run_shifts):
+        if (r.metric, r.eps is None) not in (("clean", True), ("adv", False)):
+            raise SchemaError(f"{where}.run_shifts[{i}]: metric {r.metric!r} with eps {r.eps!r}: 'clean' has "
+                              f"no eps, 'adv' has one")
+    for i, e in enumerate(drift.effect_shifts):
+        if len(e.baseline.ci) != 2 or len(e.current.ci) != 2:
+            raise SchemaError(f"{where}.effect_shifts[{i}]: a ci is [low, high]")
+
+
 def validate(doc: dict, where: str = "results.json") -> None:
     """Raise ResultsError naming the first field that is missing or of the wrong type: every field of every
-    case (harness.spec.case.Case is the schema) and of every run."""
+    case (harness.spec.case.Case is the schema), of every run, and of the drift record."""
     if not isinstance(doc, dict):
         raise ResultsError(f"{where}: the top level must be an object")
     if doc.get("schema") != SCHEMA:
@@ -109,5 +197,7 @@ def validate(doc: dict, where: str = "results.json") -> None:
             check(w, str, f"{where}: warnings[{i}]")
         for i, e in enumerate(doc["errors"]):
             check(e, dict[str, str], f"{where}: errors[{i}]")
+        if "drift" in doc:
+            check_drift(doc["drift"], f"{where}: drift")
     except SchemaError as e:
         raise ResultsError(str(e)) from None
