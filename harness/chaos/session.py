@@ -63,6 +63,19 @@ class Session:
         training after the test gave up on it."""
         os.killpg(self.proc.pid, signal.SIGKILL) if self.own_group else self.proc.kill()
 
+    def kill_training_worker(self) -> int | None:
+        """SIGKILL (what the out-of-memory killer sends) the xdist worker that holds a run's lock, that is
+        trains it; returns its process id, or None where no worker holds one now."""
+        for pid in _children(self.proc.pid):
+            try:
+                held = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+            except OSError:  # it ended meanwhile
+                continue
+            if any(f.endswith(".lock") and "/runs/" in f for f in held):
+                os.kill(pid, signal.SIGKILL)
+                return pid
+        return None
+
     def signal(self, *sigs: int, gap: float = 0.3) -> None:
         """Send `sigs` to the whole group (a terminal's Ctrl-C reaches the xdist workers too), `gap` s apart."""
         for i, sig in enumerate(sigs):
@@ -86,6 +99,18 @@ class Session:
         if sig is not None:  # a terminal's Ctrl-C reaches the whole group: the xdist workers too
             os.killpg(self.proc.pid, sig) if group else self.proc.send_signal(sig)
         return self.finish(), results.load(self.folder)  # load validates against the schema
+
+
+def _children(pid: int) -> list[int]:
+    """The process ids whose parent is `pid` (from /proc: Linux)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
 
 
 def clean_environment() -> dict:

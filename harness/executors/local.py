@@ -108,6 +108,7 @@ class LocalExecutor:
             adv = "  ".join(f"adv@{e} {m[STRONGEST]:.3f}" for e, m in r["adv"].items())
             self.log(f"{k[:8]} {cfg.label} epoch {r['epoch']}/{cfg.epochs} loss {r['train_loss']:.3f} "
                      f"clean {r['clean']:.3f}  {adv}  {r['seconds']:.1f}s")
+        self.log(f"{k[:8]} {cfg.label} training starts")  # what a crashed worker was doing
         try:
             records, final_state, best = train.run(cfg, ds, self.device, self.cache.checkpointer(k), progress,
                                                    compile_mode=self.compile_mode, early_exit=self.early_exit,
@@ -127,7 +128,7 @@ class LocalExecutor:
                   "trained_with": {"compile": self.compile_mode, "early_exit": self.early_exit,
                                    "attack_shapes": self.attack_shapes,
                                    "deterministic": torch.are_deterministic_algorithms_enabled(),
-                                   "session": self.session},
+                                   "threads": torch.get_num_threads(), "session": self.session},
                   "train_wall_seconds": time.perf_counter() - start})  # as the cache returns it
         self.cache.publish(k, result, final_state, best)
         return result
