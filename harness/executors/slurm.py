@@ -37,7 +37,6 @@ except ImportError:  # only --executor slurm imports this module
     raise ConfigError("--executor slurm needs submitit: pip install submitit") from None
 
 
-
 class SubmissionError(RuntimeError):
     """SLURM refused the job array (sbatch failed: no cluster configuration, a wrong partition, a limit):
     one line with the scheduler's own message."""

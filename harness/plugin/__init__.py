@@ -112,7 +112,7 @@ def plan_of(config, claim: cfg.Claim) -> plan.Plan:
     return plans[id(claim)]
 
 
-@pytest.hookimpl(wrapper=True)
+@pytest.hookimpl(wrapper=True, trylast=True)  # inside pytest's own wrappers (output capture)
 def pytest_make_collect_report(collector):
     """A module's CLAIM is checked (as written, then planned) before pytest collects the module: a bad claim
     is one usage error naming the module, not a collection traceback. Raised outside the collection call,
@@ -126,7 +126,7 @@ def pytest_make_collect_report(collector):
                 plan_of(collector.config, claim)
         except cfg.ConfigError as e:
             problem = f"{collector.nodeid}: {e}"
-        except Exception:
+        except (Exception, pytest.skip.Exception, pytest.fail.Exception):  # a module-level skip included
             pass
     if problem and not hasattr(collector.config, "workerinput"):
         raise pytest.UsageError(problem)

@@ -119,6 +119,7 @@ class Collector:
                 stop(self.config, self.session, "advhyp: the reports folder cannot be written (see above)")
             return False
 
+    @pytest.hookimpl(tryfirst=True)  # before xdist starts its workers
     def pytest_sessionstart(self, session):
         self.session = session
         for sig in self.held:

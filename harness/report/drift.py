@@ -19,7 +19,6 @@ meets only the shapes the schema allows.
 """
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from pathlib import Path
