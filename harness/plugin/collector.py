@@ -115,6 +115,9 @@ class Collector:
         except store.StoreError as e:  # a full or read-only reports folder: say so once, keep the session's work
             if self.write_failed is None:
                 self.write_failed = str(e)
+                terminal = getattr(self.config.pluginmanager.get_plugin("terminalreporter"), "_tw", None)
+                if getattr(terminal, "width_of_current_line", 0):  # after pytest's progress letters
+                    terminal.line()
                 sys.stderr.write(f"advhyp: {e}\n")
                 stop(self.config, self.session, "advhyp: the reports folder cannot be written (see above)")
             return False
