@@ -24,6 +24,7 @@ from PIL import Image
 
 from harness.report import drift
 from harness.spec import results
+from helpers import sample_case
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "bad-input.md"
@@ -133,6 +134,8 @@ PREPARE = {
     "binary results": lambda tmp: _binary(tmp / "results.json"),
     "edited results": lambda tmp: _results(tmp / "results.json", lambda d: d.update(warnings=[3])),
     "edited drift": lambda tmp: _results(tmp / "results.json", lambda d: d["drift"].update(verdict_changes="none")),
+    "edited claimed": lambda tmp: _results(tmp / "results.json", lambda d: d.update(
+        cases=[sample_case(claimed={"direction": 3}).to_dict()])),  # validated as a dict: the page meets it
     "edited baseline": lambda tmp: _results(tmp / "results.json", lambda d: d.update(cases=[{"module": "x"}])),
     "a file": lambda tmp: _file(tmp / "file"),
     "32-bit image": lambda tmp: _32_bit_image(tmp / "toy.zip"),
@@ -287,6 +290,8 @@ CASES = [
     # issue 23: a results.json's drift, and the summary's own options
     Bad("python -m harness.report EDITED drift", ("{data}",),
         "harness.report: {data}: drift.verdict_changes must be a list", 2, run="report", data="edited drift"),
+    Bad("python -m harness.report EDITED claimed", ("{data}",),
+        "harness.report: {data}: a field is malformed (KeyError: 'source')", 2, run="report", data="edited claimed"),
     Bad("python -m harness.report.summary EDITED drift", ("{data}",),
         "harness.report.summary: {data}: drift.verdict_changes must be a list", 2, run="summary", data="edited drift"),
     Bad("python -m harness.report.summary --wall-seconds nan", ("{data}", "--wall-seconds", "nan"),

@@ -95,20 +95,20 @@ class DriftBaseline:
 
 
 @dataclass(frozen=True)
-class DriftCase:  # a case found in one of the two sessions only
+class Where:  # a case, as drift names it
     module: str
     dataset: str
     eps: float
     nodeid: str | None
+
+
+@dataclass(frozen=True)
+class DriftCase(Where):  # a case found in one of the two sessions only
     verdict: str
 
 
 @dataclass(frozen=True)
-class VerdictChange:
-    module: str
-    dataset: str
-    eps: float
-    nodeid: str | None
+class VerdictChange(Where):
     baseline: str
     current: str
 
@@ -120,11 +120,7 @@ class Effect:
 
 
 @dataclass(frozen=True)
-class EffectShift:
-    module: str
-    dataset: str
-    eps: float
-    nodeid: str | None
+class EffectShift(Where):
     baseline: Effect
     current: Effect
 
