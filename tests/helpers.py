@@ -25,8 +25,8 @@ from harness.executors.local import LocalExecutor
 def small_claim(dataset: str, variants: dict | None = None) -> Claim:
     """A claim whose runs are `variants` (default: ResNet18 with 32-image batches) x the suite's seeds."""
     variants = variants or {"resnet18": Variant("resnet18", "baseline", Recipe(batch_size=32))}
-    first = next(iter(variants))
-    return Claim(statement="a test's claim", better=first, worse=first, variants=variants, datasets=(dataset,),
+    first, last = list(variants)[0], list(variants)[-1]
+    return Claim(statement="a test's claim", better=first, worse=last, variants=variants, datasets=(dataset,),
                  epochs=1, eps=(8.0,), deciding_eps=8.0)
 
 

@@ -95,7 +95,8 @@ def test_repeated_signals_under_xdist_during_training_leave_a_partial_report(sig
 
 
 # Loaded into the session with -p: holds the controller at a moment of its shutdown until the test has sent
-# its signals there, so that they land exactly in xdist's teardown of its workers and in the page's rendering.
+# its signals there, so that they land exactly in xdist's teardown of its workers, in the page's rendering
+# and after the session's last step (where a restored default handler would turn exit 2 into -2).
 PROBE = """
 import os, pathlib, time
 import pytest
@@ -136,7 +137,8 @@ def pytest_configure(config):
 """
 
 
-def test_signals_during_xdist_teardown_and_rendering_leave_a_partial_report_and_its_page(tiny_images, tmp_path):
+def test_signals_in_xdist_teardown_rendering_and_after_the_last_write_leave_a_partial_report_and_page(
+        tiny_images, tmp_path):
     marks = tmp_path / "marks"
     marks.mkdir()
     (tmp_path / "shutdown_probe.py").write_text(PROBE)

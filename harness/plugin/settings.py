@@ -145,10 +145,10 @@ def switch(config, dest: str) -> bool:
     flag, env, ini, _ = FLAGS[dest]
     if config.getoption(f"advhyp_{dest}"):
         return True
-    text = os.environ.get(env, "")
-    if text.strip().lower() not in SWITCH_VALUES and text:
-        raise cfg.ConfigError(f"{env}={text!r}: use 1 (on, as {flag}) or 0 (off)")
-    return SWITCH_VALUES[text.strip().lower()] if text else bool(config.getini(ini))
+    text = os.environ.get(env, "").strip().lower()
+    if text and text not in SWITCH_VALUES:
+        raise cfg.ConfigError(f"{env}={os.environ[env]!r}: use 1 (on, as {flag}) or 0 (off)")
+    return SWITCH_VALUES[text] if text else bool(config.getini(ini))
 
 
 def numbers(text: str, kind, flag: str) -> tuple | None:
@@ -185,7 +185,7 @@ def read(config) -> Settings:
         raise cfg.ConfigError(f"--epochs {text['epochs']!r} gives {len(epochs)} values: it takes one epoch "
                               f"count, e.g. --epochs 10")
     datasets = numbers(text["datasets"], str, "--datasets")
-    if datasets is not None and len(set(datasets)) != len(datasets):  # the same case twice, Holm-adjusted with itself
+    if datasets is not None and len(set(datasets)) != len(datasets):  # one case twice, Holm-adjusted with itself
         raise cfg.ConfigError(f"--datasets {text['datasets']!r} repeats a dataset: list each once, e.g. "
                               f"--datasets cifar10,cifar100")
     eps = numbers(text["eps"], float, "--eps")

@@ -410,7 +410,7 @@ def check_variant(v: Variant) -> None:
         if not isinstance(getattr(v, field), dict):
             raise ConfigError(f"Variant {field}={getattr(v, field)!r} must be a dict, e.g. "
                               f"{field}={{'pooling': 'avg'}}")
-    for field, low in (("input_size", 8), ("seed_offset", 0)):
+    for field, low in (("input_size", 1), ("seed_offset", 0)):
         value = getattr(v, field)
         if (value is not None or field == "seed_offset") and (
                 isinstance(value, bool) or not isinstance(value, int) or value < low):
