@@ -1,14 +1,18 @@
 """Builders the harness's tests share (not fixtures: plain functions, imported as `from helpers import ...`).
 
 sample_case: a complete, valid Case to change field by field; small_claim and small_suite: runs at the
-smallest size that still trains and attacks for real, in this process. (export_subset, a real dataset small
+smallest size that still trains and attacks for real, in this process; fake_config: what the plugin's
+settings.read asks of pytest's config. (export_subset, a real dataset small
 enough that a subprocess decodes it in a moment, is harness.chaos.folders'.)
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
 
+from harness.plugin import settings
 from harness.run import runtime
 from harness.cache.runs import RunCache
 from harness.spec.case import Case, Design, Evidence
@@ -23,8 +27,8 @@ from harness.executors.local import LocalExecutor
 def small_claim(dataset: str, variants: dict | None = None) -> Claim:
     """A claim whose runs are `variants` (default: ResNet18 with 32-image batches) x the suite's seeds."""
     variants = variants or {"resnet18": Variant("resnet18", "baseline", Recipe(batch_size=32))}
-    first = next(iter(variants))
-    return Claim(statement="a test's claim", better=first, worse=first, variants=variants, datasets=(dataset,),
+    first, last = list(variants)[0], list(variants)[-1]
+    return Claim(statement="a test's claim", better=first, worse=last, variants=variants, datasets=(dataset,),
                  epochs=1, eps=(8.0,), deciding_eps=8.0)
 
 
@@ -70,6 +74,15 @@ def sample_case(**changes) -> Case:
     if isinstance(changes.get("test"), dict):
         changes["test"] = dataclasses.replace(EVIDENCE, **changes["test"])
     return dataclasses.replace(DECIDING, **changes)
+
+
+def fake_config(cli: dict | None = None, ini: dict | None = None, numprocesses: int | None = None):
+    """What settings.read asks of a pytest config: these command-line values (by dest, "advhyp_seeds") and ini
+    keys, every other option and switch unset; numprocesses is xdist's -n."""
+    defaults = {o[2]: o[3] for o in settings.OPTIONS.values()} | {f[2]: False for f in settings.FLAGS.values()}
+    return SimpleNamespace(getoption=lambda name: (cli or {}).get(name), rootpath=Path(__file__).parents[1],
+                           getini=lambda name: (ini or {}).get(name, defaults[name]),
+                           option=SimpleNamespace(numprocesses=numprocesses))
 
 
 # ---- runs built with the types ---------------------------------------------------------------------------

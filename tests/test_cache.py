@@ -32,7 +32,8 @@ def _suite(root, tiny_images, seeds=(0,), **kw):
 
 
 def _stop_after_first_epoch(line: str) -> None:
-    raise KeyboardInterrupt(line)  # Ctrl-C right after the first epoch's checkpoint
+    if " epoch " in line:  # not the line saying the run starts
+        raise KeyboardInterrupt(line)  # Ctrl-C right after the first epoch's checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +107,7 @@ def test_leftover_temporaries_are_ignored_and_cleaned(snapshots, tmp_path):
     in_run = root / "runs" / key / f"{store.TMP_PREFIX}result.json.dead"  # a killed trainer's, just now
     old_data = root / "data" / f"{store.TMP_PREFIX}x.pt.dead"  # a killed data writer's, hours ago
     young_data = root / "data" / f"{store.TMP_PREFIX}x.pt.live"  # maybe a live writer's: not touched
+    old_data.parent.mkdir(exist_ok=True)  # absent where this process had the data decoded already (memo)
     for p in (in_run, old_data, young_data):
         p.write_bytes(b'{"payload": {"key": "half a fi')
     os.utime(old_data, (0, 0))
@@ -172,7 +174,7 @@ def test_a_corrupt_checkpoint_or_result_is_recomputed_to_the_same_numbers(snapsh
         trained = []
         suite = _suite(root, tiny_images, log=trained.append)
         run, = suite.curves(CLAIM, "cifar10")["resnet18"]
-        assert len(trained) == 2, f"{name}: expected both epochs retrained, got {trained}"
+        assert len([t for t in trained if " epoch " in t]) == 2, f"{name}: expected both epochs retrained, got {trained}"
         assert chaos.numbers(run.to_dict()["records"]) == chaos.numbers(finished["records"])
         assert any(name in w for w in suite.cache.warnings)
 

@@ -268,3 +268,63 @@ def test_cifar10s_published_mean_and_std_are_its_pixel_sums(real_dataset_name, s
     std = ((squares - sums.double() ** 2 / n) / (n - 1)).sqrt() / 255
     assert mean.tolist() == pytest.approx([0.49139968, 0.48215841, 0.44653091], abs=5e-9)
     assert std.tolist() == pytest.approx([0.24703223, 0.24348513, 0.26158784], abs=5e-9)
+
+
+# ---- image modes, linked folders, junk that comes and goes ---------------------------------------------
+def _png16(arr: np.ndarray) -> bytes:
+    """A 16-bit PNG (grey: H x W; RGB: H x W x 3), written by hand: Pillow writes 16-bit grey only."""
+    import struct
+    import zlib
+    h, w = arr.shape[:2]
+    raw = b"".join(b"\x00" + arr[y].astype(">u2").tobytes() for y in range(h))
+
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    header = struct.pack(">IIBBBBB", w, h, 16, 2 if arr.ndim == 3 else 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_16_bit_images_keep_their_high_byte_and_do_not_turn_white(channels, tmp_path):
+    rng = np.random.default_rng(0)
+    shape = (8, 8) if channels == 1 else (8, 8, 3)
+    images = {f"{split}/{cls}/{i}.png": rng.integers(0, 65536, shape) for split in ("train", "test")
+              for cls in ("a", "b") for i in range(2)}
+    ds = _load(_write(tmp_path, {rel: _png16(a) for rel, a in images.items()}), tmp_path)
+    assert ds.channels == channels
+    first = images["train/a/0.png"] >> 8  # the high byte: as Pillow itself reads 16-bit colour
+    assert torch.equal(ds.train_x[0], torch.from_numpy(first.astype(np.uint8).reshape(8, 8, channels)).permute(2, 0, 1))
+    assert (ds.train_x == 255).float().mean() < 0.05  # Pillow's convert("RGB") clips 16-bit grey to white
+
+
+def test_32_bit_integer_images_are_refused_naming_the_file(tmp_path):
+    files = _tree()
+    buf = io.BytesIO()
+    Image.fromarray(np.full((8, 8), 70000, np.int32)).save(buf, format="TIFF")
+    files["train/a/0.tif"] = buf.getvalue()
+    with pytest.raises(DataError, match=r"toy.zip:train/a/0.tif is a 32-bit integer image \(mode I\), which has "
+                                        r"no 8-bit range: convert the images to 8-bit PNG"):
+        _load(_write(tmp_path, files), tmp_path)
+
+
+def test_symlinked_class_folders_are_followed_and_a_link_loop_is_not(tmp_path):
+    elsewhere = _write(tmp_path, _tree(), "folder", stem="elsewhere")
+    tree = tmp_path / "tree"
+    for split in ("train", "test"):
+        (tree / split).mkdir(parents=True)
+        for cls in ("a", "b"):
+            (tree / split / cls).symlink_to(elsewhere / split / cls)
+    (tree / "train" / "loop").symlink_to(tree)  # a link back up: listed once, not forever (and not a class)
+    ds = _load(tree, tmp_path)
+    direct = _load(elsewhere, tmp_path, name="direct")
+    assert torch.equal(ds.train_x, direct.train_x) and torch.equal(ds.train_y, direct.train_y)
+    assert ds.num_classes == 2
+
+
+def test_the_skipped_file_count_follows_the_folder_not_the_decoded_cache(tmp_path):
+    folder = _write(tmp_path, {**_tree(), "train/a/notes.txt": b"x"}, "folder")
+    assert _load(folder, tmp_path).skipped_files == 1
+    (folder / "train/a/notes.txt").unlink()  # the same images, so the same fingerprint and cache entry
+    data._LOADED.clear()
+    again = _load(folder, tmp_path)
+    assert again.skipped_files == 0 and again.notes == ()

@@ -64,9 +64,9 @@ def test_a_finished_run_is_never_trained_twice(cache, sources, count_trainings, 
     assert first == second  # identical numbers from the cache
     assert all(r.status == "done" and len(r.records) == 1 for rs in first.values() for r in rs)
     assert all(r.trained_with == TrainedWith(compile="off", early_exit=True, attack_shapes="exact", deterministic=False,
-                                             session="test", precision={"pipeline": "fp32", "first_layer":
+                                             threads=1, session="test", precision={"pipeline": "fp32", "first_layer":
                                                                         "conv1 fp32 (no TF32)", "rest": "fp32"})
-               for rs in second.values() for r in rs)  # a cache hit says what it was trained under, and at what precision
+               for rs in second.values() for r in rs)  # a cache hit says what it was trained under (conftest: 1 thread)
 
 
 def test_a_changed_setting_misses_the_cache(cache, sources, count_trainings, real_dataset_name):

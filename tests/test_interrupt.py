@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from harness.chaos.session import Session
+from harness.chaos.session import Session, plugin_env
 
 from harness import chaos
 from harness.plugin import collector
@@ -95,7 +95,8 @@ def test_repeated_signals_under_xdist_during_training_leave_a_partial_report(sig
 
 
 # Loaded into the session with -p: holds the controller at a moment of its shutdown until the test has sent
-# its signals there, so that they land exactly in xdist's teardown of its workers and in the page's rendering.
+# its signals there, so that they land exactly in xdist's teardown of its workers, in the page's rendering
+# and after the session's last step (where a restored default handler would turn exit 2 into -2).
 PROBE = """
 import os, pathlib, time
 import pytest
@@ -116,6 +117,13 @@ def pytest_sessionfinish(session):
         pause("teardown")  # before xdist's own sessionfinish stops the workers
 
 
+class Exit:
+    @pytest.hookimpl(trylast=True)  # registered after the collector: unconfigured after it, the last step
+    def pytest_unconfigure(self, config):
+        pause("exit")
+
+
+@pytest.hookimpl(trylast=True)  # after the plugin registered its collector
 def pytest_configure(config):
     if not hasattr(config, "workerinput"):
         from harness.report import page as report
@@ -125,10 +133,12 @@ def pytest_configure(config):
             pause("render")
             return real(folder)
         report.render = render
+        config.pluginmanager.register(Exit(), "exit-probe")
 """
 
 
-def test_signals_during_xdist_teardown_and_rendering_leave_a_partial_report_and_its_page(tiny_images, tmp_path):
+def test_signals_in_xdist_teardown_rendering_and_after_the_last_write_leave_a_partial_report_and_page(
+        tiny_images, tmp_path):
     marks = tmp_path / "marks"
     marks.mkdir()
     (tmp_path / "shutdown_probe.py").write_text(PROBE)
@@ -137,7 +147,8 @@ def test_signals_during_xdist_teardown_and_rendering_leave_a_partial_report_and_
     session = Session(tmp_path, tiny_images, "-n", "2", "-p", "shutdown_probe", own_group=True, env=env)
     session.wait_until(lambda: session.epochs())
     session.signal(signal.SIGINT)
-    for moment, sigs in (("teardown", (signal.SIGINT, signal.SIGTERM)), ("render", (signal.SIGINT, signal.SIGINT))):
+    for moment, sigs in (("teardown", (signal.SIGINT, signal.SIGTERM)), ("render", (signal.SIGINT, signal.SIGINT)),
+                         ("exit", (signal.SIGINT, signal.SIGTERM))):  # after the last write, before the exit
         session.wait_until(lambda: (marks / moment).exists())
         session.signal(*sigs)
         time.sleep(0.5)  # let the handlers run before the controller moves on
@@ -145,6 +156,74 @@ def test_signals_during_xdist_teardown_and_rendering_leave_a_partial_report_and_
     rc, doc = session.end()
     _assert_partial_report(session, rc, doc)
     assert (session.folder / "index.html").exists()  # rendering ran to its end
+
+
+# Loaded with -p into a session without xdist: holds it at an early moment (ADVHYP_MOMENT) until the test has
+# signalled it: while the plugins are configured (the session not started), while it collects, while the
+# first test decodes its data.
+EARLY = """
+import os, pathlib, time
+import pytest
+
+MARKS, MOMENT = pathlib.Path(os.environ["ADVHYP_PROBE"]), os.environ["ADVHYP_MOMENT"]
+
+
+def pause(name):
+    if name == MOMENT:
+        (MARKS / name).touch()
+        deadline = time.monotonic() + 120
+        while not (MARKS / "go").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+@pytest.hookimpl(trylast=True)  # after the plugin made the report folder and its collector
+def pytest_configure(config):
+    pause("configure")
+    from harness.run import data
+    real = data.load
+
+    def load(*args, **kwargs):
+        pause("decode")
+        return real(*args, **kwargs)
+    data.load = load
+
+
+def pytest_collection_modifyitems(items):
+    pause("collection")
+"""
+
+
+@pytest.mark.parametrize("moment, sig", [("configure", signal.SIGTERM), ("collection", signal.SIGINT),
+                                         ("decode", signal.SIGINT), ("decode", signal.SIGTERM)])
+def test_a_signal_before_the_first_epoch_keeps_the_folder_with_a_partial_report_and_its_page(moment, sig, tiny_images,
+                                                                                            tmp_path):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    env = {**plugin_env(tmp_path, "early_probe", EARLY), "ADVHYP_PROBE": str(marks), "ADVHYP_MOMENT": moment}
+    session = Session(tmp_path, tiny_images, "-p", "no:xdist", "-p", "early_probe", env=env)
+    session.wait_until(lambda: (marks / moment).exists())
+    session.proc.send_signal(sig)
+    time.sleep(0.5)  # the handler runs before the probe lets the session go on
+    (marks / "go").touch()
+    rc, doc = session.end()
+    _assert_partial_report(session, rc, doc)
+    assert (session.folder / "index.html").exists() and doc.cases == [] and doc.runs == {}
+
+
+def test_a_worker_killed_by_sigkill_is_an_error_naming_the_test_the_run_and_the_signal(tiny_images, tmp_path):
+    session = Session(tmp_path, tiny_images, "-n", "2", own_group=True)
+    session.wait_until(lambda: session.kill_training_worker() is not None)  # the OOM killer's signal
+    rc, doc = session.end()
+    assert rc == 1, session.output[-3000:]  # a test failed: the one the worker ran
+    (error,) = doc.errors
+    (started,) = [line for line in (session.folder / "progress.log").read_text().splitlines()
+                  if "training starts" in line][:1]
+    worker, run = started[1:].split()[0], started.split("] ")[1].removesuffix(" training starts")
+    assert error.nodeid == "hypotheses/test_control_seed_null.py::" \
+        "test_same_variant_different_seeds_is_not_significant[cifar10-eps1]"
+    assert f"worker {worker} killed by SIGKILL" in error.message and run in error.message
+    assert doc.partial is False and doc.session["exit_status"] == 1 and doc.cases == []
+    assert (session.folder / "index.html").exists() and error.message in session.output
 
 
 def test_a_session_killed_before_its_last_write_is_named_by_the_next_one(tmp_path):

@@ -16,7 +16,8 @@ from harness.spec import results
 from harness.report import summary
 from harness.spec.config import ConfigError
 from harness.report import drift as drift_module
-from harness.report.drift import load_baseline
+from harness.report.drift import BaselineError, load_baseline
+from harness.chaos.session import Session, plugin_env
 from harness.spec.records import EpochRecord, Run
 from helpers import TOY_CONFIG, run_dict, sample_case
 
@@ -134,17 +135,63 @@ def test_failed_runs_do_not_count_and_unmatched_cases_are_listed():
 
 def test_load_baseline_names_a_missing_or_bad_file(tmp_path):
     with pytest.raises(ConfigError, match=r"--baseline .*nope\.json does not exist") as e:
-        load_baseline(tmp_path / "nope.json")
-    assert "\n" not in str(e.value)
+        load_baseline(tmp_path / "nope.json")  # a wrong option: a usage error
+    assert "\n" not in str(e.value) and not isinstance(e.value, BaselineError)
     (tmp_path / "bad.json").write_text("{\"cases\": [")
-    with pytest.raises(ConfigError, match="is not valid JSON"):
+    with pytest.raises(BaselineError, match="is not valid JSON"):  # a bad file: the night runs without drift
         load_baseline(tmp_path / "bad.json")
     (tmp_path / "results.json").write_text(json.dumps({**_night(), "cases": {}}))
-    with pytest.raises(ConfigError, match="cases must be a list"):
+    with pytest.raises(BaselineError, match="cases must be a list"):
         load_baseline(tmp_path)
     (tmp_path / "results.json").write_text(json.dumps(_night()))
     as_text = lambda doc: json.dumps(results.plain(dataclasses.asdict(doc)))  # noqa: E731 (NaN != NaN)
     assert as_text(load_baseline(tmp_path)) == as_text(results.parse(_night()))
+
+
+def _set(path: str, value):
+    """An edit of one field of a results.json document, by its path ("cases.0.test.ci")."""
+    def edit(doc):
+        *parents, last = path.split(".")
+        for p in parents:
+            doc = doc[int(p)] if isinstance(doc, list) else doc[p]
+        if value is DELETE:
+            del doc[last]
+        else:
+            doc[int(last) if isinstance(doc, list) else last] = value
+    return edit
+
+
+DELETE = object()
+ONE_FIELD_EDITS = [  # (edit, what the line names): each once broke drift at the night's last step
+    (_set("schema", "advhyp-results/1"), "schema is 'advhyp-results/1'"),  # an older format
+    (_set("partial", "no"), "partial = 'no' must be a bool"),
+    (_set("cases.0.eps", "8"), "cases[0].eps = '8' must be a number"),
+    (_set("cases.0.verdict", DELETE), "cases[0] lacks field 'verdict'"),
+    (_set("cases.0.test.ci", None), "cases[0].test.ci must be a list"),
+    (_set("cases.1.run_keys", {"Max": "Max0"}), "cases[1].run_keys.Max must be a list"),
+    (_set("cases.1.run_keys.Max", ["Max9"]), "refers to run 'Max9', which is not in 'runs'"),
+    (_set("runs.Max0.records", {}), "runs['Max0'].records must be a list"),
+    (_set("runs.Max0.records.1.adv", {"8": 0.3}), "runs['Max0'].records[1].adv.8 must be an object"),
+    (_set("runs.Avg1.records.1.clean", "0.8"), "runs['Avg1'].records[1].clean = '0.8' must be a number"),
+    (_set("session.controller", ["abc1234"]), None),  # free-form: read as text, drift runs
+    (_set("session.started", {"at": 2}), None),
+]
+
+
+@pytest.mark.parametrize("edit, line", ONE_FIELD_EDITS, ids=[str(i) for i in range(len(ONE_FIELD_EDITS))])
+def test_a_one_field_edit_of_the_baseline_is_one_line_naming_the_field_or_drift_runs(edit, line, tmp_path):
+    doc = _night()
+    edit(doc)
+    (tmp_path / "results.json").write_text(json.dumps(doc))
+    if line is None:
+        d = drift_module.drift(results.parse(_night()), load_baseline(tmp_path))
+        assert d["changed"] is False
+        results.parse({**_night(), "drift": d})  # what the session then writes is a valid results.json
+        return
+    with pytest.raises(BaselineError) as e:
+        load_baseline(tmp_path)
+    assert line in str(e.value) and str(e.value).startswith(f"--baseline {tmp_path / 'results.json'}")
+    assert "\n" not in str(e.value)
 
 
 # ---- the job summary ------------------------------------------------------------------------------------
@@ -228,3 +275,27 @@ def test_a_night_that_cannot_start_exits_with_pytests_status_and_keeps_the_basel
     assert "--alpha" in (night / "pytest.log").read_text()  # pytest's message, in the night's console log
     assert "pytest exited 4" in (night / "summary.md").read_text()
     assert (home / "last" / "results.json").read_text() == json.dumps(_night())
+
+
+# Loaded with -p: drift fails as a bug in it would, after the tests ran.
+BROKEN_DRIFT = """
+from harness.report import drift
+
+
+def broken(current, baseline):
+    raise RuntimeError("a bug in drift")
+drift.drift = broken
+"""
+
+
+def test_drift_that_fails_costs_the_session_neither_its_report_nor_its_status(tiny_images, tmp_path):
+    (tmp_path / "baseline.json").write_text(json.dumps(_night()))
+    env = plugin_env(tmp_path, "broken_drift", BROKEN_DRIFT)
+    session = Session(tmp_path, tiny_images, "-p", "no:xdist", "-p", "broken_drift", "--epochs=1",
+                      f"--baseline={tmp_path / 'baseline.json'}", env=env)
+    rc, doc = session.end()
+    assert rc == 0 and doc.partial is False and doc.drift is None, session.output[-3000:]  # the tests' status
+    line = (f"baseline not compared: comparing with --baseline {tmp_path / 'baseline.json'} failed (RuntimeError: "
+            f"a bug in drift)")
+    assert line in doc.warnings and session.output.count(line) == 1
+    assert (session.folder / "index.html").exists() and summary.main([str(session.folder)]) == 0

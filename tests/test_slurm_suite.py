@@ -23,6 +23,7 @@ from harness.cache.runs import Lock, RunCache
 from harness.spec.config import PROFILES, AttackConfig, Claim, ConfigError, Profile, Recipe, Variant
 from harness.run.data import Sources
 from harness.executors.local import Job, LocalExecutor, perform
+from helpers import fake_config
 
 ROOT = Path(__file__).resolve().parent.parent
 SESSION = ["hypotheses/test_pooling_type.py", "--seeds", "0,1", "--epochs", "1", "--eps", "1"]
@@ -113,13 +114,6 @@ def slurm_session(slurm_cluster, tmp_path_factory, tiny_images, test_plugins) ->
 
 
 # ---- options -------------------------------------------------------------------------------------------
-def fake_config(options: dict, numprocesses=None):
-    """What settings.read asks of a pytest config: the given options, every other one at its default."""
-    return SimpleNamespace(getoption=lambda name: options.get(name), rootpath=ROOT,
-                           getini=lambda name: next(o[3] for o in settings.OPTIONS.values() if o[2] == name),
-                           option=SimpleNamespace(numprocesses=numprocesses))
-
-
 @pytest.mark.parametrize("option, value, message", [
     ("slurm_gpus", "-1", "--slurm-gpus '-1' must be a whole number >= 0, e.g. --slurm-gpus 1"),
     ("slurm_time", "1", "--slurm-time '1' must be a whole number >= 2, e.g. --slurm-time 120"),

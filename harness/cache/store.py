@@ -51,6 +51,12 @@ def check_writable(folder: Path, flag: str, min_free_mb: int = 64) -> None:
     existing = Path(folder).absolute()
     while not existing.exists():
         existing = existing.parent
+    if not existing.is_dir():
+        raise StoreError(errno.ENOTDIR, f"cannot write {folder} ({existing} is a file, not a folder): point {flag} "
+                                        f"at a folder")
+    if os.statvfs(existing).f_blocks == 0:  # /proc, /sys: no room at all, yet not a full disk
+        raise StoreError(errno.EROFS, f"cannot write {folder} ({existing} is on a virtual file system, which holds "
+                                      f"no files): point {flag} at a folder on a disk")
     if not os.access(existing, os.W_OK):
         read_only = os.statvfs(existing).f_flag & os.ST_RDONLY
         e = OSError(errno.EROFS if read_only else errno.EACCES, "")

@@ -9,7 +9,8 @@ hypotheses/test_control_seed_null.py), then again in another cache (a tmpfs of i
 root, unmounted at the end) while it injects, in turn: SIGKILLs mid-epoch and in final writes, repeated
 SIGINT/SIGTERM to racing workers and to sessions, a cache and a reports folder that are full or read-only
 (at the start or in the middle), half-written temporaries, junk files in the data, train/test classes
-that differ, a damaged decoded-data cache, damaged finished entries, and three workers racing. It prints
+that differ, a damaged decoded-data cache, damaged finished entries, three workers racing, and, to sessions,
+a signal before the first epoch, a SIGKILLed worker and a broken --baseline. It prints
 one row per step (faults injected, runs finished, runs whose numbers and final weights are identical to
 the clean run's, finished files lost) and exits 1 unless every step had its promised outcome and, at the
 end, every run is finished, identical, and no file was lost. --quick runs only the steps that need
@@ -93,12 +94,15 @@ def steps_of(quick: bool) -> list[tuple]:
         ("SIGKILL a worker in a final write", steps.kill_in_final_write),
         ("half-written temporaries, garbage checkpoint", steps.leftovers),
         *last,
+        ("SIGKILL a session's training worker (-n 2)", session.kill_session_worker),  # while its runs are left
+        ("a signal before the first epoch (-n 2)", session.early_signal),
         ("2x SIGINT 0.3 s apart to a session (-n 2)", functools.partial(signals, sigs=(sig_int,) * 2)),
         ("3x SIGINT 0.3 s apart to a session (-n 2)", functools.partial(signals, sigs=(sig_int,) * 3)),
         ("SIGTERM, SIGINT 1.5 s later to a session", functools.partial(signals, sigs=(sig_term, sig_int), gap=1.5)),
         ("reports folder read-only as a session starts", functools.partial(session.reports_refused, read_only=True)),
         ("reports folder full as a session starts", session.reports_refused),
         ("reports folder fills up during a session", session.reports_fill_up),
+        ("a --baseline with one field broken", session.broken_baseline),
         ("(none: a session after the faults)", session.final_session)]
 
 

@@ -104,11 +104,10 @@ def mount_tmpfs(where: Path, size_mb: int, read_only: bool = False, full: bool =
 def fill(where: Path) -> Path:
     """Take every free block of `where`'s file system with one file (returned), as another job would."""
     filler = where / "filler"
-    with open(filler, "ab") as f:
+    with open(filler, "ab", buffering=0) as f:  # unbuffered: nothing left over for close() to fail on
         try:
             while True:
-                f.write(b"\0" * 2 ** 16)
-                f.flush()
+                f.write(b"\0" * 2 ** 16)  # the last one writes what fits, the next one fails
         except OSError:
             pass
     return filler

@@ -2,6 +2,7 @@
 starve or watch; and FILLER, a plugin that fills the reports folder's disk in the middle of a session."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from ..spec import results
 from . import folders
-from .worker import ROOT
+from .worker import ROOT, default_sigint
 
 HYPOTHESIS = "hypotheses/test_control_seed_null.py"  # 2 variants x 2 seeds = 4 runs, one test case
 HANG = 600  # seconds before a session counts as hung: a guard for a shared, loaded machine, not a speed check
@@ -34,7 +35,7 @@ class Session:
                f"--data-source=cifar10={images}", "--device=cpu", *extra]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                      env={**clean_environment(), "OMP_NUM_THREADS": "1", **(env or {})},
-                                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+                                     preexec_fn=default_sigint,
                                      start_new_session=own_group)  # a group of its own, as a terminal job
 
     @property
@@ -63,6 +64,19 @@ class Session:
         training after the test gave up on it."""
         os.killpg(self.proc.pid, signal.SIGKILL) if self.own_group else self.proc.kill()
 
+    def kill_training_worker(self) -> int | None:
+        """SIGKILL (what the out-of-memory killer sends) the xdist worker that holds a run's lock, that is
+        trains it; returns its process id, or None where no worker holds one now."""
+        for pid in _children(self.proc.pid):
+            try:
+                held = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+            except OSError:  # it ended meanwhile
+                continue
+            if any(f.endswith(".lock") and "/runs/" in f for f in held):
+                os.kill(pid, signal.SIGKILL)
+                return pid
+        return None
+
     def signal(self, *sigs: int, gap: float = 0.3) -> None:
         """Send `sigs` to the whole group (a terminal's Ctrl-C reaches the xdist workers too), `gap` s apart."""
         for i, sig in enumerate(sigs):
@@ -86,6 +100,18 @@ class Session:
         if sig is not None:  # a terminal's Ctrl-C reaches the whole group: the xdist workers too
             os.killpg(self.proc.pid, sig) if group else self.proc.send_signal(sig)
         return self.finish(), results.load(self.folder)  # load validates against the schema
+
+
+def _children(pid: int) -> list[int]:
+    """The process ids whose parent is `pid` (from /proc: Linux)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
 
 
 def clean_environment() -> dict:
@@ -151,15 +177,19 @@ def _said_once(t, s: Session, rc: int, expected_rc: int, disk: Path, why: str) -
     return 1, _kept(t, s, ok, f"exit {rc}: {said} ({why}), {len(found)} line(s)"), ok
 
 
-def signal_session(t, audit, sigs: tuple[int, ...] = (), gap: float = 0.3) -> tuple:
+def signal_session(t, audit, sigs: tuple[int, ...] = (), gap: float = 0.3, early: bool = False) -> tuple:
     """A session under xdist (-n 2) gets `sigs` to its process group, `gap` s apart, at a random moment of
-    its training: it must end with exit status 2 and a results.json that validates and says partial."""
+    its training, or, `early`, of its start (collection, the workers' start, the data's decoding; from the
+    moment its results.json exists): it must end with exit status 2, a results.json that validates and
+    says partial, and the page."""
     s = _session(t)
-    s.wait_until(lambda: s.epochs() or s.proc.poll() is not None)
+    started = (lambda: s.folder and (s.folder / "results.json").exists()) if early else s.epochs
+    s.wait_until(lambda: started() or s.proc.poll() is not None)
     if s.proc.poll() is not None:
         s.finish()
         return 0, "nothing left to train", True
-    time.sleep(t.rng.uniform(0, 0.5))
+    time.sleep(t.rng.uniform(0, 1.5 if early else 0.5))
+    before = len(s.epochs())
     s.signal(*sigs, gap=gap)
     rc = s.finish()
     try:
@@ -169,8 +199,59 @@ def signal_session(t, audit, sigs: tuple[int, ...] = (), gap: float = 0.3) -> tu
     page = (s.folder / "index.html").exists() or f"python -m harness.report {s.folder}" in s.output
     ok = rc == 2 and doc.partial is True and doc.session["state"] == "interrupted" and page and \
         "INTERNALERROR" not in s.output
+    when = f", sent after {before} epoch(s)" if early else ""
     return len(sigs), _kept(t, s, ok, f"exit {rc}, partial={doc.partial}, {len(doc.runs)} runs in the report, "
-                                      f"page {'written' if page else 'MISSING'}"), ok
+                                      f"page {'written' if page else 'MISSING'}{when}"), ok
+
+
+def early_signal(t, audit) -> tuple:
+    """SIGINT or SIGTERM (one, picked at random) before the first epoch: signal_session, early."""
+    return signal_session(t, audit, (t.rng.choice((signal.SIGINT, signal.SIGTERM)),), early=True)
+
+
+def kill_session_worker(t, audit) -> tuple:
+    """The xdist worker training a run is SIGKILLed (what the out-of-memory killer sends): the session goes
+    on to its end, exit status 1, and its results.json and page name the test, the signal and the run."""
+    s = _session(t)
+    s.wait_until(lambda: s.proc.poll() is not None or s.kill_training_worker() is not None)
+    rc = s.finish()
+    doc = results.load(s.folder)
+    if rc == 0 and not doc.errors:
+        return 0, "nothing left to train", True
+    said = doc.errors[0].message if doc.errors else "NO error recorded"
+    ok = rc == 1 and len(doc.errors) == 1 and "killed by SIGKILL" in said and "its last line: " in said and \
+        (s.folder / "index.html").exists()
+    run = said.split("its last line: ")[-1].split()[0] if ok else ""
+    return 1, _kept(t, s, ok, f"exit {rc}: the error names the test, SIGKILL and run {run}" if ok else
+                    f"exit {rc}: {said[:80]}"), ok
+
+
+BROKEN_BASELINE = {  # one field of a results.json, broken as an edit or an older harness would
+    "an older format": lambda d: d.update(schema="advhyp-results/1"),
+    "partial not a bool": lambda d: d.update(partial="no"),
+    "runs a list": lambda d: d.update(runs=[]),
+    "a warning not text": lambda d: d["warnings"].append(3),
+}
+
+
+def broken_baseline(t, audit) -> tuple:
+    """A session whose --baseline is the last session's results.json with one field broken (BROKEN_BASELINE,
+    one picked at random): it runs to its end with its tests' status, writes its report and page, and
+    says once why drift was not reported."""
+    last = sorted((t.root / "reports").glob("*/results.json"))[-1]
+    how = t.rng.choice(sorted(BROKEN_BASELINE))
+    doc = json.loads(last.read_text())
+    BROKEN_BASELINE[how](doc)
+    baseline = t.root / "broken-baseline.json"
+    baseline.write_text(json.dumps(doc))
+    s = _session(t, f"--baseline={baseline}")
+    rc = s.finish()
+    doc = results.load(s.folder)
+    said = [w for w in doc.warnings if w.startswith("baseline not compared:")]
+    ok = rc == 0 and not doc.partial and len(said) == 1 and s.output.count("baseline not compared:") == 1 and \
+        (s.folder / "index.html").exists()
+    return 1, _kept(t, s, ok, f"{how}: exit {rc}, partial={doc.partial}, "
+                              f"{'one line' if len(said) == 1 else f'{len(said)} lines'} about the baseline"), ok
 
 
 def reports_refused(t, audit, read_only: bool = False) -> tuple:

@@ -115,13 +115,19 @@ def weights_digest(state: dict | None) -> str | None:
 
 
 # ---- driving workers ----------------------------------------------------------------------------------
+def default_sigint() -> None:
+    """In a child before it runs: SIGINT back to its default, which Python turns into KeyboardInterrupt. A
+    parent started in the background (`cmd &` in a script) ignores SIGINT, and its children would inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Worker:
     """A `work` subprocess, read as it runs: `epochs` lists the (key, epoch) checkpoints it saved."""
 
     def __init__(self, cache: Path, *options: str):
         cmd = [sys.executable, "-m", "harness.chaos", "work", "--cache", str(cache), *options]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     env={**os.environ, "OMP_NUM_THREADS": "1"})
+                                     env={**os.environ, "OMP_NUM_THREADS": "1"}, preexec_fn=default_sigint)
         self.epochs: list[tuple[str, int]] = []
         self.summary: dict | None = None
         self.stderr: list[str] = []

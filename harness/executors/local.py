@@ -115,6 +115,7 @@ class LocalExecutor:
             adv = "  ".join(f"adv@{e} {m[STRONGEST]:.3f}" for e, m in r.adv.items())
             self.log(f"{k[:8]} {cfg.label} epoch {r.epoch}/{cfg.epochs} loss {r.train_loss:.3f} "
                      f"clean {r.clean:.3f}  {adv}  {r.seconds:.1f}s")
+        self.log(f"{k[:8]} {cfg.label} training starts")  # what a crashed worker was doing
         try:
             trained = train.run(cfg, ds, self.device, self.cache.checkpointer(k), progress,
                                 compile_mode=self.compile_mode, early_exit=self.early_exit,
@@ -133,7 +134,8 @@ class LocalExecutor:
                   trained_with=TrainedWith(compile=self.compile_mode, early_exit=self.early_exit,
                                            attack_shapes=self.attack_shapes,
                                            deterministic=torch.are_deterministic_algorithms_enabled(),
-                                           session=self.session, precision=trained.precision),
+                                           threads=torch.get_num_threads(), session=self.session,
+                                           precision=trained.precision),
                   train_wall_seconds=time.perf_counter() - start)
         self.cache.publish(k, results.plain(run.to_dict()), trained.final_state, trained.best_states)
         return run

@@ -13,6 +13,8 @@ its error text and does not stop the others or the caller.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import shlex
 import shutil
 import subprocess
@@ -33,6 +35,12 @@ try:
     import submitit
 except ImportError:  # only --executor slurm imports this module
     raise ConfigError("--executor slurm needs submitit: pip install submitit") from None
+
+
+class SubmissionError(RuntimeError):
+    """SLURM refused the job array (sbatch failed: no cluster configuration, a wrong partition, a limit):
+    one line with the scheduler's own message."""
+
 
 HERE = Path(__file__).resolve().parents[2]  # the jobs import this very harness (not another install)
 # submitit's default: SLURM warns a job this long before its time limit, so that it can requeue itself.
@@ -117,7 +125,14 @@ class SlurmExecutor:
         self.check_available()
         ex = submitit.SlurmExecutor(folder=self.log_folder, max_num_timeout=self.max_timeouts)
         ex.update_parameters(**self.parameters)
-        jobs = ex.map_array(Resumable(fn), list(specs))
+        try:
+            with contextlib.redirect_stderr(io.StringIO()):  # submitit prints sbatch's complaint: ours says it
+                jobs = ex.map_array(Resumable(fn), list(specs))
+        except (submitit.core.utils.FailedJobError, submitit.core.utils.FailedSubmissionError, OSError) as e:
+            said = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+            errors = [ln for ln in said if "error" in ln.lower()] or said or [type(e).__name__]
+            raise SubmissionError(f"SLURM refused the job array: {'; '.join(errors[:3])} (check --slurm-partition "
+                                  f"and the other --slurm-* options against `sinfo`)") from None
         try:
             return self._wait(jobs, progress)
         except BaseException:
@@ -202,7 +217,11 @@ def train_runs(runs: dict[str, tuple[RunConfig, tuple[float, ...]]], ex: LocalEx
                           setup=[f"export PYTHONPATH={shlex.quote(str(HERE))}${{PYTHONPATH:+:$PYTHONPATH}}"])
     log(f"SLURM: submitting {len(jobs)} of the session's {len(runs)} runs as one job array (the others are in "
         f"the cache); job logs in {folder}")
-    errors = array.run(perform, jobs, progress=_tail(folder, log))
+    try:
+        errors = array.run(perform, jobs, progress=_tail(folder, log))
+    except SubmissionError:
+        shutil.rmtree(folder, ignore_errors=True)  # the pickles of an array that never ran
+        raise
     failed, kept = {}, False
     for job, error in zip(jobs, errors):
         trained = cache.lookup(job.key) is not None

@@ -8,6 +8,7 @@ device; workers send each case back as JSON in the test report's user_properties
 """
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import sys
@@ -24,7 +25,7 @@ from . import settings
 from ..cache import store
 from ..judge import verdict
 from ..spec.case import Case
-from .collector import HYPOTHESIS_TEST, PAYLOAD, SUBSTITUTED, Collector, stop
+from .collector import BAD_CLAIM, HYPOTHESIS_TEST, PAYLOAD, SUBSTITUTED, Collector, stop
 
 SETTINGS = pytest.StashKey[settings.Settings]()
 REPORT = pytest.StashKey[Path]()
@@ -40,14 +41,16 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     config.addinivalue_line("markers", "hypothesis: a test module of hypotheses/ (added by the plugin)")
     worker = getattr(config, "workerinput", None)
+    baseline = baseline_problem = None
     try:
         s = settings.read(config)
         runtime.resolve_precision(s.precision, None)
-        baseline = None
         if worker is None:  # setup errors stop the session once, on the controller, before workers start
             runtime.check_device(s.device)
             store.check_writable(s.cache_dir, "--cache-dir")
             baseline = drift.load_baseline(s.baseline) if s.baseline else None
+    except drift.BaselineError as e:  # last night's file, edited or of an older format: the night runs on
+        baseline_problem = f"{e}; drift is not reported this session"
     except cfg.ConfigError as e:
         raise pytest.UsageError(str(e)) from None
     except store.StoreError as e:
@@ -57,7 +60,8 @@ def pytest_configure(config):
     if worker is None:  # the controller (or a run without xdist)
         folder = _new_report_folder(s.reports_dir)
         config.stash[REPORT] = folder
-        config.pluginmanager.register(Collector(config, settings.as_record(s), folder, baseline), "advhyp-collector")
+        config.pluginmanager.register(Collector(config, settings.as_record(s), folder, baseline, baseline_problem),
+                                      "advhyp-collector")
     else:
         config.stash[REPORT] = Path(worker["advhyp_report"])
         runtime.share_cpu(int(worker.get("workercount", os.environ.get("PYTEST_XDIST_WORKER_COUNT", 1))))
@@ -109,13 +113,39 @@ def plan_of(config, claim: cfg.Claim) -> plan.Plan:
     return plans[id(claim)]
 
 
+@pytest.hookimpl(wrapper=True, trylast=True)  # inside pytest's own wrappers (output capture)
+def pytest_make_collect_report(collector):
+    """A module's CLAIM is checked (as written, then planned) before pytest collects the module: a bad claim
+    is one usage error naming the module, not a collection traceback. Raised outside the collection call,
+    which would catch it; an xdist worker sends it as a collection failure that the controller raises
+    (pytest_collectreport). Other import errors are pytest's to report."""
+    problem = None
+    if isinstance(collector, pytest.Module):
+        try:
+            claim = getattr(collector.obj, "CLAIM", None)
+            if isinstance(claim, cfg.CLAIM_TYPES) and _tests_a_claim(collector.obj):
+                plan_of(collector.config, claim)
+        except cfg.ConfigError as e:
+            problem = f"{collector.nodeid}: {e}"
+        except (Exception, pytest.skip.Exception, pytest.fail.Exception):  # a module-level skip included
+            pass
+    if problem and not hasattr(collector.config, "workerinput"):
+        raise pytest.UsageError(problem)
+    report = yield
+    return pytest.CollectReport(collector.nodeid, "failed", BAD_CLAIM + problem, []) if problem else report
+
+
+def _tests_a_claim(module) -> bool:
+    """Whether a module is a hypothesis: a test function of it takes the `suite` fixture (a test file may
+    hold a CLAIM of its own to build runs from, which the plugin does not plan)."""
+    return any(name.startswith("test") and callable(f) and "suite" in inspect.signature(f).parameters
+               for name, f in vars(module).items() if inspect.isfunction(f))
+
+
 def pytest_generate_tests(metafunc):
     claim = getattr(metafunc.module, "CLAIM", None)
     if isinstance(claim, cfg.CLAIM_TYPES) and {"dataset", "eps"} <= set(metafunc.fixturenames):
-        try:
-            cases = plan_of(metafunc.config, claim).cases()
-        except cfg.ConfigError as e:
-            raise pytest.UsageError(f"{metafunc.module.__name__}: {e}") from None
+        cases = plan_of(metafunc.config, claim).cases()  # planned when the module was collected
         metafunc.parametrize(("dataset", "eps"), cases, ids=[f"{d}-eps{e:g}" for d, e in cases])
 
 
@@ -171,6 +201,9 @@ def pytest_runtestloop(session):
         ex.failures.update(slurm.train_runs(runs, ex, s, ex.log))
     except cfg.ConfigError as e:  # no sbatch, no submitit, bad data: one line, nothing runs
         pytest.exit(f"advhyp: {e}", returncode=pytest.ExitCode.USAGE_ERROR)
+    except slurm.SubmissionError as e:  # the scheduler's message, in the report too; the session stops (2)
+        config.pluginmanager.get_plugin("advhyp-collector").error("(SLURM submission)", "setup", str(e))
+        pytest.exit(f"advhyp: {e}", returncode=pytest.ExitCode.INTERRUPTED)
     return None
 
 

@@ -1,5 +1,6 @@
 """The suite's options: one table, read as command line, then environment variable, then pyproject.toml's
-`[tool.pytest.ini_options]`, and checked once, so that bad input is one clear line before anything runs."""
+`[tool.pytest.ini_options]` (every option and switch has all three), and checked once, so that bad input is
+one clear line before anything runs."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,7 +10,7 @@ from pathlib import Path
 
 from ..spec import config as cfg
 from ..run.attacks import ATTACK_SHAPES
-from ..run.data import Sources, check_name, layout, parse_binding
+from ..run.sources import Sources, check_name, layout, parse_bindings
 
 OPTIONS = {  # dest: (flag, environment variable, ini name, default, help)
     "profile": ("--profile", "ADVHYP_PROFILE", "advhyp_profile", "smoke",
@@ -51,22 +52,30 @@ OPTIONS = {  # dest: (flag, environment variable, ini name, default, help)
     "tensorboard": ("--tensorboard", "ADVHYP_TENSORBOARD", "advhyp_tensorboard", "",
                     "also write TensorBoard event files of every run and case under DIR/<session> (needs the "
                     "tensorboard package: the extra .[tensorboard])"),
-    "baseline": ("--baseline", "ADVHYP_BASELINE", None, "",
+    "baseline": ("--baseline", "ADVHYP_BASELINE", "advhyp_baseline", "",
                  "a previous results.json (or its folder): verdict drift is reported, and a changed verdict "
                  "fails the session"),
-    "seeds": ("--seeds", None, None, "", "override the profile's seeds, e.g. 0,1,2"),
-    "epochs": ("--epochs", None, None, "", "override every hypothesis's epoch count"),
-    "datasets": ("--datasets", None, None, "", "override the hypotheses' datasets, e.g. cifar10"),
-    "eps": ("--eps", None, None, "", "override the eps cases, in 1/255 units, e.g. 1,8"),
+    "seeds": ("--seeds", "ADVHYP_SEEDS", "advhyp_seeds", "", "override the profile's seeds, e.g. 0,1,2"),
+    "epochs": ("--epochs", "ADVHYP_EPOCHS", "advhyp_epochs", "", "override every hypothesis's epoch count"),
+    "datasets": ("--datasets", "ADVHYP_DATASETS", "advhyp_datasets", "",
+                 "override the hypotheses' datasets, e.g. cifar10"),
+    "eps": ("--eps", "ADVHYP_EPS", "advhyp_eps", "", "override the eps cases, in 1/255 units, e.g. 1,8"),
 }
-FLAGS = {  # dest: (flag, help): switches, off unless given
-    "no_early_exit": ("--no-early-exit", "attack every example, not only those still robust (same numbers, slower)"),
-    "deterministic": ("--deterministic", "deterministic GPU kernels (slower); recorded in the results"),
-    "allow_reduced": ("--allow-reduced", "let a protocol smaller than the claim's (fewer epochs, seeds, images or "
-                                         "datasets; data bound in place of the claim's) decide; it says so"),
-    "collect_only_runs": ("--collect-only-runs", "train nothing: every verdict and the report from the cache "
-                                                 "alone, naming each run it lacks"),
+FLAGS = {  # dest: (flag, environment variable, ini name, help): switches, off unless given
+    "no_early_exit": ("--no-early-exit", "ADVHYP_NO_EARLY_EXIT", "advhyp_no_early_exit",
+                      "attack every example, not only those still robust (same numbers, slower)"),
+    "deterministic": ("--deterministic", "ADVHYP_DETERMINISTIC", "advhyp_deterministic",
+                      "deterministic GPU kernels (slower); recorded in the results"),
+    "allow_reduced": ("--allow-reduced", "ADVHYP_ALLOW_REDUCED", "advhyp_allow_reduced",
+                      "let a protocol smaller than the claim's (fewer epochs, seeds, images or datasets; data "
+                      "bound in place of the claim's) decide; it says so"),
+    "collect_only_runs": ("--collect-only-runs", "ADVHYP_COLLECT_ONLY_RUNS", "advhyp_collect_only_runs",
+                          "train nothing: every verdict and the report from the cache alone, naming each run it "
+                          "lacks"),
 }
+PATHS = ("data_dir", "cache_dir", "reports_dir", "baseline")  # an empty one would mean the project's root
+SWITCH_VALUES = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False,
+                 "off": False}
 EXECUTORS = ("local", "slurm")
 MAX_SEED = 2 ** 31 - 1  # torch's generators take 64-bit seeds; derived seeds multiply by up to ~1e5
 
@@ -107,24 +116,44 @@ class Settings:
 def add_options(parser) -> None:
     group = parser.getgroup("advhyp", "adversarial-robustness hypotheses")
     for dest, (flag, env, ini, default, help_) in OPTIONS.items():
-        where = f" [env {env}]" if env else ""
         action = "append" if dest == "data_sources" else "store"
-        group.addoption(flag, dest=f"advhyp_{dest}", action=action, default=None, help=help_ + where,
+        group.addoption(flag, dest=f"advhyp_{dest}", action=action, default=None, help=f"{help_} [env {env}]",
                         metavar=flag.lstrip("-").replace("-", "_").upper())  # not the dest, which reads as a variable
-        if ini:
-            parser.addini(ini, help_, default=default)
-    for dest, (flag, help_) in FLAGS.items():
-        group.addoption(flag, dest=f"advhyp_{dest}", action="store_true", help=help_)
+        parser.addini(ini, help_, default=default)
+    for dest, (flag, env, ini, help_) in FLAGS.items():
+        group.addoption(flag, dest=f"advhyp_{dest}", action="store_true", help=f"{help_} [env {env}=1]")
+        parser.addini(ini, help_, type="bool", default=False)
 
 
-def setting(config, dest: str) -> str:
+def given(config, dest: str) -> str | None:
+    """The option as the command line, else its environment variable, else its ini key gives it; None where
+    none does (a variable set to "" counts as not set)."""
     flag, env, ini, default, _ = OPTIONS[dest]
     value = config.getoption(f"advhyp_{dest}")
     if value is not None:
         return ";".join(value) if isinstance(value, list) else str(value)
-    if env and os.environ.get(env):
+    if os.environ.get(env):
         return os.environ[env]
-    return str(config.getini(ini)) if ini else default
+    return str(config.getini(ini)) if str(config.getini(ini)) != default else None
+
+
+def setting(config, dest: str) -> str:
+    value = given(config, dest)
+    if dest in PATHS and value is not None and not value.strip():  # "" would be the project's root
+        flag, _, _, default, _ = OPTIONS[dest]
+        raise cfg.ConfigError(f"{flag} {value!r} is empty: give a path, e.g. {flag} "
+                              f"{default or 'reports/20261201-021700/results.json'}")
+    return OPTIONS[dest][3] if value is None else value
+
+
+def switch(config, dest: str) -> bool:
+    flag, env, ini, _ = FLAGS[dest]
+    if config.getoption(f"advhyp_{dest}"):
+        return True
+    text = os.environ.get(env, "").strip().lower()
+    if text and text not in SWITCH_VALUES:
+        raise cfg.ConfigError(f"{env}={os.environ[env]!r}: use 1 (on, as {flag}) or 0 (off)")
+    return SWITCH_VALUES[text] if text else bool(config.getini(ini))
 
 
 def numbers(text: str, kind, flag: str) -> tuple | None:
@@ -150,23 +179,26 @@ EXAMPLES = {"--seeds": "0,1,2", "--eps": "1,2,4,8", "--epochs": "10", "--dataset
 
 def read(config) -> Settings:
     """Every setting, checked: a ConfigError names the first bad value and its fix."""
-    given = {dest: config.getoption(f"advhyp_{dest}") for dest in ("seeds", "epochs", "datasets", "eps")}
-    seeds = numbers(given["seeds"], int, "--seeds")
+    text = {dest: given(config, dest) for dest in ("seeds", "epochs", "datasets", "eps")}
+    seeds = numbers(text["seeds"], int, "--seeds")
     for s in seeds or ():
         if not 0 <= s <= MAX_SEED:
             raise cfg.ConfigError(f"seed {s} is out of range: seeds are whole numbers in [0, {MAX_SEED}], "
                                   f"e.g. --seeds 0,1,2")
-    epochs = numbers(given["epochs"], int, "--epochs")
+    epochs = numbers(text["epochs"], int, "--epochs")
     if epochs is not None and len(epochs) != 1:
-        raise cfg.ConfigError(f"--epochs {given['epochs']!r} gives {len(epochs)} values: it takes one epoch "
+        raise cfg.ConfigError(f"--epochs {text['epochs']!r} gives {len(epochs)} values: it takes one epoch "
                               f"count, e.g. --epochs 10")
-    datasets = numbers(given["datasets"], str, "--datasets")
-    eps = numbers(given["eps"], float, "--eps")
+    datasets = numbers(text["datasets"], str, "--datasets")
+    if datasets is not None and len(set(datasets)) != len(datasets):  # one case twice, Holm-adjusted with itself
+        raise cfg.ConfigError(f"--datasets {text['datasets']!r} repeats a dataset: list each once, e.g. "
+                              f"--datasets cifar10,cifar100")
+    eps = numbers(text["eps"], float, "--eps")
     if eps is not None and len(set(eps)) != len(eps):
-        raise cfg.ConfigError(f"--eps {given['eps']!r} repeats a radius: list each once, e.g. --eps 1,2,4,8")
+        raise cfg.ConfigError(f"--eps {text['eps']!r} repeats a radius: list each once, e.g. --eps 1,2,4,8")
     overrides = cfg.Overrides(seeds=seeds, epochs=epochs[0] if epochs else None, datasets=datasets, eps=eps)
     profile = overrides.apply(cfg.get_profile(setting(config, "profile")))
-    bindings = tuple(parse_binding(b) for b in setting(config, "data_sources").split(";") if b.strip())
+    bindings = parse_bindings(setting(config, "data_sources").split(";"))
     for name, path in bindings:  # file checks only: an unreadable binding stops the session here, once
         layout(name, Path(path).expanduser())
     try:
@@ -204,10 +236,10 @@ def read(config) -> Settings:
         cache_dir=root / setting(config, "cache_dir"), reports_dir=root / setting(config, "reports_dir"),
         device=setting(config, "device"), precision=precision,
         compile=setting(config, "compile"), alpha=alpha,
-        early_exit=not config.getoption("advhyp_no_early_exit"), attack_shapes=setting(config, "attack_shapes"),
-        deterministic=config.getoption("advhyp_deterministic"), executor=executor,
-        collect_only=config.getoption("advhyp_collect_only_runs"), slurm=slurm,
-        allow_reduced=config.getoption("advhyp_allow_reduced"), baseline=setting(config, "baseline"),
+        early_exit=not switch(config, "no_early_exit"), attack_shapes=setting(config, "attack_shapes"),
+        deterministic=switch(config, "deterministic"), executor=executor,
+        collect_only=switch(config, "collect_only_runs"), slurm=slurm,
+        allow_reduced=switch(config, "allow_reduced"), baseline=setting(config, "baseline"),
         tensorboard=tensorboard)
 
 

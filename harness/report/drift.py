@@ -14,7 +14,8 @@ parametrized differently. For each matched case, drift reports:
   Clean accuracy is reported once per (module, dataset, arm), since every eps case shares its runs.
 
 Cases found in only one of the two sessions are listed. Everything returned is plain JSON.
-Pure: no torch, no I/O except load_baseline.
+Pure: no torch, no I/O except load_baseline, which validates the baseline in full: drift itself then
+meets only the shapes the schema allows.
 """
 from __future__ import annotations
 
@@ -29,21 +30,32 @@ RUN_SHIFT_FLOOR = 0.01  # accuracy (fraction of images); the smallest move of an
 RUN_SHIFT_SPREADS = 2.0  # how many across-seed standard deviations an arm's mean may move
 
 
+class BaselineError(ConfigError):
+    """The baseline file exists but is not a results.json this harness reads (edited, truncated, an older
+    format): the session runs without drift and says so in one line."""
+
+
 def load_baseline(path) -> results.Results:
-    """The results.json at path (or in the folder path), validated in full as the report reads it.
-    Raises ConfigError with one line naming the file, the field and the fix."""
+    """The results.json at path (or in the folder path), validated in full as the report reads it. A path
+    that does not exist is a ConfigError (the option is wrong); a file that is not a valid results.json is
+    a BaselineError. Each is one line naming the file, the field and the fix."""
+    path = Path(path)
+    file = path / "results.json" if path.is_dir() else path
+    if not file.is_file():
+        raise ConfigError(f"--baseline {file} does not exist: pass the results.json of an earlier session "
+                          f"(reports/<timestamp>/results.json)")
     try:
-        return results.load(Path(path))
+        return results.load(file)
     except results.ResultsError as e:
-        raise ConfigError(f"--baseline {e} (a baseline is the results.json of an earlier session of this "
-                          f"harness; or leave --baseline out)") from None
+        raise BaselineError(f"--baseline {e}") from None
 
 
 def drift(current: results.Results, baseline: results.Results) -> dict:
     """Compare the current session's results with the baseline's (see the module doc)."""
-    session = baseline.session
-    out = {"baseline": {"started": session.get("started"), "git": session.get("controller", {}).get("git"),
-                        "profile": session.get("profile"), "partial": baseline.partial},
+    session = baseline.session  # free-form: each field read as text, or None
+    controller = session.get("controller") if isinstance(session.get("controller"), dict) else {}
+    out = {"baseline": {"started": _text(session.get("started")), "git": _text(controller.get("git")),
+                        "profile": _text(session.get("profile")), "partial": baseline.partial},
            "verdict_changes": [], "effect_shifts": [], "run_shifts": [], "only_in_current": [],
            "only_in_baseline": []}
     cur, base = _cases(current), _cases(baseline)
@@ -73,6 +85,10 @@ def drift(current: results.Results, baseline: results.Results) -> dict:
                     out["run_shifts"].append(where | {"arm": arm, "metric": metric, **shift})
     out["changed"] = bool(out["verdict_changes"])
     return out
+
+
+def _text(x) -> str | None:
+    return None if x is None else str(x)
 
 
 def _cases(doc: results.Results) -> dict:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import dataclasses
 import html
 import math
 import re
@@ -284,9 +285,9 @@ def runs_table(runs: dict[str, list[Run]], ek: str) -> str:
 
 def drift_section(doc: results.Results) -> str:
     """Against --baseline: changed verdicts, effects whose CIs no longer overlap, runs beyond their seed spread."""
-    d = doc.drift
-    if not isinstance(d, dict):
+    if doc.drift is None:
         return ""
+    d = dataclasses.asdict(doc.drift)
     b = d.get("baseline") or {}
     where = lambda x: f"{x.get('module')} {x.get('dataset')} eps {num(x.get('eps'), 'g')}"  # noqa: E731
     rows = ([["verdict changed", where(x), x.get("baseline"), x.get("current")] for x in d.get("verdict_changes", [])]

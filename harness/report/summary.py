@@ -11,6 +11,7 @@ A missing or bad file prints one line on stderr and exits 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 from pathlib import Path
@@ -40,7 +41,7 @@ def markdown(doc: results.Results, folder: Path, wall_seconds: float | None = No
         rest += ["", f"**{len(doc.errors)} test(s) stopped before producing a case:**", ""]
         rest += [f"- {_code(e.nodeid)}: {_cell(_last_line(e.message))}" for e in doc.errors]
     if doc.drift:
-        rest += ["", *drift_markdown(doc.drift)]
+        rest += ["", *drift_markdown(dataclasses.asdict(doc.drift))]
     foot = [""]
     if wall_seconds is not None:
         foot.append(f"Wall time: {_duration(wall_seconds)}.  ")
@@ -143,10 +144,20 @@ def _duration(seconds: float) -> str:
     return f"{h} h {m:02d} min {s:02d} s" if h else f"{m} min {s:02d} s"
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):  # NaN fails too
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds >= 0, e.g. --wall-seconds 3723")
+    return value
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.report.summary", description=__doc__.split("\n")[0])
     parser.add_argument("report", help="a reports/<timestamp> folder or its results.json")
-    parser.add_argument("--wall-seconds", type=float, default=None, help="the session's wall time, in seconds")
+    parser.add_argument("--wall-seconds", type=_seconds, default=None, help="the session's wall time, in seconds")
     args = parser.parse_args(argv)
     path = Path(args.report)
     try:
@@ -160,7 +171,7 @@ def main(argv=None) -> int:
         return 2
     try:
         text = markdown(doc, path if path.is_dir() else path.parent, args.wall_seconds)
-    except (KeyError, TypeError, ValueError) as e:  # validated above but for "drift", which the plugin adds
+    except (AttributeError, KeyError, TypeError, ValueError) as e:  # validated, but for the free-form session
         print(f"harness.report.summary: {path}: a field is missing or malformed ({type(e).__name__}: {e}); "
               f"re-run the session", file=sys.stderr)
         return 2

@@ -107,12 +107,15 @@ def load(name: str, sources: Sources, cache_dir: Path) -> Dataset:
                                     "content": content_fingerprints(arrays, facts.get("order"))}}
         store.save_tensors(cached, entry)
     meta = entry["meta"]
+    skipped, skip_notes = meta["skipped_files"], meta["notes"]
+    if where.is_dir() and (where / "train").is_dir():  # an image folder's junk is not in the fingerprint:
+        skipped, skip_notes = formats.skipped_files(formats.folder_files(where))  # counted as it is now
     genuine = genuine_name(meta["content"]) or published_name(entry)
     name = genuine or (f"{display}-unverified" if display in CHECKED else display)
-    notes = tuple(meta["notes"]) + ((f"content identical to the original {genuine}",) if genuine else
-                                    (f"content is not the original {display}: reported as {name}",) * (name != display))
+    notes = tuple(skip_notes) + ((f"content identical to the original {genuine}",) if genuine else
+                                 (f"content is not the original {display}: reported as {name}",) * (name != display))
     ds = Dataset(name=name, fingerprint=fingerprint, source=str(where), num_classes=int(entry["train_y"].max()) + 1,
-                 skipped_files=meta["skipped_files"], notes=notes, **{k: entry[k] for k in ARRAYS})
+                 skipped_files=skipped, notes=notes, **{k: entry[k] for k in ARRAYS})
     _LOADED[memo] = ds
     return ds
 
@@ -227,8 +230,7 @@ def _locate(name, sources):
         if kind == "idx":
             idx = _idx_folder(path)
             return idx, path.name, path, lambda: _read_idx(idx)  # the folder's name, as for image folders
-        files = sorted(p for p in path.rglob("*") if p.is_file()
-                       and not formats.skip_reason(p.relative_to(path).as_posix()))  # junk does not count
+        files = sorted(path / n for n in formats.folder_files(path) if not formats.skip_reason(n))  # junk: no
         return files, path.name, path, lambda: formats.read_folder(path)
     if name in TORCHVISION:
         return _torchvision(name, sources)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -60,21 +61,39 @@ def read_zip(path: Path) -> tuple[dict, dict]:
 
 def read_folder(path: Path) -> tuple[dict, dict]:
     """The arrays and facts (see `_read`) of an ImageFolder tree in the folder at `path`."""
-    names = [p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()]
-    return _read(names, lambda n: (path / n).read_bytes(), lambda n: str(path / n))
+    return _read(folder_files(path), lambda n: (path / n).read_bytes(), lambda n: str(path / n))
+
+
+def folder_files(path: Path) -> list[str]:
+    """Every file under `path`, '/'-separated and relative to it, following symbolic links (a class folder
+    linked in from elsewhere holds images too); a link back to a folder already listed is not followed."""
+    out, seen = [], set()
+    for top, dirs, files in os.walk(path, followlinks=True):
+        seen.add(os.path.realpath(top))
+        dirs[:] = sorted(d for d in dirs if os.path.realpath(os.path.join(top, d)) not in seen)
+        rel = Path(top).relative_to(path)
+        out += [(rel / f).as_posix() for f in sorted(files) if os.path.isfile(os.path.join(top, f))]
+    return out
+
+
+def skipped_files(names: list[str]) -> tuple[int, list[str]]:
+    """How many of `names` are not training images, and the note that says so (none where none is)."""
+    skipped = Counter(why for why in map(skip_reason, names) if why)
+    n = sum(skipped.values())
+    if not n:
+        return 0, []
+    example = next(name for name in names if skip_reason(name))
+    kinds = ", ".join(f"{count} {why}" for why, count in sorted(skipped.items()))
+    what = "files that are not training images" if n > 1 else "file that is not a training image"
+    return n, [f"skipped {n} {what} ({kinds}; e.g. {example})"]
 
 
 def _read(names: list[str], read: Callable[[str], bytes], where: Callable[[str], str]) -> tuple[dict, dict]:
     """(arrays: train_x, train_y, test_x, test_y; facts: classes (label -> folder name), order (split ->
     permutation to the original order, or None), skipped_files, notes)."""
-    skipped, images = Counter(), {s: [] for s in SPLITS}
-    example = ""
+    images = {s: [] for s in SPLITS}
     for n in names:
-        why = skip_reason(n)
-        if why:
-            skipped[why] += 1
-            example = example or n
-        else:
+        if not skip_reason(n):
             parts = n.split("/")
             images[parts[-3]].append((parts[-2], parts[-1], n))
     classes = _one_class_list(images, where("").rstrip(":/"))
@@ -87,10 +106,7 @@ def _read(names: list[str], read: Callable[[str], bytes], where: Callable[[str],
         arrays[f"{split}_x"] = torch.from_numpy(np.stack(decoded)).permute(0, 3, 1, 2).contiguous()
         arrays[f"{split}_y"] = torch.tensor([index[c] for c, _, _ in files], dtype=torch.int64)
         order[split] = original_order([f for _, f, _ in files])
-    n = sum(skipped.values())
-    kinds = ", ".join(f"{count} {why}" for why, count in sorted(skipped.items()))
-    what = "files that are not training images" if n > 1 else "file that is not a training image"
-    notes = [f"skipped {n} {what} ({kinds}; e.g. {example})"] if n else []
+    n, notes = skipped_files(names)
     return arrays, {"classes": classes, "order": order, "skipped_files": n, "notes": notes}
 
 
@@ -139,14 +155,23 @@ def _read_member(read, name: str, where: str) -> bytes:
 
 
 def _decode(blob: bytes, where: str) -> np.ndarray:
-    """HWC uint8: grayscale stays one channel, every other mode becomes RGB."""
+    """HWC uint8: grayscale stays one channel, every other mode becomes RGB. 16-bit grayscale keeps its
+    high byte, as Pillow reads 16-bit colour (converted, it would clip to white); 32-bit integer and float
+    images have no range to map from, and are refused."""
     from PIL import Image
     try:
         with Image.open(io.BytesIO(blob)) as im:
-            arr = np.asarray(im.convert("RGB") if im.mode not in ("L", "RGB") else im)
+            mode = im.mode
+            if mode in ("I", "F"):
+                raise DataError(f"{where} is a {'32-bit integer' if mode == 'I' else 'floating-point'} image "
+                                f"(mode {mode}), which has no 8-bit range: convert the images to 8-bit PNG")
+            arr = np.asarray(im if mode in ("L", "RGB") or mode.startswith("I;16") else im.convert("RGB"))
+    except DataError:
+        raise
     except Exception as e:
         raise DataError(f"{where} is not a readable image ({e}): the file is corrupt; replace it or "
                         f"delete it") from None
+    arr = (arr >> 8).astype(np.uint8) if arr.dtype.itemsize == 2 else arr
     return arr[:, :, None] if arr.ndim == 2 else arr
 
 

@@ -48,6 +48,18 @@ def parse_binding(text: str) -> tuple[str, str]:
     return name.strip(), path.strip()
 
 
+def parse_bindings(texts) -> tuple[tuple[str, str], ...]:
+    """NAME=PATH bindings (empty items skipped); a name bound twice is refused: one of the two would
+    silently win."""
+    bindings = tuple(parse_binding(t) for t in texts if t.strip())
+    for i, (name, path) in enumerate(bindings):
+        other = next((p for n, p in bindings[:i] if n == name), None)
+        if other is not None:
+            raise ConfigError(f"data source {name!r} is bound twice ({name}={other} and {name}={path}): bind "
+                              f"each name once (--data-source or ADVHYP_DATA_SOURCES)")
+    return bindings
+
+
 def check_name(name: str, sources: Sources) -> str:
     if name not in KNOWN and sources.bound(name) is None:
         raise DataError(f"unknown dataset {name!r}: use one of {', '.join(KNOWN)}, or bind a name to a "

@@ -2,8 +2,9 @@
 
 Units are stated beside each field. Nothing here does I/O.
 
-A little over 300 lines on purpose: one settings table, as airbench keeps its own; splitting it would
-scatter the units and the evidence beside each default.
+Over 300 lines on purpose: one settings table, as airbench keeps its own; splitting it would scatter the
+units and the evidence beside each default. The checks a claim passes where it is written (`check_*`, at
+the end) sit beside the fields they check.
 """
 from __future__ import annotations
 
@@ -51,6 +52,9 @@ class Variant:
     pipeline_kwargs: dict = field(default_factory=dict)  # e.g. {"bits": 4}
     input_size: int | None = None  # side in pixels the pipeline resizes to; None keeps the data's
     seed_offset: int = 0  # added to every profile seed (a control arm uses seeds disjoint from its twin)
+
+    def __post_init__(self):
+        check_variant(self)
 
     @property
     def name(self) -> str:
@@ -106,9 +110,16 @@ class Claim:
     decides: bool = True  # False: a report; its verdict is computed and shown, and its test always skips
 
     def __post_init__(self):
+        if not isinstance(self.variants, dict) or not all(isinstance(v, Variant) for v in self.variants.values()):
+            raise ConfigError(f"variants={self.variants!r:.80} must map names to Variant(...), e.g. "
+                              f"variants={{'Max': Variant('resnet18', 'baseline')}}")
         for name in (self.better, self.worse):
             if name not in self.variants:
                 raise ConfigError(f"claim names variant {name!r}, but the variants are {sorted(self.variants)}")
+        if self.better == self.worse and len(self.variants) > 1:  # one variant: a tool's runs, not a comparison
+            raise ConfigError(f"better and worse both name {self.better!r}: name the two variants compared, "
+                              f"e.g. better={sorted(self.variants)[0]!r}, worse={sorted(self.variants)[1]!r}")
+        check_protocol(self)
         if self.expect not in ("better", "equivalent", "null"):
             raise ConfigError(f"expect={self.expect!r}: use 'better', 'equivalent' or 'null'")
         if self.expect == "equivalent" and not self.equivalent_within:
@@ -323,6 +334,10 @@ class TrendClaim:
                                  or d in (float("inf"), float("-inf")) for d in doses):
             raise ConfigError(f"levels {doses!r}: a trend needs at least 2 finite numeric doses, "
                               f"e.g. levels={{8: Variant(...), 4: Variant(...)}}")
+        if not all(isinstance(v, Variant) for v in self.levels.values()):
+            raise ConfigError(f"levels={self.levels!r:.80} must map doses to Variant(...), e.g. "
+                              f"levels={{8: Variant('resnet18', 'round', pipeline_kwargs={{'bits': 8}})}}")
+        check_protocol(self)
         if self.expect not in ("increasing", "decreasing", "equivalent"):
             raise ConfigError(f"expect={self.expect!r}: use 'increasing' or 'decreasing' (the score's claimed "
                               f"direction as the dose grows), or 'equivalent' with equivalent_within")
@@ -355,3 +370,73 @@ class TrendClaim:
 
 
 CLAIM_TYPES = (Claim, TrendClaim)  # what a hypothesis module's CLAIM may be
+
+
+# ---- the checks a claim passes where it is written: each names the field, the value and the fix ---------
+def check_protocol(c: Claim | TrendClaim) -> None:
+    """The fields Claim and TrendClaim share: datasets, epochs, eps, deciding_eps, modes, factor."""
+    _check_tuple("datasets", c.datasets, str, "('cifar10',)")
+    if not c.datasets or len(set(c.datasets)) != len(c.datasets):
+        raise ConfigError(f"datasets={c.datasets!r} must name each dataset once, e.g. datasets=('cifar10',)")
+    if isinstance(c.epochs, bool) or not isinstance(c.epochs, int) or c.epochs < 1:
+        raise ConfigError(f"epochs={c.epochs!r} must be a whole number of at least 1: the claim's published "
+                          f"epoch count, e.g. epochs=10")
+    _check_tuple("eps", c.eps, (int, float), "(1, 2, 4, 8)")
+    for e in (*c.eps, c.deciding_eps):
+        if isinstance(e, bool) or not isinstance(e, (int, float)) or not 0 < e <= 255:
+            raise ConfigError(f"eps {e!r} is out of range: a claim's eps are L-inf radii in 1/255 units, in "
+                              f"(0, 255] (eps=(1, 8) means 1/255 and 8/255)")
+    if len(set(c.eps)) != len(c.eps):
+        raise ConfigError(f"eps={c.eps!r} repeats a radius: list each once, e.g. eps=(1, 2, 4, 8)")
+    if c.deciding_eps not in c.eps:
+        raise ConfigError(f"deciding_eps={c.deciding_eps!r} is not one of eps={c.eps!r}: the deciding case must "
+                          f"be one of the claim's cases; add it to eps or pick one of them")
+    _check_tuple("modes", c.modes, str, "ROUNDING_MODES")
+    odd = [m for m in c.modes if m not in (*ROUNDING_MODES, NO_ROUNDING)]
+    if odd or not c.modes:
+        raise ConfigError(f"modes={c.modes!r}: use ({NO_ROUNDING!r},) or rounding modes of {ROUNDING_MODES}")
+    for field, name in (("factor", c.factor), *(("intended key", k) for k in getattr(c, "intended", {}))):
+        if name is not None:
+            check_setting(field, name, c.variants)
+
+
+def _check_tuple(field: str, value, kind, example: str) -> None:
+    if not isinstance(value, tuple) or not all(isinstance(x, kind) and not isinstance(x, bool) for x in value):
+        letters = " (a bare string is read letter by letter)" if isinstance(value, str) else ""
+        raise ConfigError(f"{field}={value!r} must be a tuple{letters}, e.g. {field}={example}")
+
+
+def check_setting(field: str, name: str, variants: dict) -> None:
+    """`name` (a claim's factor or intended difference) names a setting the arms' runs have: a run's field
+    (seed, attack.steps), a variant's (pipeline, recipe.lr), or a key of some arm's model or pipeline kwargs."""
+    head, _, rest = str(name).partition(".")
+    nested = {"attack": AttackConfig, "recipe": Recipe, "variant": Variant}
+    runs = {f.name for f in dataclasses.fields(RunConfig)} - {"variant"} | {"data"}
+    if head in ("model_kwargs", "pipeline_kwargs"):
+        ok = not rest or any(rest.split(".")[0] in getattr(v, head) for v in variants.values())
+    elif head in nested and rest:
+        ok = rest.split(".")[0] in {f.name for f in dataclasses.fields(nested[head])}
+    else:
+        ok = not rest and head in runs | {f.name for f in dataclasses.fields(Variant)}
+    if not isinstance(name, str) or not ok:
+        raise ConfigError(f"{field} {name!r} names no setting of the arms: use a variant's "
+                          f"field (pipeline, recipe.lr, model_kwargs.NAME with NAME in an arm's model_kwargs) "
+                          f"or a run's (seed, dataset, attack.steps)")
+
+
+def check_variant(v: Variant) -> None:
+    for field in ("model", "pipeline"):
+        if not isinstance(getattr(v, field), str) or not getattr(v, field):
+            raise ConfigError(f"Variant {field}={getattr(v, field)!r} must be a registry name, e.g. "
+                              f"Variant('resnet18', 'baseline')")
+    if not isinstance(v.recipe, Recipe):
+        raise ConfigError(f"Variant recipe={v.recipe!r:.60} must be a Recipe, e.g. SGD_RESNET or Recipe(lr=0.1)")
+    for field in ("model_kwargs", "pipeline_kwargs"):
+        if not isinstance(getattr(v, field), dict):
+            raise ConfigError(f"Variant {field}={getattr(v, field)!r} must be a dict, e.g. "
+                              f"{field}={{'pooling': 'avg'}}")
+    for field, low in (("input_size", 1), ("seed_offset", 0)):
+        value = getattr(v, field)
+        if (value is not None or field == "seed_offset") and (
+                isinstance(value, bool) or not isinstance(value, int) or value < low):
+            raise ConfigError(f"Variant {field}={value!r} must be a whole number >= {low}")

@@ -90,6 +90,7 @@ class TrainedWith(Record):
     early_exit: bool = True
     attack_shapes: str = "exact"
     deterministic: bool = False
+    threads: int = 0  # torch's CPU threads: runs under other counts share a key, not every bit (docs/cache.md)
     session: str = ""  # the report folder of the session that trained it
     precision: dict[str, str] = field(default_factory=dict)  # what ran at which precision (Deployed.precision_note)
 

@@ -6,7 +6,8 @@
   "cases": [case, ...],                       # one per hypothesis test case: harness.spec.case.Case
   "runs": {key: run, ...},                    # every run a case refers to, with its per-epoch records
   "errors": [{"nodeid", "message"}],          # tests that stopped before producing a case
-  "warnings": [str, ...]                      # what the harness noticed and handled
+  "warnings": [str, ...],                     # what the harness noticed and handled
+  "drift": Drift                              # with --baseline: what changed since (harness.report.drift)
 }
 """
 from __future__ import annotations
@@ -68,6 +69,86 @@ def plain(x):
     return str(x)
 
 
+# ---- the drift record (harness.report.drift.drift's result): its schema, checked as a Case's is -------------
+@dataclass(frozen=True)
+class DriftBaseline:
+    started: str | None
+    git: str | None
+    profile: str | None
+    partial: bool | None
+
+
+@dataclass(frozen=True)
+class Where:  # a case, as drift names it
+    module: str
+    dataset: str
+    eps: float
+    nodeid: str | None
+
+
+@dataclass(frozen=True)
+class DriftCase(Where):  # a case found in one of the two sessions only
+    verdict: str
+
+
+@dataclass(frozen=True)
+class VerdictChange(Where):
+    baseline: str
+    current: str
+
+
+@dataclass(frozen=True)
+class Effect:
+    effect: float
+    ci: list[float]
+
+
+@dataclass(frozen=True)
+class EffectShift(Where):
+    baseline: Effect
+    current: Effect
+
+
+@dataclass(frozen=True)
+class Spread:
+    mean: float
+    sd: float
+    n: int
+
+
+@dataclass(frozen=True)
+class RunShift:
+    module: str
+    dataset: str
+    eps: float | None  # None for the clean metric
+    arm: str
+    metric: str  # "clean" or "adv"
+    baseline: Spread
+    current: Spread
+    delta: float
+    limit: float
+
+
+@dataclass(frozen=True)
+class Drift:
+    baseline: DriftBaseline
+    verdict_changes: list[VerdictChange]
+    effect_shifts: list[EffectShift]
+    run_shifts: list[RunShift]
+    only_in_current: list[DriftCase]
+    only_in_baseline: list[DriftCase]
+    changed: bool
+
+    def __post_init__(self):
+        for i, r in enumerate(self.run_shifts):
+            if (r.metric, r.eps is None) not in (("clean", True), ("adv", False)):
+                raise ValueError(f"run_shifts[{i}]: metric {r.metric!r} with eps {r.eps!r}: 'clean' has no eps, "
+                                 f"'adv' has one")
+        for i, e in enumerate(self.effect_shifts):
+            if len(e.baseline.ci) != 2 or len(e.current.ci) != 2:
+                raise ValueError(f"effect_shifts[{i}]: a ci is [low, high]")
+
+
 @dataclass(frozen=True)
 class ErrorRecord:
     """A hypothesis test that stopped before producing a case (bad data, a crash)."""
@@ -86,7 +167,7 @@ class Results:
     runs: dict[str, Run]
     errors: list[ErrorRecord]
     warnings: list[str]
-    drift: dict | None = None  # against --baseline (harness.report.drift)
+    drift: Drift | None = None  # against --baseline (harness.report.drift)
 
 
 def load(folder_or_file: Path) -> Results:
@@ -117,7 +198,8 @@ def parse(doc: dict, where: str = "results.json") -> Results:
         raise ResultsError(f"{where}: schema is {doc.get('schema')!r}, this harness reads {SCHEMA!r}; "
                            f"re-run the suite to produce a current results.json")
     try:
-        runs = {k: Run.from_dict(r, f"{where}: runs[{k!r}]") for k, r in check(doc.get("runs"), dict, f"{where}: runs").items()}
+        runs = {k: Run.from_dict(r, f"{where}: runs[{k!r}]")
+                for k, r in check(doc.get("runs"), dict, f"{where}: runs").items()}
         typed = from_dict(Results, {**doc, "runs": {}}, f"{where}: ")
     except SchemaError as e:
         raise ResultsError(str(e)) from None
