@@ -22,7 +22,7 @@ from harness.plugin import settings
 from harness.cache.runs import Lock, RunCache
 from harness.spec.config import PROFILES, AttackConfig, Claim, ConfigError, Profile, Recipe, Variant
 from harness.run.data import Sources
-from harness.executors.local import Job, LocalExecutor, perform
+from harness.executors.local import LocalExecutor
 
 ROOT = Path(__file__).resolve().parent.parent
 SESSION = ["hypotheses/test_pooling_type.py", "--seeds", "0,1", "--epochs", "1", "--eps", "1"]
@@ -236,7 +236,7 @@ def test_a_failing_job_is_reported_not_cached_and_the_session_completes(slurm_se
 def test_a_preempted_job_resumes_from_its_checkpoint_with_the_uninterrupted_numbers(slurm_cluster, tmp_path,
                                                                                    tiny_images):
     pytest.importorskip("submitit", reason="submitit is not installed: pip install -e .[test]")
-    from harness.executors.slurm import SlurmExecutor
+    from harness.executors.slurm import Job, JobArray, perform
     sources = Sources(bindings=(("cifar10", str(tiny_images)),))
     profile = Profile(
         name="tiny", seeds=(0,), epochs=4, train_subset=64, attack=AttackConfig(eps=(1.0,), steps=1, n_eval=16),
@@ -262,7 +262,7 @@ def test_a_preempted_job_resumes_from_its_checkpoint_with_the_uninterrupted_numb
             subprocess.run(["scancel", "--signal=USR2", job_id], check=True)  # as SLURM warns a preempted job
             signalled.append(time.monotonic())
 
-    array = SlurmExecutor(tmp_path / "logs", timeout_min=10, poll_s=0.5, state_check_s=2)
+    array = JobArray(tmp_path / "logs", settings.SlurmOptions(gpus=0, time_min=10), poll_s=0.5, state_check_s=2)
     assert array.run(perform, [job], progress=preempt_after_first_epoch) == [None]
     lines = progress.read_text().splitlines()
     assert signalled and sum(" starts on " in line for line in lines) == 2, lines  # preempted once, requeued

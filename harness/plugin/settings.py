@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..executors import EXECUTORS
 from ..spec import config as cfg
 from ..run.attacks import ATTACK_SHAPES
 from ..run.data import Sources, check_name, layout, parse_binding
@@ -33,7 +34,8 @@ OPTIONS = {  # dest: (flag, environment variable, ini name, default, help)
                       "buckets (padded to 8 sizes per chunk, autotuner on; for GPUs, see docs/performance.md)"),
     "alpha": ("--alpha", "ADVHYP_ALPHA", "advhyp_alpha", "0.05", "significance level of the verdicts"),
     "executor": ("--executor", "ADVHYP_EXECUTOR", "advhyp_executor", "local",
-                 "where runs the cache lacks are trained: local (this process) or slurm (a job array)"),
+                 "where runs the cache lacks are trained: local (this process), slurm (a job array), collect (nowhere: "
+                 "as --collect-only-runs), or an engine registered in harness.executors.EXECUTORS"),
     "slurm_partition": ("--slurm-partition", "ADVHYP_SLURM_PARTITION", "advhyp_slurm_partition", "",
                         "--executor slurm: the partition (default: the cluster's default)"),
     "slurm_gpus": ("--slurm-gpus", "ADVHYP_SLURM_GPUS", "advhyp_slurm_gpus", "1",
@@ -63,13 +65,12 @@ FLAGS = {  # dest: (flag, help): switches, off unless given
     "collect_only_runs": ("--collect-only-runs", "train nothing: every verdict and the report from the cache "
                                                  "alone, naming each run it lacks"),
 }
-EXECUTORS = ("local", "slurm")
 MAX_SEED = 2 ** 31 - 1  # torch's generators take 64-bit seeds; derived seeds multiply by up to ~1e5
 
 
 @dataclass(frozen=True)
 class SlurmOptions:
-    """--executor slurm's job array (harness.executors.slurm.SlurmExecutor); None: the cluster's default."""
+    """--executor slurm's job array (harness.executors.slurm.JobArray); None: the cluster's default."""
     partition: str | None = None
     gpus: int = 1  # per job
     time_min: int = 60  # each job's time limit
@@ -170,7 +171,7 @@ def read(config) -> Settings:
         alpha = -1
     if not 0 < alpha < 0.5:  # at 0.5 a one-sided test calls every effect in the claimed direction supported
         raise cfg.ConfigError(f"--alpha {setting(config, 'alpha')!r} must be a number in (0, 0.5), e.g. 0.05")
-    for dest, allowed in (("compile", ("auto", "on", "off")), ("executor", EXECUTORS),
+    for dest, allowed in (("compile", ("auto", "on", "off")), ("executor", tuple(EXECUTORS)),
                           ("attack_shapes", ATTACK_SHAPES)):
         if setting(config, dest) not in allowed:
             raise cfg.ConfigError(f"{OPTIONS[dest][0]} {setting(config, dest)!r}: use {', '.join(allowed[:-1])} "

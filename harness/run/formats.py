@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import torch
 
 from ..spec.config import ConfigError
 
@@ -67,6 +66,7 @@ def read_folder(path: Path) -> tuple[dict, dict]:
 def _read(names: list[str], read: Callable[[str], bytes], where: Callable[[str], str]) -> tuple[dict, dict]:
     """(arrays: train_x, train_y, test_x, test_y; facts: classes (label -> folder name), order (split ->
     permutation to the original order, or None), skipped_files, notes)."""
+    import torch  # here, not at the top: the plan finds data (harness.run.sources) without torch
     skipped, images = Counter(), {s: [] for s in SPLITS}
     example = ""
     for n in names:
@@ -163,6 +163,7 @@ def idx_folder(folder: Path) -> list[Path] | None:
 
 def read_idx(files: list[Path]) -> tuple[dict, dict]:
     """The arrays of the four files `idx_folder` found, in the files' order; no facts to add."""
+    import torch  # here, not at the top, as in `_read`
     def read(path: Path) -> np.ndarray:
         try:
             raw = path.read_bytes()
