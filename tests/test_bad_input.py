@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from harness.chaos.session import clean_environment
+from harness.chaos import clean_environment
 from PIL import Image
 
 from harness.spec import results

@@ -4,11 +4,11 @@ and a hypothesis body that forgets `suite.conclude(case)` is concluded by the pl
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
+from harness import chaos
 from harness.executors import EXECUTORS
 from harness.spec import plan
 from harness.spec.config import PROFILES, Claim, Recipe, Variant
@@ -20,6 +20,7 @@ SESSION = ["hypotheses/test_pooling_type.py", "--seeds", "0,1", "--epochs", "1",
 # (as a cluster engine would), and writes what it was asked to $ADVHYP_RECORD (one JSON object a line).
 RECORDING = '''
 import json, os
+from harness import chaos
 from harness.executors import EXECUTORS
 from harness.executors.local import LocalExecutor
 from harness.spec.config import FinalEvalConfig, PROFILES
@@ -73,7 +74,7 @@ def _session(tmp_path: Path, tiny_images, *args: str, env: dict | None = None) -
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                            f"--data-source=cifar10={tiny_images}", "--cache-dir", str(tmp_path / "cache"),
                            "--reports-dir", str(tmp_path / "reports"), *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=1800, env={**os.environ, **(env or {})})
+                          text=True, timeout=1800, env={**chaos.clean_environment(), **(env or {})})
     [report] = (tmp_path / "reports").iterdir()
     return proc, json.loads((report / "results.json").read_text())
 
@@ -109,9 +110,7 @@ def test_the_registry_imports_an_engine_only_when_it_is_chosen():
 
 
 def test_an_engine_registered_from_a_test_file_obtains_every_run_before_the_tests(tmp_path, tiny_images):
-    (tmp_path / "plugins").mkdir()
-    (tmp_path / "plugins" / "advhyp_recording.py").write_text(RECORDING)
-    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path / "plugins"), os.environ.get("PYTHONPATH", "")]),
+    env = {**chaos.plugin_env(tmp_path, "advhyp_recording", RECORDING),
            "ADVHYP_RECORD": str(tmp_path / "record.jsonl")}
     proc, doc = _session(tmp_path, tiny_images, *SESSION, "-p", "advhyp_recording", "--executor", "recording",
                          env=env)
@@ -124,7 +123,8 @@ def test_an_engine_registered_from_a_test_file_obtains_every_run_before_the_test
     assert all(eps == [1.0] for _, eps in events[0]["needs"]) and case["outcome"] == "skipped"  # smoke decides nothing
     assert all(r["status"] == "done" and r["final"] is not None for r in doc["runs"].values())
     unknown = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", *SESSION, "--executor",
-                              "recording"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+                              "recording"], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                             env=chaos.clean_environment())
     assert unknown.returncode == 4 and "--executor 'recording': use local, collect or slurm" in unknown.stderr
 
 
