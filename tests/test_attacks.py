@@ -32,6 +32,11 @@ def _acc(mask):
     return mask.float().mean().item()
 
 
+def craft(model, x, y, start, eps, cfg, ctx=attacks.Context()):
+    """PGD's last iterates from `start`, nothing scored: every example steps to the end (as torchattacks')."""
+    return attacks.attack(model, x, y, start, eps, cfg, ctx)[0]
+
+
 def pgd(steps, mode=None, restarts=1, seed=0, step_ratio=0.25) -> AttackConfig:
     """The AttackConfig of one PGD attack: `steps` steps of eps * step_ratio in `mode` (None: no rounding)."""
     return AttackConfig(steps=steps, step_ratio=step_ratio, restarts=restarts, modes=(mode or "pgd",), eval_seed=seed)
@@ -126,7 +131,7 @@ def test_restarts_keep_the_worst_case_per_example(rounding):
     per_restart = []
     for r in range(3):  # restart r starts from the noise seeded seed * 1000 + r; both its iterates are scored
         start = attacks.random_start(x, eps, seed * 1000 + r)
-        right = [attacks.predict(model, attacks.craft(model, x, y, start, eps, pgd(s, "bpda")), "fp32", 500) == y
+        right = [attacks.predict(model, craft(model, x, y, start, eps, pgd(s, "bpda")), "fp32", 500) == y
                  for s in (0, steps)]
         per_restart.append(clean & right[0] & right[1])
     assert torch.equal(with_restarts, per_restart[0] & per_restart[1] & per_restart[2])
@@ -161,7 +166,7 @@ def test_same_examples_as_torchattacks_pgd_from_the_same_start(trained_small_net
     eps, alpha, steps = 4 / 255, 1 / 255, 10
     torch.manual_seed(7)  # torchattacks draws its start from the global RNG: draw the same noise here
     start = x + torch.empty_like(x).uniform_(-eps, eps)
-    ours = attacks.craft(model, x, y, start, eps, pgd(steps, mode, step_ratio=alpha / eps))
+    ours = craft(model, x, y, start, eps, pgd(steps, mode, step_ratio=alpha / eps))
     torch.manual_seed(7)
     theirs = torchattacks.PGD(LibraryView(model, mode or "exact", "fp32"), eps=eps, alpha=alpha, steps=steps,
                               random_start=True)(x, y)
@@ -188,7 +193,7 @@ def test_a_masked_attack_takes_one_step_and_leaves_each_image_at_its_start(round
     model, x, y, _ = rounding
     counting, eps = Counting(model).eval(), 4 / 255
     start = attacks.random_start(x, eps, 0)
-    adv = attacks.craft(counting, x, y, start, eps, pgd(10, "exact"), attacks.Context(batch=100))
+    adv = craft(counting, x, y, start, eps, pgd(10, "exact"), attacks.Context(batch=100))
     assert counting.grad_calls == 3  # one step per chunk of 100 (256 images), not 10
     assert torch.equal(adv, torch.min(torch.max(start, (x - eps).clamp(min=0)), (x + eps).clamp(max=1)))
 
@@ -212,9 +217,9 @@ def test_examples_that_stop_early_leave_the_others_as_torchattacks_steps_them(tr
     eps, alpha, steps = 4 / 255, 1 / 255, 10
     torch.manual_seed(7)  # torchattacks draws its start from the global RNG: draw the same noise here
     start = x + torch.empty_like(x).uniform_(-eps, eps)
-    frozen = attacks.craft(model, x, y, start, eps, pgd(0, step_ratio=alpha / eps)) == \
-        attacks.craft(model, x, y, start, eps, pgd(steps, step_ratio=alpha / eps))
-    ours = attacks.craft(model, x, y, start, eps, pgd(steps, step_ratio=alpha / eps))
+    frozen = craft(model, x, y, start, eps, pgd(0, step_ratio=alpha / eps)) == \
+        craft(model, x, y, start, eps, pgd(steps, step_ratio=alpha / eps))
+    ours = craft(model, x, y, start, eps, pgd(steps, step_ratio=alpha / eps))
     torch.manual_seed(7)
     theirs = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=True)(x, y)
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)

@@ -251,8 +251,8 @@ def test_a_preempted_job_resumes_from_its_checkpoint_with_the_uninterrupted_numb
     cache = RunCache(tmp_path / "cache")
     [(key, cfg)] = reference.keys(configs, reference.dataset(configs)).items()
     progress = tmp_path / "progress.log"
-    job = Job(config=cfg, key=key, cache_dir=str(cache.root), sources=sources, session="resume",
-              progress=str(progress), threads=1)
+    trainer = LocalExecutor(cache=cache, sources=sources, device=torch.device("cpu"), final_eval=None, session="resume")
+    job = Job(trainer, cfg, key, final_eps=(), progress=str(progress), threads=1)
     signalled = []
 
     def preempt_after_first_epoch():
@@ -268,6 +268,6 @@ def test_a_preempted_job_resumes_from_its_checkpoint_with_the_uninterrupted_numb
     assert signalled and sum(" starts on " in line for line in lines) == 2, lines  # preempted once, requeued
     assert sum("epoch 1/4" in line for line in lines) == 1, lines  # the second start resumed after epoch 1
     resumed = cache.lookup(key)
-    assert numbers(resumed["records"]) == numbers(uninterrupted.to_dict()["records"])
+    assert numbers(resumed.to_dict()["records"]) == numbers(uninterrupted.to_dict()["records"])
     final, expected = cache.final_state(key), reference.cache.final_state(key)
     assert final.keys() == expected.keys() and all(torch.equal(final[k], expected[k]) for k in final)

@@ -25,7 +25,6 @@ from ..spec import results
 from ..spec.config import STRONGEST, Claim, ConfigError, FinalEvalConfig, RunConfig, key
 from ..spec.plan import Need
 from ..spec.records import EpochRecord, FinalChecks, FinalEvaluation, Run, Runs, TrainedWith, Transfer
-from ..spec.schema import SchemaError
 
 if TYPE_CHECKING:
     from ..plugin.settings import Settings
@@ -94,7 +93,7 @@ class LocalExecutor:
         """The run (finished or failed), or None if another process holds it right now."""
         if k in self.failures:
             return absent(k, cfg, ds, "failed", self.failures[k])
-        hit = self.lookup(k)
+        hit = self.cache.lookup(k)
         return hit if hit is not None else self.missing(k, cfg, ds)
 
     def missing(self, k: str, cfg: RunConfig, ds: data.Dataset) -> Run | None:
@@ -106,17 +105,8 @@ class LocalExecutor:
         if lock is None:
             return None
         with lock:
-            hit = self.lookup(k)
+            hit = self.cache.lookup(k)
             return hit if hit is not None else self.train(k, cfg, ds)
-
-    def lookup(self, k: str) -> Run | None:
-        """The finished run k from the cache, or None (an entry that is not a Run is moved aside)."""
-        hit = self.cache.lookup(k)
-        try:
-            return None if hit is None else Run.from_dict(hit, f"cached run {k}")
-        except SchemaError as e:
-            self.cache.quarantine(self.cache.dir(k) / "result.json", f"unreadable finished run ({e})")
-            return None
 
     def train(self, k: str, cfg: RunConfig, ds: data.Dataset) -> Run:
         start = time.perf_counter()

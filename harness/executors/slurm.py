@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import torch
 
 from ..cache.runs import RunCache
-from ..run import data, runtime
-from ..spec.config import ConfigError, FinalEvalConfig, RunConfig
+from ..run import runtime
+from ..spec.config import ConfigError, RunConfig
 from ..spec.plan import Need
 from .local import CollectExecutor, LocalExecutor
 
@@ -63,15 +63,13 @@ class Resumable(submitit.helpers.Checkpointable):
 class JobArray:
     """Submits jobs as one SLURM job array (submitit) and waits for them.
 
-    log_folder: where submitit keeps its pickles and each task's stdout/stderr; must be on a filesystem
-        the compute nodes share, as must whatever the jobs write.
-    options: the partition (None: the cluster's default), GPUs, time limit in minutes, tasks running at
-        once, CPU cores and memory (GB) per task (None: the cluster's default), as --slurm-* gives them.
-    max_timeouts: how often one task may be requeued after reaching its time limit (preemptions do not count).
-    poll_s: seconds between checks of the jobs' result files and calls of progress().
-    state_check_s: seconds between queries of the scheduler's job states (jobs that SLURM ends without a
-        result file, e.g. cancelled, are noticed this way); keep it large on a busy cluster.
-    setup: shell lines each job runs before Python starts (e.g. an export).
+    log_folder: submitit's pickles and each task's output, on a filesystem the compute nodes share (as must
+        be whatever the jobs write). options: --slurm-*'s partition, GPUs, time limit (minutes), tasks at
+        once, CPU cores and memory (GB) per task (None: the cluster's default). max_timeouts: requeues after
+        reaching the time limit (preemptions do not count). poll_s: seconds between looks at the jobs' result
+        files and calls of progress(). state_check_s: seconds between queries of the scheduler (jobs it ends
+        without a result file, e.g. cancelled, are noticed this way; keep it large on a busy cluster).
+        setup: shell lines each job runs before Python starts.
     """
 
     def __init__(self, log_folder: str | Path, options: SlurmOptions, *, max_timeouts: int = 3,
@@ -171,11 +169,10 @@ class SlurmExecutor(CollectExecutor):
         JobArray.check_available()
         folder = self.cache.root / "slurm" / self.session
         folder.mkdir(parents=True, exist_ok=True)
-        jobs = [Job(config=n.config, key=k, cache_dir=str(self.cache.root), sources=self.sources, session=self.session,
-                    progress=str(folder / f"{k}.progress"), compile_mode=self.compile_mode, early_exit=self.early_exit,
-                    attack_shapes=self.attack_shapes, deterministic=self.deterministic,
-                    threads=self.options.cpus or torch.get_num_threads(), gpus=self.options.gpus,
-                    final_eval=self.final_eval, final_eps=n.final_eps) for k, n in work]
+        trainer = LocalExecutor(**{f.name: getattr(self, f.name) for f in dataclasses.fields(LocalExecutor)
+                                   if f.name not in ("log", "failures", "data_notes")})
+        jobs = [Job(trainer, n.config, k, n.final_eps, str(folder / f"{k}.progress"), self.deterministic,
+                    self.options.cpus or torch.get_num_threads(), self.options.gpus) for k, n in work]
         array = JobArray(folder, self.options, poll_s=self.poll_s, state_check_s=max(self.poll_s, 30.0),
                          setup=[f"export PYTHONPATH={shlex.quote(str(HERE))}${{PYTHONPATH:+:$PYTHONPATH}}"])
         self.log(f"SLURM: submitting {len(jobs)} of the session's {len(needs)} runs as one job array (the others "
@@ -204,20 +201,14 @@ class SlurmExecutor(CollectExecutor):
 @dataclass(frozen=True)
 class Job:
     """One array task: a run to train into the shared cache and evaluate (picklable, small)."""
+    executor: LocalExecutor  # the session's cache, data and settings; the job sets its device and log
     config: RunConfig
     key: str  # as the session planned it; the job refuses to train under another key
-    cache_dir: str
-    sources: data.Sources
-    session: str  # the report folder's name
+    final_eps: tuple[float, ...]  # the eps of its final-checkpoint evaluations (the claims' deciding eps)
     progress: str  # file the job appends its log lines to (one per finished epoch), read by the controller
-    compile_mode: str = "off"
-    early_exit: bool = True
-    attack_shapes: str = "exact"
     deterministic: bool = False
     threads: int = 1  # torch threads: as the controller's, so that CPU numbers equal a local run's
     gpus: int = 0  # 0: train on the CPU; else on the job's first GPU
-    final_eval: FinalEvalConfig | None = None  # the profile's final-checkpoint evaluation ...
-    final_eps: tuple[float, ...] = ()  # ... at these eps (the deciding eps of the claims that check the run)
 
 
 def perform(job: Job) -> None:
@@ -236,9 +227,7 @@ def perform(job: Job) -> None:
     def log(line: str) -> None:
         with open(job.progress, "a") as f:
             f.write(line + "\n")
-    ex = LocalExecutor(cache=RunCache(Path(job.cache_dir)), sources=job.sources, device=device,
-                       final_eval=job.final_eval, compile_mode=job.compile_mode, early_exit=job.early_exit,
-                       attack_shapes=job.attack_shapes, session=job.session, log=log)
+    ex = dataclasses.replace(job.executor, device=device, log=log)
     configs = {"run": [job.config]}
     ds = ex.dataset(configs)
     [k] = ex.keys(configs, ds)
@@ -252,7 +241,7 @@ def perform(job: Job) -> None:
     [run] = ex.runs(configs)["run"]  # trained here, or by another process and waited for
     if not run.done:
         raise RuntimeError(run.error)
-    for eps in job.final_eps if job.final_eval else ():
+    for eps in job.final_eps if ex.final_eval else ():
         ex.evaluations(run, job.config, ds, eps, f"at eps {eps:g}")
 
 
@@ -277,7 +266,7 @@ def _why(cache: RunCache, job: Job, error: str, folder: Path) -> str:
     names it) or SLURM's word (cancelled, out of requeues, ...)."""
     job_id, _, text = error.partition(": ") if error.startswith("SLURM job") else ("SLURM job", "", error)
     failure = cache.failure(job.key)
-    if failure and failure.get("session") == job.session:
+    if failure and failure.get("session") == job.executor.session:
         first = failure["error"].splitlines()[0]
     elif "Traceback (most recent call last):" in text:
         after = text.rsplit("Traceback (most recent call last):", 1)[1].splitlines()

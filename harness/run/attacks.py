@@ -54,12 +54,12 @@ class Context:
     shapes: str = "exact"
 
 
-def check_attack_inputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, cfg: AttackConfig,
-                        probe: bool = True) -> None:
+def check_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, cfg: AttackConfig,
+                 ctx: Context, probe: bool = True) -> None:
     """Clear errors before any attack runs (eps in [0, 1] units here: 8/255, not 8). `probe` runs the model
     on a few images to check that it returns logits; pass False when the caller checks the first logits it
     computes anyway (`predict(..., check=True)`), which saves a forward pass per attack."""
-    step_size = eps * cfg.step_ratio
+    step_size, known = eps * cfg.step_ratio, (*ROUNDING_MODES, NO_ROUNDING)
     if not 0 < eps <= 1:
         raise ConfigError(f"eps {eps:g} is out of range: pass a fraction in (0, 1], e.g. 8/255")
     if not 0 < step_size <= 1:
@@ -76,6 +76,17 @@ def check_attack_inputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps:
                           f"in [0, 1]; put normalization inside the model's pipeline")
     if len(x) != len(y):
         raise ConfigError(f"{len(x)} images but {len(y)} labels")
+    if not cfg.modes or any(m not in known for m in cfg.modes):
+        unknown = "".join(f"unknown rounding mode {m!r}; " for m in cfg.modes if m not in known)
+        raise ConfigError(f"attack modes {list(cfg.modes)}: {unknown}pass one or more of {', '.join(known)} "
+                          f"({NO_ROUNDING!r} for a pipeline that does not round)")
+    if int(cfg.restarts) != cfg.restarts or cfg.restarts < 1:
+        raise ConfigError(f"restarts {cfg.restarts} must be a whole number >= 1")
+    if ctx.precision not in ATTACK_PRECISIONS:
+        raise ConfigError(f"precision {ctx.precision!r}: attacks take {' or '.join(ATTACK_PRECISIONS)} "
+                          f"(resolve 'auto' with harness.run.runtime.resolve_precision first)")
+    if ctx.shapes not in ATTACK_SHAPES:
+        raise ConfigError(f"attack shapes {ctx.shapes!r}: choose {' or '.join(ATTACK_SHAPES)}")
     if probe and len(x):
         with torch.no_grad():
             check_logits(model(x[:8]))
@@ -89,22 +100,6 @@ def check_logits(out: torch.Tensor) -> None:
     if out.min() >= 0 and torch.allclose(out.sum(1), torch.ones(len(out), device=out.device), atol=1e-3):
         raise ConfigError("the model's outputs are non-negative rows summing to 1: it returns probabilities; "
                           "return logits (remove the final softmax)")
-
-
-def check_attack_settings(cfg: AttackConfig, ctx: Context) -> None:
-    """The settings `check_attack_inputs` does not see: attack modes, restarts, precision, shapes."""
-    known = (*ROUNDING_MODES, NO_ROUNDING)
-    if not cfg.modes or any(m not in known for m in cfg.modes):
-        unknown = "".join(f"unknown rounding mode {m!r}; " for m in cfg.modes if m not in known)
-        raise ConfigError(f"attack modes {list(cfg.modes)}: {unknown}pass one or more of {', '.join(known)} "
-                          f"({NO_ROUNDING!r} for a pipeline that does not round)")
-    if int(cfg.restarts) != cfg.restarts or cfg.restarts < 1:
-        raise ConfigError(f"restarts {cfg.restarts} must be a whole number >= 1")
-    if ctx.precision not in ATTACK_PRECISIONS:
-        raise ConfigError(f"precision {ctx.precision!r}: attacks take {' or '.join(ATTACK_PRECISIONS)} "
-                          f"(resolve 'auto' with harness.run.runtime.resolve_precision first)")
-    if ctx.shapes not in ATTACK_SHAPES:
-        raise ConfigError(f"attack shapes {ctx.shapes!r}: choose {' or '.join(ATTACK_SHAPES)}")
 
 
 def padded_size(n: int, batch: int, shapes: str) -> int:
@@ -143,7 +138,7 @@ def predict(model: nn.Module, x: torch.Tensor, precision: str, batch: int, check
 
 def random_start(x: torch.Tensor, eps: float, seed: int) -> torch.Tensor:
     """x + U(-eps, eps) noise drawn for the whole of x from one generator, so the subset attacked does not
-    change which noise an example gets. Projection onto [0, 1] happens in `attack` and `craft`."""
+    change which noise an example gets. Projection onto [0, 1] happens in `attack`."""
     gen = torch.Generator(device=x.device)
     gen.manual_seed(seed)
     return x + (torch.rand(x.shape, device=x.device, generator=gen) * 2 - 1) * eps
@@ -164,8 +159,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, cfg: Att
     attacks left). `ctx`: how it runs (Context).
     """
     # Without `robust`, the clean predictions are this attack's first forward pass: they check the logits.
-    check_attack_inputs(model, x, y, eps, cfg, probe=robust is not None)
-    check_attack_settings(cfg, ctx)
+    check_attack(model, x, y, eps, cfg, ctx, probe=robust is not None)
     with autotuning(ctx.shapes):
         if robust is None:
             robust = predict(model, x, ctx.precision, ctx.batch, check=True) == y
@@ -182,7 +176,7 @@ def _pgd(model, x, y, eps, cfg, ctx, robust, first_start) -> tuple[torch.Tensor,
             todo = robust.nonzero().squeeze(1) if ctx.early_exit else torch.arange(len(x), device=x.device)
             if len(todo):
                 effort.attacks += len(todo)
-                _, fooled, spent = attack(model, x[todo], y[todo], start[todo], eps, one_mode, ctx)
+                _, fooled, spent = attack(model, x[todo], y[todo], start[todo], eps, one_mode, ctx, model)
                 effort.add(spent)
                 robust[todo] &= ~fooled
     return robust, effort
@@ -191,9 +185,11 @@ def _pgd(model, x, y, eps, cfg, ctx, robust, first_start) -> tuple[torch.Tensor,
 def attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, start: torch.Tensor, eps: float,
            cfg: AttackConfig, ctx: Context = Context(),
            judge: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor, Effort]:
-    """PGD from `start` (projected first) in the one mode of `cfg.modes`, scoring every iterate on `judge`, the
-    deployed model that decides (default: `model` as deployed; a transfer attack passes another), in chunks
-    of `ctx.batch`; with early exit a fooled example takes no more steps.
+    """PGD from `start` (projected first) in the one mode of `cfg.modes`, in chunks of `ctx.batch`, scoring
+    every iterate on `judge`: the deployed model that decides (`model` itself, or another for a transfer
+    attack); with early exit a fooled example takes no more steps. Without a judge nothing is scored and
+    every example steps to the end (as torchattacks' PGD). The loss is the summed cross-entropy, so each
+    example's gradient is its own whatever the chunk.
 
     Returns (images, fooled, effort): fooled[i] says some iterate of example i (its projected start, or the
     image after any step) was misclassified by `judge`; its image is the first that was; the others' are the
@@ -210,23 +206,12 @@ def attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, start: torch.Tens
     effort, parts = Effort(), []
     for i in range(0, len(x), ctx.batch):
         *part, spent = _attack_chunk(model, x[i:i + ctx.batch], y[i:i + ctx.batch], start[i:i + ctx.batch], eps,
-                                     cfg, ctx, judge or model)
+                                     cfg, ctx, judge)
         parts.append(part)
         effort.add(spent)
     if not parts:
         return x.clone(), torch.zeros(0, dtype=torch.bool, device=x.device), effort
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), effort
-
-
-def craft(model: nn.Module, x: torch.Tensor, y: torch.Tensor, start: torch.Tensor, eps: float, cfg: AttackConfig,
-          ctx: Context = Context()) -> torch.Tensor:
-    """PGD's last iterates from `start` (any point: it is projected first) in the one mode of `cfg.modes`,
-    every example stepping to the end and nothing scored (as torchattacks' PGD; `attack` scores every
-    iterate). The loss is the summed cross-entropy, so each example's gradient is its own whatever the chunk.
-    """
-    return torch.cat([_attack_chunk(model, x[i:i + ctx.batch], y[i:i + ctx.batch], start[i:i + ctx.batch], eps,
-                                    cfg, ctx, None)[0]
-                      for i in range(0, len(x), ctx.batch)] or [x.clone()])
 
 
 def _attack_chunk(model, x, y, start, eps, cfg, ctx, judge):
@@ -324,8 +309,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: AttackConf
     model.eval()
     modes = cfg.modes if rounds else (NO_ROUNDING,)
     for eps_units in cfg.eps:  # here for all the epoch's attacks: `_pgd` does not check again
-        check_attack_inputs(model, x, y, eps_units / 255, cfg, probe=False)
-    check_attack_settings(dataclasses.replace(cfg, modes=modes), ctx)
+        check_attack(model, x, y, eps_units / 255, dataclasses.replace(cfg, modes=modes), ctx, probe=False)
     starts = first_starts(modes, cfg.restarts)
     adv, spent = {}, {}
     with autotuning(ctx.shapes):

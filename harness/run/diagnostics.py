@@ -20,8 +20,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .attacks import (Context, accuracy, attack, check_attack_inputs, check_attack_settings, crafting_mode,
-                      input_gradient, pgd, predict, random_start, worst_case)
+from .attacks import (Context, accuracy, attack, check_attack, crafting_mode, input_gradient, pgd, predict,
+                      random_start, worst_case)
 from ..spec.budget import first_starts, gradient_modes
 from ..spec.config import NO_ROUNDING, STRONGEST, AttackConfig, FinalEvalConfig
 from .pipelines import crafting
@@ -50,12 +50,10 @@ def final_evaluation(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack_
     are not checks (torchattacks missing), so a report lists each failed check once. Plain JSON types only.
     """
     start_time = time.perf_counter()
-    ctx = Context(precision, BATCH)
-    check_attack_settings(attack_cfg, ctx)
-    x, y = x[:cfg.n_eval], y[:cfg.n_eval]
+    ctx, x, y = Context(precision, BATCH), x[:cfg.n_eval], y[:cfg.n_eval]
     [eps_units] = attack_cfg.eps
     eps, modes, steps, seed = eps_units / 255, attack_cfg.modes, attack_cfg.steps, attack_cfg.eval_seed
-    check_attack_inputs(model, x, y, eps, attack_cfg, probe=False)
+    check_attack(model, x, y, eps, attack_cfg, ctx, probe=False)
     clean = predict(model, x, precision, BATCH, check=True) == y
     n_classes = _num_classes(model, x)
     starts = first_starts(modes, attack_cfg.restarts)
@@ -135,9 +133,8 @@ def transfer_check(source_model: nn.Module, target_model: nn.Module, x: torch.Te
     eps, steps, ctx = eps_units / 255, attack_cfg.steps, Context(precision, BATCH)
     mode = "bpda" if getattr(source_model, "rounds", False) else NO_ROUNDING
     crafted = dataclasses.replace(attack_cfg, modes=(mode,))
-    check_attack_settings(crafted, ctx)
     for model in (source_model, target_model):
-        check_attack_inputs(model, x, y, eps, crafted)
+        check_attack(model, x, y, eps, crafted, ctx)
     robust = predict(target_model, x, precision, BATCH) == y
     todo = robust.nonzero().squeeze(1)  # examples the target gets wrong are not robust anyway
     start = random_start(x, eps, attack_cfg.eval_seed)[todo]
