@@ -29,14 +29,11 @@ class Executor(Protocol):
         """Before the tests, the runs (and final-checkpoint evaluations) the session's cases need: local
         trains nothing yet (each test trains what it asks for), slurm submits one job array and waits."""
 
-    def runs(self, configs: dict[str, list[RunConfig]]) -> Runs:
-        """arm -> one Run per config: status "done" (with per-epoch records), "failed" or "missing"."""
+    def runs(self, configs: dict[str, list[RunConfig]]) -> Runs: ...  # arm -> one done, failed or missing Run each
 
-    def final_checks(self, claim: Claim, configs: dict[str, list[RunConfig]], runs: Runs) -> FinalChecks | None:
-        """The final-checkpoint checks of the runs, or None when the profile has no final evaluation."""
+    def final_checks(self, claim: Claim, configs: dict[str, list[RunConfig]], runs: Runs) -> FinalChecks | None: ...
 
-    def warnings(self) -> list[str]:
-        """What the report should warn about (cache files moved aside, data files skipped)."""
+    def warnings(self) -> list[str]: ...  # for the report: cache files moved aside, data files skipped
 
 
 EXECUTORS = Registry("executor", "harness/executors/__init__.py")
