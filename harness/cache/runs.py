@@ -84,16 +84,13 @@ class RunCache:
     def dir(self, key: str) -> Path:
         return self.root / "runs" / key
 
-    def try_lock(self, key: str) -> Lock | None:
+    def lock(self, key: str, blocking: bool = True) -> Lock | None:
+        """The key's lock, whose holder is the only writer in its folder; None, without blocking, while
+        another process holds it."""
         try:
-            lock = Lock(self.root / "runs" / f"{key}.lock", blocking=False)
+            lock = Lock(self.root / "runs" / f"{key}.lock", blocking)
         except BlockingIOError:
             return None
-        store.clean_temporaries(self.dir(key), older_than_s=0)
-        return lock
-
-    def lock(self, key: str) -> Lock:
-        lock = Lock(self.root / "runs" / f"{key}.lock", blocking=True)
         store.clean_temporaries(self.dir(key), older_than_s=0)
         return lock
 

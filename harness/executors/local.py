@@ -60,10 +60,8 @@ class LocalExecutor:
         return list(self.cache.warnings) + self.data_notes
 
     def dataset(self, configs: dict[str, list[RunConfig]]) -> data.Dataset:
-        names = {c.dataset for cs in configs.values() for c in cs}
-        if len(names) != 1:
-            raise ValueError(f"one dataset per call, got {sorted(names)}")
-        ds = data.load(names.pop(), self.sources, self.cache.root)
+        [name] = {c.dataset for cs in configs.values() for c in cs}  # one dataset per call
+        ds = data.load(name, self.sources, self.cache.root)
         self.data_notes += [f"{ds.name}: {n}" for n in ds.notes if f"{ds.name}: {n}" not in self.data_notes]
         return ds
 
@@ -101,7 +99,7 @@ class LocalExecutor:
         failure = self.cache.failure(k)
         if failure and failure.get("session") == self.session:  # failed in this session: don't retry now
             return absent(k, cfg, ds, "failed", failure["error"].splitlines()[0])
-        lock = self.cache.try_lock(k)
+        lock = self.cache.lock(k, blocking=False)
         if lock is None:
             return None
         with lock:

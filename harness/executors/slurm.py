@@ -177,24 +177,18 @@ class SlurmExecutor(CollectExecutor):
                          setup=[f"export PYTHONPATH={shlex.quote(str(HERE))}${{PYTHONPATH:+:$PYTHONPATH}}"])
         self.log(f"SLURM: submitting {len(jobs)} of the session's {len(needs)} runs as one job array (the others "
                  f"are in the cache); job logs in {folder}")
-        errors = array.run(perform, jobs, progress=_tail(folder, self.log))
-        kept = False
-        for job, error in zip(jobs, errors):
-            trained = self.cache.lookup(job.key) is not None
-            if error is None and not trained:
-                error = "the job ended, but its run is not in the cache"
-            if error is None:
-                continue
-            kept = True
+        errors = [e or (None if self.cache.lookup(j.key) else "the job ended, but its run is not in the cache")
+                  for j, e in zip(jobs, array.run(perform, jobs, progress=_tail(folder, self.log)))]
+        for job, error in ((j, e) for j, e in zip(jobs, errors) if e):
             why = _why(self.cache, job, error, folder)
-            if trained:  # its final-checkpoint evaluation failed: the tests compute it, and say why if it fails
+            if self.cache.lookup(job.key):  # its final-checkpoint evaluation failed: the tests compute it, or say why
                 self.log(f"{job.key[:8]} {job.config.label}: its final-checkpoint checks failed in the job: {why}")
             else:
                 self.failures[job.key] = why
                 self.log(f"{job.key[:8]} {job.config.label} FAILED: {why}")
         failed = sum(job.key in self.failures for job in jobs)
         self.log(f"SLURM: {len(jobs) - failed} of {len(jobs)} runs done" + (f", {failed} failed" if failed else ""))
-        if not kept:
+        if not any(errors):  # else the failed jobs' logs stay, named in their errors
             shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -9,15 +9,15 @@ examples that are already wrong (early exit), fooled, or have stopped moving (an
 never changes the result, only the cost.
 
 Rounding modes (harness.run.pipelines) change only how rounding layers behave while an attack crafts;
-every iterate is scored on the deployed model, rounding on.
+every iterate is scored on the deployed model, rounding on. What to attack with is an `AttackConfig` (eps
+in 1/255 units there; a fraction of 1 only here, inside an attack); how is a `Context`.
 
-Attack shapes (`shapes`): early exit leaves a different number of examples at nearly every pass. `exact`
-hands the model exactly those (least work; cuDNN's autotuner off, as it would time every new shape again);
-`buckets` pads them to one of ATTACK_SHAPE_BUCKETS sizes per chunk with copies whose results are dropped
-(at most an eighth of a chunk of extra work per pass), so that the autotuner, left as training set it,
-tunes a handful of shapes once per process. The robust examples are the same either way.
-
-What an attack spends, and the budget arms must share, is harness.spec.budget's.
+Attack shapes (`Context.shapes`): early exit leaves a different number of examples at nearly every pass.
+`exact` hands the model exactly those (least work; cuDNN's autotuner off, as it would time every new shape
+again); `buckets` pads them to one of ATTACK_SHAPE_BUCKETS sizes per chunk with copies whose results are
+dropped (at most an eighth of a chunk of extra work per pass), so that the autotuner, left as training set
+it, tunes a handful of shapes once per process. The robust examples are the same either way. What an
+attack spends, and the budget arms must share, is harness.spec.budget's.
 
 A little over 300 lines on purpose: the attack, the per-epoch evaluation and the checks of their inputs
 share the one contract above; apart, the checks would sit away from the math they guard.
