@@ -1,12 +1,10 @@
 """Runs from the cache, or trained in this process; and the final-checkpoint checks beside them.
 
-- `LocalExecutor` (`--executor local`) trains in this process what the cache lacks, when a test asks for
-  it. Workers that need the same runs share them: a run another process is training is skipped and
-  collected at the end, so three workers asking for six runs train six, not eighteen.
-- `CollectExecutor` (`--collect-only-runs`) trains nothing: every verdict from the cache alone, and each
-  absent run named.
-The run cache is the rendezvous of every executor (keys, locks and atomic publish make a shared folder safe);
-harness.executors.slurm trains in SLURM jobs, each a LocalExecutor, and reads back as CollectExecutor does.
+`LocalExecutor` (`--executor local`) trains what the cache lacks when a test asks for it. Workers that need
+the same runs share them through the cache's locks: a run another process trains is skipped and collected
+at the end, so three workers asking for six runs train six, not eighteen. `CollectExecutor`
+(`--collect-only-runs`) trains nothing and names each run the cache lacks. harness.executors.slurm trains
+in SLURM jobs, each a LocalExecutor, and reads back as CollectExecutor does.
 """
 from __future__ import annotations
 
