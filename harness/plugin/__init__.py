@@ -2,9 +2,10 @@
 
 The science is elsewhere: `plan` says which cases and runs a claim has, an executor (harness.executors)
 gets the runs, `verdict` judges them into a `Case`; this module translates `Case.outcome` into pass, skip
-or fail, also for a test body that forgets to. Collection plans only (no device, no cache), so `pytest --collect-only` is cheap and side-effect
-free. Under xdist the controller checks the settings once, picks the report folder and each worker's
-device; workers send each case back as JSON in the test report's user_properties.
+or fail, also for a test body that forgets to. Collection plans only (no device, no cache), so
+`pytest --collect-only` is cheap and side-effect free. Under xdist the controller checks the settings once,
+picks the report folder and each worker's device; workers send each case back as JSON in the test report's
+user_properties.
 """
 from __future__ import annotations
 

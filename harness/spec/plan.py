@@ -126,10 +126,11 @@ class Need:
 
 def needs(cases: list[tuple[Plan, str, float]], precision: str) -> list[Need]:
     """Every run a set of cases ((plan, dataset, eps) each) needs, once (`case_runs`)."""
-    found: dict[str, tuple[RunConfig, set]] = {}
+    found: dict[str, tuple[RunConfig, set]] = {}  # by the config's own key (data and code are the same here)
     for p, dataset, eps in cases:
         for d, configs in case_runs(p, dataset, eps, precision).items():
             for c in (c for cs in configs.values() for c in cs):
-                checked = found.setdefault(key(c, "", ""), (c, set()))[1]
-                checked |= {p.claim.deciding_eps} if d == dataset else set()
+                _, checked = found.setdefault(key(c, "", ""), (c, set()))
+                if d == dataset:
+                    checked.add(p.claim.deciding_eps)
     return [Need(c, tuple(sorted(e))) for c, e in found.values()]
