@@ -14,7 +14,7 @@ from torch import nn
 
 from harness.run import data
 from harness import plugin
-from harness.chaos import folders
+from harness import chaos
 from harness.run.data import Sources
 
 # One thread, as under `pytest -n 3` on two cores: float results (and so the trained test models) then do
@@ -66,7 +66,7 @@ def eps_units(real_dataset_name) -> float:
 def tiny_images(real_dataset, tmp_path_factory):
     """64 training and 32 test images of real_dataset as a PNG folder, for subprocesses that must start
     fast (`python -m harness.chaos work`, pytest runs of hypotheses/): bind with --data-source NAME=PATH."""
-    return folders.export_subset(real_dataset, tmp_path_factory.mktemp("tiny-images"))
+    return chaos.folders.export_subset(real_dataset, tmp_path_factory.mktemp("tiny-images"))
 
 
 @pytest.fixture(scope="session")
@@ -85,7 +85,6 @@ def worker_options(tiny_images, worker_epochs) -> list[str]:
 def clean_runs(worker_options, tmp_path_factory) -> dict:
     """{key: summary} of ResNet18 seeds 0 and 1, 3 epochs on tiny_images, trained undisturbed by one
     `python -m harness.chaos work` process: what killed, resumed and racing workers must reproduce."""
-    from harness import chaos
     return chaos.clean_run(tmp_path_factory.mktemp("clean-cache"), *worker_options, "--seeds=0,1")
 
 
@@ -167,12 +166,12 @@ def tmpfs(tmp_path):
     mounted = []
 
     def mount(size_mb: int, read_only: bool = False, full: bool = False) -> Path:
-        why = folders.cannot_mount()
+        why = chaos.folders.cannot_mount()
         if why:
             pytest.skip(why)
         where = tmp_path / f"tmpfs{len(mounted)}"
         try:
-            folders.mount_tmpfs(where, size_mb, read_only=read_only, full=full)
+            chaos.folders.mount_tmpfs(where, size_mb, read_only=read_only, full=full)
         except OSError as e:
             pytest.skip(f"cannot mount a tmpfs here: {e}")
         finally:
@@ -182,4 +181,4 @@ def tmpfs(tmp_path):
 
     yield mount
     for where in reversed(mounted):
-        folders.umount(where)
+        chaos.folders.umount(where)

@@ -2,8 +2,8 @@
 
 sample_case: a complete, valid Case to change field by field; small_claim and small_suite: runs at the
 smallest size that still trains and attacks for real, in this process; fake_config: what the plugin's
-settings.read asks of pytest's config. (export_subset, a real dataset small
-enough that a subprocess decodes it in a moment, is harness.chaos.folders'.)
+settings.read asks of pytest's config. (export_subset, a real dataset small enough that a subprocess decodes
+it in a moment, is harness.chaos's, as is the size small_suite trains at.)
 """
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from harness.plugin import settings
 from harness.run import runtime
 from harness.cache.runs import RunCache
 from harness.spec.case import Case, Design, Evidence
-from harness.chaos.worker import small_profile, small_runs
+from harness.chaos import small_profile
+from harness.spec import plan
 from harness.spec.config import AttackConfig, Claim, Profile, Recipe, RunConfig, Variant, eps_key
 from harness.spec.records import EpochRecord, FinalChecks, Run
 from harness.spec.results import plain
@@ -42,8 +43,9 @@ class SmallSuite:
     def cache(self) -> RunCache:
         return self.executor.cache
 
-    def curves(self, claim: Claim, dataset: str) -> dict[str, list[dict]]:
-        return small_runs(self.executor, claim, self.profile, dataset)
+    def curves(self, claim: Claim, dataset: str) -> dict[str, list[Run]]:
+        p = plan.Plan(claim, self.profile, (dataset,), claim.eps)
+        return self.executor.runs(plan.run_configs(p, dataset, "fp32"))
 
 
 def small_suite(cache: RunCache, sources: Sources, seeds: tuple[int, ...], epochs: int, session: str = "tests",

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.run import attacks, pipelines
+from harness.spec.config import AttackConfig
 
 
 def reference(model, x, y, eps, steps, step_size, restarts, seed, mode):
@@ -57,8 +58,8 @@ def test_same_robustness_as_a_full_length_reference(double_net, eps_units, pipel
     # Fooled examples stop stepping, or step to the end; the rows come exactly or padded to a few shapes (in
     # chunks of 20, so that chunks and padding both happen): the same result.
     for early_exit, shapes in itertools.product((True, False), attacks.ATTACK_SHAPES):
-        ours = attacks.pgd(model, x, y, eps, steps, eps / 2, restarts=restarts, seed=seed, mode=mode,
-                           early_exit=early_exit, shapes=shapes, batch=20)
+        cfg = AttackConfig(steps=steps, step_ratio=0.5, restarts=restarts, modes=(mode or "pgd",), eval_seed=seed)
+        ours = attacks.pgd(model, x, y, eps, cfg, attacks.Context(batch=20, early_exit=early_exit, shapes=shapes))
         assert torch.equal(ours, any_ok), (early_exit, shapes, (ours != any_ok).nonzero().squeeze(1).tolist())
     assert not (any_ok & ~last_ok).any()  # any-iterate is never weaker than last-iterate
     if mode != "exact":
@@ -85,7 +86,8 @@ def test_an_example_fooled_mid_way_stays_fooled_though_the_last_iterate_is_right
     model = notch if pipeline is None else pipelines.Deployed(pipelines.create(pipeline, None, None, None), notch)
     x, y = torch.full((200, 1, 1, 1), 0.5), torch.zeros(200, dtype=torch.long)
     eps, step, steps = 0.2, 0.05, 10
-    ours = attacks.pgd(model.eval(), x, y, eps, steps, step, mode=mode)
+    ours = attacks.pgd(model.eval(), x, y, eps, AttackConfig(steps=steps, step_ratio=step / eps,
+                                                            modes=(mode or "pgd",)))
     any_ok, last_ok = reference(model, x, y, eps, steps, step, 1, 0, mode)
     recovered = last_ok & ~any_ok  # fooled at some step, right at the last
     assert recovered.sum() >= 20, recovered.sum()  # the last-iterate rule is weaker here, by many examples

@@ -63,7 +63,7 @@ def test_a_rounding_arm_with_two_modes_and_a_plain_arm_with_two_restarts_spend_e
     x, y = _data()
     rounding, plain = _arm("round"), _arm("baseline")
     # early exit off: every example takes the whole budget, whatever the random net gets right
-    points = {arm: attacks.evaluate(model, x, y, cfg, rounds=rounds, seed=0, precision="fp32", early_exit=False)
+    points = {arm: attacks.evaluate(model, x, y, cfg, rounds=rounds, seed=0, ctx=attacks.Context(early_exit=False))
               for arm, model, cfg, rounds in (("rounding", rounding, ROUNDING, True), ("plain", plain, PLAIN, False))}
     per_epoch = len(EPS) * 2 * STEPS * N  # radii x gradient attacks x steps x examples
     assert rounding.gradient == plain.gradient == per_epoch  # the passes the models really made
@@ -82,7 +82,7 @@ def test_exact_costs_one_gradient_pass_per_example_outside_the_budget():
     x, y = _data()
     model = _arm("round")
     cfg = AttackConfig(eps=EPS, steps=STEPS, modes=("off", "bpda", "exact"), n_eval=N)
-    point = attacks.evaluate(model, x, y, cfg, rounds=True, seed=0, precision="fp32", early_exit=False)
+    point = attacks.evaluate(model, x, y, cfg, rounds=True, seed=0, ctx=attacks.Context(early_exit=False))
     assert point["effort"]["budget"]["gradient_attacks"] == 2
     for per_mode in point["effort"]["spent"].values():
         assert per_mode["exact"] == {"attacks": 1.0, "gradient_passes": 1.0, "forward_passes": 0.0}
@@ -94,7 +94,7 @@ def test_early_exit_spends_less_and_the_counter_still_counts_every_pass(trained_
     x, y = x[:64], y[:64]
     model = Passes(pipelines.Deployed(pipelines.create("round", None, None, None), net)).eval()
     cfg = AttackConfig(eps=(eps_units, 2 * eps_units), steps=5, modes=("off", "bpda"), restarts=2, n_eval=64)
-    point = attacks.evaluate(model, x, y, cfg, rounds=True, seed=0, precision="fp32", early_exit=True)
+    point = attacks.evaluate(model, x, y, cfg, rounds=True, seed=0, ctx=attacks.Context(early_exit=True))
     assert _spent(point, "gradient_passes") * len(x) == model.gradient
     assert _spent(point, "forward_passes") * len(x) + len(x) == model.forward_
     full = len(cfg.eps) * point["effort"]["budget"]["gradient_passes"]
@@ -116,7 +116,7 @@ def test_every_arm_scores_the_same_random_starts(monkeypatch, restarts):
         drawn.clear()
         cfg = AttackConfig(eps=EPS, steps=1, modes=modes, restarts=restarts_, n_eval=N)
         attacks.evaluate(_arm("round" if rounds else "baseline"), x, y, cfg, rounds=rounds, seed=4,
-                         precision="fp32", early_exit=False)
+                         ctx=attacks.Context(early_exit=False))
         seeds[arm] = sorted(drawn)
     assert set(seeds["rounding"]) == set(seeds["plain"])
     assert len(set(seeds["plain"])) == len(EPS) * 2 * restarts  # distinct: one per gradient attack

@@ -32,6 +32,16 @@ def _acc(mask):
     return mask.float().mean().item()
 
 
+def craft(model, x, y, start, eps, cfg, ctx=attacks.Context()):
+    """PGD's last iterates from `start`, nothing scored: every example steps to the end (as torchattacks')."""
+    return attacks.attack(model, x, y, start, eps, cfg, ctx)[0]
+
+
+def pgd(steps, mode=None, restarts=1, seed=0, step_ratio=0.25) -> AttackConfig:
+    """The AttackConfig of one PGD attack: `steps` steps of eps * step_ratio in `mode` (None: no rounding)."""
+    return AttackConfig(steps=steps, step_ratio=step_ratio, restarts=restarts, modes=(mode or "pgd",), eval_seed=seed)
+
+
 # ---- bad input: a clear error before any attack runs ---------------------------------------------------
 class Spy(nn.Module):
     """A tiny logits model that counts the forward passes made with gradients on (attack steps)."""
@@ -55,8 +65,8 @@ def _inputs(n=6):
 @pytest.mark.parametrize("change, message", [
     ({"eps": 8}, "eps 8 is out of range.*8/255"),
     ({"eps": 0}, "eps 0 is out of range"),
-    ({"step_size": 0}, "step size 0 is out of range"),
-    ({"step_size": 2}, "step size 2 is out of range"),
+    ({"step_ratio": 0}, "step size 0 is out of range"),
+    ({"step_ratio": 2 / EPS}, "step size 2 is out of range"),
     ({"steps": -1}, "steps -1 must be a whole number"),
     ({"steps": 2.5}, "steps 2.5 must be a whole number"),
     ({"restarts": 0}, "restarts 0 must be a whole number >= 1"),
@@ -73,9 +83,11 @@ def _inputs(n=6):
 def test_bad_input_is_a_clear_error_before_any_attack_step(change, message):
     x, y = _inputs()
     model = Spy(softmax=change.pop("softmax", False)).train(change.pop("train", False))
-    kwargs = dict(x=x, y=y, eps=EPS, steps=3, step_size=EPS / 4) | change
+    a = dict(x=x, y=y, eps=EPS, steps=3, step_ratio=0.25, mode=None, restarts=1, precision="fp32",
+             shapes="exact") | change
+    cfg = pgd(a["steps"], a["mode"], a["restarts"], step_ratio=a["step_ratio"])
     with pytest.raises(ConfigError, match=message):
-        attacks.pgd(model, **kwargs)
+        attacks.pgd(model, a["x"], a["y"], a["eps"], cfg, attacks.Context(a["precision"], shapes=a["shapes"]))
     assert model.attack_calls == 0
 
 
@@ -84,14 +96,14 @@ def test_a_good_tiny_model_passes_the_checks_and_is_attacked():
     torch.manual_seed(0)
     model = Spy().eval()
     # early exit off: a random model may get every example wrong, and then nothing would be attacked
-    assert attacks.pgd(model, x, y, eps=EPS, steps=3, step_size=EPS / 4, early_exit=False).shape == (6,)
+    assert attacks.pgd(model, x, y, EPS, pgd(3), attacks.Context(early_exit=False)).shape == (6,)
     assert model.attack_calls > 0
 
 
 # ---- rounding: masking reproduced, and undone by bpda and off -----------------------------------------
 def test_exact_gradient_is_masked_while_bpda_and_off_break_the_model(rounding, eps):
     model, x, y, clean = rounding
-    acc = {mode: _acc(attacks.pgd(model, x, y, eps, 10, eps / 4, mode=mode)) for mode in ("exact", "bpda", "off")}
+    acc = {mode: _acc(attacks.pgd(model, x, y, eps, pgd(10, mode))) for mode in ("exact", "bpda", "off")}
     assert _acc(clean) > 0.25  # the fixture's net is good enough for robustness to mean something
     assert acc["exact"] >= _acc(clean) - 0.03  # the true gradient of round is zero: PGD barely moves
     assert acc["bpda"] <= _acc(clean) / 3 and acc["off"] <= _acc(clean) / 3
@@ -100,15 +112,14 @@ def test_exact_gradient_is_masked_while_bpda_and_off_break_the_model(rounding, e
 # ---- PGD's own properties -------------------------------------------------------------------------------
 def test_accuracy_never_rises_with_more_steps_on_a_fixed_seed(rounding, eps):
     model, x, y, clean = rounding
-    acc = [_acc(attacks.pgd(model, x, y, eps, s, eps / 4, seed=3, mode="bpda", clean_correct=clean))
-           for s in (0, 1, 2, 5, 10, 20)]
+    acc = [_acc(attacks.pgd(model, x, y, eps, pgd(s, "bpda", seed=3), robust=clean)) for s in (0, 1, 2, 5, 10, 20)]
     assert all(b <= a + 1 / len(x) for a, b in zip(acc, acc[1:])), acc  # at most one example of noise
     assert acc[-1] < acc[0] - 0.1, acc  # and the steps do something
 
 
 def test_the_same_seed_gives_the_same_examples_and_another_seed_a_different_start(rounding):
     model, x, y, clean = rounding
-    run = lambda seed: attacks.pgd(model, x, y, EPS, 2, EPS / 4, seed=seed, mode="bpda", clean_correct=clean)
+    run = lambda seed: attacks.pgd(model, x, y, EPS, pgd(2, "bpda", seed=seed), robust=clean)
     assert torch.equal(run(1), run(1))
     assert not torch.equal(attacks.random_start(x, EPS, 1), attacks.random_start(x, EPS, 2))
 
@@ -116,11 +127,11 @@ def test_the_same_seed_gives_the_same_examples_and_another_seed_a_different_star
 def test_restarts_keep_the_worst_case_per_example(rounding):
     model, x, y, clean = rounding
     eps, steps, seed = 8 / 255, 1, 5
-    with_restarts = attacks.pgd(model, x, y, eps, steps, eps / 4, restarts=3, seed=seed, mode="bpda")
+    with_restarts = attacks.pgd(model, x, y, eps, pgd(steps, "bpda", restarts=3, seed=seed))
     per_restart = []
     for r in range(3):  # restart r starts from the noise seeded seed * 1000 + r; both its iterates are scored
         start = attacks.random_start(x, eps, seed * 1000 + r)
-        right = [attacks.predict(model, attacks.craft(model, x, y, start, eps, s, eps / 4, "bpda"), "fp32", 500) == y
+        right = [attacks.predict(model, craft(model, x, y, start, eps, pgd(s, "bpda")), "fp32", 500) == y
                  for s in (0, steps)]
         per_restart.append(clean & right[0] & right[1])
     assert torch.equal(with_restarts, per_restart[0] & per_restart[1] & per_restart[2])
@@ -129,15 +140,15 @@ def test_restarts_keep_the_worst_case_per_example(rounding):
 
 def test_early_exit_changes_the_cost_not_the_result(rounding):
     model, x, y, clean = rounding
-    fast = attacks.pgd(model, x, y, 2 / 255, 5, 0.5 / 255, mode="bpda", early_exit=True)
-    full = attacks.pgd(model, x, y, 2 / 255, 5, 0.5 / 255, mode="bpda", early_exit=False)
+    fast = attacks.pgd(model, x, y, 2 / 255, pgd(5, "bpda"), attacks.Context(early_exit=True))
+    full = attacks.pgd(model, x, y, 2 / 255, pgd(5, "bpda"), attacks.Context(early_exit=False))
     assert (fast != full).sum().item() <= EARLY_EXIT_TOL
 
 
 def test_bf16_autocast_matches_fp32_within_noise(rounding):
     model, x, y, clean = rounding
     x, y, clean = x[:64], y[:64], clean[:64]  # autocast is slow on the CPU
-    fp32, bf16 = (attacks.pgd(model, x, y, 2 / 255, 5, 0.5 / 255, mode="bpda", precision=p, clean_correct=clean)
+    fp32, bf16 = (attacks.pgd(model, x, y, 2 / 255, pgd(5, "bpda"), attacks.Context(p), robust=clean)
                   for p in ("fp32", "bf16"))
     assert abs(_acc(fp32) - _acc(bf16)) <= BF16_TOL
     assert (fp32 != bf16).float().mean().item() <= BF16_TOL
@@ -155,7 +166,7 @@ def test_same_examples_as_torchattacks_pgd_from_the_same_start(trained_small_net
     eps, alpha, steps = 4 / 255, 1 / 255, 10
     torch.manual_seed(7)  # torchattacks draws its start from the global RNG: draw the same noise here
     start = x + torch.empty_like(x).uniform_(-eps, eps)
-    ours = attacks.craft(model, x, y, start, eps, steps, alpha, mode)
+    ours = craft(model, x, y, start, eps, pgd(steps, mode, step_ratio=alpha / eps))
     torch.manual_seed(7)
     theirs = torchattacks.PGD(LibraryView(model, mode or "exact", "fp32"), eps=eps, alpha=alpha, steps=steps,
                               random_start=True)(x, y)
@@ -182,7 +193,7 @@ def test_a_masked_attack_takes_one_step_and_leaves_each_image_at_its_start(round
     model, x, y, _ = rounding
     counting, eps = Counting(model).eval(), 4 / 255
     start = attacks.random_start(x, eps, 0)
-    adv = attacks.craft(counting, x, y, start, eps, 10, eps / 4, "exact", batch=100)
+    adv = craft(counting, x, y, start, eps, pgd(10, "exact"), attacks.Context(batch=100))
     assert counting.grad_calls == 3  # one step per chunk of 100 (256 images), not 10
     assert torch.equal(adv, torch.min(torch.max(start, (x - eps).clamp(min=0)), (x + eps).clamp(max=1)))
 
@@ -206,8 +217,9 @@ def test_examples_that_stop_early_leave_the_others_as_torchattacks_steps_them(tr
     eps, alpha, steps = 4 / 255, 1 / 255, 10
     torch.manual_seed(7)  # torchattacks draws its start from the global RNG: draw the same noise here
     start = x + torch.empty_like(x).uniform_(-eps, eps)
-    frozen = attacks.craft(model, x, y, start, eps, 0, alpha) == attacks.craft(model, x, y, start, eps, steps, alpha)
-    ours = attacks.craft(model, x, y, start, eps, steps, alpha)
+    frozen = craft(model, x, y, start, eps, pgd(0, step_ratio=alpha / eps)) == \
+        craft(model, x, y, start, eps, pgd(steps, step_ratio=alpha / eps))
+    ours = craft(model, x, y, start, eps, pgd(steps, step_ratio=alpha / eps))
     torch.manual_seed(7)
     theirs = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=True)(x, y)
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
@@ -243,8 +255,8 @@ def test_bucketed_attacks_see_a_handful_of_shapes_and_find_the_same_examples(tra
     points, seen = {}, {}
     for shapes in attacks.ATTACK_SHAPES:
         model = ShapesSeen(pipelines.Deployed(pipelines.create("round", None, None, None), net).double()).eval()
-        points[shapes] = attacks.evaluate(model, x, y, cfg, rounds=True, seed=0, precision="fp32", batch=64,
-                                          shapes=shapes)
+        points[shapes] = attacks.evaluate(model, x, y, cfg, rounds=True, seed=0,
+                                          ctx=attacks.Context(batch=64, shapes=shapes))
         seen[shapes] = model.sizes
     assert points["buckets"] == points["exact"]  # the same accuracies, and the same passes counted (`effort`)
     assert set(seen["buckets"]) <= {8 * k for k in range(1, 9)}  # chunks of 64: multiples of 8
@@ -278,13 +290,14 @@ def test_attacks_set_the_cudnn_autotuner_by_their_shapes_and_restore_it(rounding
     seen = AutotunerSeen(model).eval()
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", autotune_before)
     cfg = AttackConfig(eps=(1.0, 4.0), steps=2, modes=("bpda", "exact"), n_eval=len(x))
-    point = attacks.evaluate(seen, x[:64], y[:64], cfg, rounds=True, seed=0, precision="fp32", shapes=shapes)
-    attacks.pgd(seen, x[:64], y[:64], 4 / 255, 2, 1 / 255, mode="bpda", shapes=shapes)
+    point = attacks.evaluate(seen, x[:64], y[:64], cfg, rounds=True, seed=0, ctx=attacks.Context(shapes=shapes))
+    attacks.pgd(seen, x[:64], y[:64], 4 / 255, pgd(2, "bpda"), attacks.Context(shapes=shapes))
     assert seen.seen == ({False} if shapes == "exact" else {autotune_before})
     seen.seen.clear()
     tiny = FinalEvalConfig(n_eval=16, apgd_steps=2, square_queries=2, steps_curve=(1,), eps_curve=(255,))
-    diagnostics.final_evaluation(seen, x, y, 4.0, ("bpda",), tiny, 2, 0.25, "fp32", 0)
-    diagnostics.transfer_check(seen, seen, x[:16], y[:16], 4.0, 2, 0.25, "fp32", 0, whitebox_acc=0.0, tolerance=0.02)
+    at_4 = AttackConfig(eps=(4.0,), steps=2, modes=("bpda",))
+    diagnostics.final_evaluation(seen, x, y, at_4, tiny, "fp32")
+    diagnostics.transfer_check(seen, seen, x[:16], y[:16], at_4, "fp32", whitebox_acc=0.0, tolerance=0.02)
     assert seen.seen == {False}
     assert torch.backends.cudnn.benchmark is autotune_before
     assert set(point["adv"]) == {"1", "4"}

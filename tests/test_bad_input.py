@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from harness.chaos.session import clean_environment
+from harness.chaos import clean_environment
 from PIL import Image
 
 from harness.report import drift
@@ -178,7 +178,7 @@ CASES = [
     Bad("--alpha 0.5", ("--alpha", "0.5"), "--alpha '0.5' must be a number in (0, 0.5), e.g. 0.05", 4),
     Bad("--precision fp8", ("--precision", "fp8"), "unknown precision 'fp8': choose one of auto, bf16, fp32", 4),
     Bad("--compile maybe", ("--compile", "maybe"), "--compile 'maybe': use auto, on or off", 4),
-    Bad("--executor cloud", ("--executor", "cloud"), "--executor 'cloud': use local or slurm", 4),
+    Bad("--executor cloud", ("--executor", "cloud"), "--executor 'cloud': use local, collect or slurm", 4),
     Bad("--attack-shapes fixed", ("--attack-shapes", "fixed"), "--attack-shapes 'fixed': use exact or buckets", 4),
     Bad("--device tpu", ("--device", "tpu"), "--device 'tpu' is not a device: use cpu, cuda or cuda:N", 4),
     Bad("--device cuda (no GPU)", ("--device", "cuda"),

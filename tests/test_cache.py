@@ -113,8 +113,8 @@ def test_leftover_temporaries_are_ignored_and_cleaned(snapshots, tmp_path):
     os.utime(old_data, (0, 0))
     cache = RunCache(root)
     assert not old_data.exists() and young_data.exists() and in_run.exists()
-    assert cache.lookup(key)["key"] == key and not cache.warnings
-    cache.try_lock(key).release()  # the key's lock holder is its folder's only writer
+    assert cache.lookup(key).key == key and not cache.warnings
+    cache.lock(key, blocking=False).release()  # the key's lock holder is its folder's only writer
     assert not in_run.exists()
 
 
@@ -292,8 +292,8 @@ def test_read_only_cache_keeps_serving_finished_runs_and_names_the_folder_it_can
 
         def check():
             cache = RunCache(root)
-            assert cache.lookup(key)["key"] == key
-            for attempt in (lambda: cache.try_lock("f" * 24), lambda: results.write(root / "report", {})):
+            assert cache.lookup(key).key == key
+            for attempt in (lambda: cache.lock("f" * 24, blocking=False), lambda: results.write(root / "report", {})):
                 with pytest.raises(store.StoreError) as refused:
                     attempt()
                 assert "permission denied" in str(refused.value) and str(root) in str(refused.value)

@@ -7,9 +7,11 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 
-from harness.chaos.session import clean_environment
-from harness.chaos.worker import ROOT
+from harness.chaos import clean_environment
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # --quick on 2 seeds: 1 kill, 5 junk files, 4 damaged decoded-data caches, 2 mismatched copies, 3 to 7
 # signals (2 + 3 + 2 pressed at three workers; a press that finds its worker gone is not sent), 1 race,

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from harness.run import attacks, diagnostics, pipelines
-from harness.spec.config import ConfigError, FinalEvalConfig
+from harness.spec.config import AttackConfig, ConfigError, FinalEvalConfig
 
 CFG = FinalEvalConfig(n_eval=64, apgd_steps=5, square_queries=100, steps_curve=(1, 2, 5),
                       eps_curve=(2, 8, 255), tolerance=0.05)  # 0.05 = 3 of 64 examples
@@ -28,26 +28,31 @@ def models(trained_small_net):
 
 
 @pytest.fixture(scope="module")
-def run_args(eps_units):
-    """final_evaluation's settings at the dataset's usual radius (tests/conftest.py): large enough that
-    Square, with few queries, fools this small net."""
-    return dict(eps_units=eps_units, cfg=CFG, steps=10, step_ratio=0.25, precision="fp32", seed=0)
+def attack(eps_units):
+    """The run's attack at the dataset's usual radius (tests/conftest.py): large enough that Square, with few
+    queries, fools this small net."""
+    return AttackConfig(eps=(eps_units,), steps=10, step_ratio=0.25, eval_seed=0)
+
+
+def final(model, x, y, attack, cfg=CFG, **change):
+    """diagnostics.final_evaluation of `attack` with `change` (its fields: modes, steps, ...)."""
+    return diagnostics.final_evaluation(model, x, y, dataclasses.replace(attack, **change), cfg, "fp32")
 
 
 @pytest.fixture(scope="module")
-def sound(models, run_args):
+def sound(models, attack):
     """All three modes: the strongest per example is BPDA's or off's, which have gradients."""
     rounding, _, x, y = models
     pytest.importorskip("torchattacks")
-    return diagnostics.final_evaluation(rounding, x, y, modes=("off", "bpda", "exact"), **run_args)
+    return final(rounding, x, y, attack, modes=("off", "bpda", "exact"))
 
 
 @pytest.fixture(scope="module")
-def masked(models, run_args):
+def masked(models, attack):
     """Only `exact`: the verdict would rest on an attack whose gradient is zero (the post's trap)."""
     rounding, _, x, y = models
     pytest.importorskip("torchattacks")
-    return diagnostics.final_evaluation(rounding, x, y, modes=("exact",), **run_args)
+    return final(rounding, x, y, attack, modes=("exact",))
 
 
 def _plain_json(value) -> bool:
@@ -99,11 +104,11 @@ def test_masked_evaluation_fails_the_checks_that_catch_it(masked):
     assert "no mode with a gradient (only exact)" in masked["checks"]["gradients_not_masked"]["detail"]
 
 
-def test_a_weak_per_epoch_pgd_fails_the_apgd_check(models, run_args):
+def test_a_weak_per_epoch_pgd_fails_the_apgd_check(models, attack):
     """One PGD step of eps/20 barely moves an image; APGD, at the same eps, finds what it missed."""
     pytest.importorskip("torchattacks")
     rounding, _, x, y = models
-    weak = diagnostics.final_evaluation(rounding, x, y, modes=("bpda",), **{**run_args, "steps": 1, "step_ratio": 0.05})
+    weak = final(rounding, x, y, attack, modes=("bpda",), steps=1, step_ratio=0.05)
     check = weak["checks"]["apgd_not_stronger"]
     assert not check["ok"] and "FAILED" in check["detail"]
     assert weak["apgd_ce"]["strongest"] < weak["pgd"]["strongest"] - CFG.tolerance
@@ -113,7 +118,7 @@ def test_missing_torchattacks_records_null_and_a_warning(models, monkeypatch):
     rounding, _, x, y = models
     monkeypatch.setitem(sys.modules, "torchattacks", None)  # `import torchattacks` now raises ImportError
     cfg = FinalEvalConfig(n_eval=16, apgd_steps=2, square_queries=2, steps_curve=(1,), eps_curve=(255,))
-    out = diagnostics.final_evaluation(rounding, x, y, 8.0, ("bpda",), cfg, 2, 0.25, "fp32", 0)
+    out = diagnostics.final_evaluation(rounding, x, y, AttackConfig(eps=(8.0,), steps=2, modes=("bpda",)), cfg, "fp32")
     assert out["apgd_ce"] is None and out["apgd_dlr"] is None and out["square"] is None
     assert diagnostics.MISSING_LIBRARY in out["warnings"]
     assert not out["checks"]["gradient_free_not_stronger"]["ok"]  # unverified is not passed
@@ -137,23 +142,22 @@ def test_library_attacks_are_deterministic_and_leave_the_global_rng_alone(models
     assert not rounding.training  # torchattacks puts the wrapper's training flag back, not ours
 
 
-def test_transfer_check_passes_when_whitebox_is_sound_and_fails_when_masked(models, sound, masked, eps_units):
+def test_transfer_check_passes_when_whitebox_is_sound_and_fails_when_masked(models, sound, masked, attack):
     rounding, baseline, x, y = models
     x, y = x[:CFG.n_eval], y[:CFG.n_eval]
-    args = dict(eps_units=eps_units, steps=5, step_ratio=0.25, precision="fp32", seed=0, tolerance=CFG.tolerance)
+    args = dict(attack_cfg=dataclasses.replace(attack, steps=5), precision="fp32", tolerance=CFG.tolerance)
     honest = diagnostics.transfer_check(baseline, rounding, x, y, whitebox_acc=sound["pgd"]["strongest"], **args)
     fooled = diagnostics.transfer_check(baseline, rounding, x, y, whitebox_acc=masked["pgd"]["strongest"], **args)
-    assert set(honest) == {"eps", "direction", "transfer_acc", "whitebox_acc", "ok", "detail"} and _plain_json(honest)
-    assert honest["direction"] == "worse->better" and honest["detail"].startswith("worse->better: ")
+    assert set(honest) == {"eps", "transfer_acc", "whitebox_acc", "ok", "detail"} and _plain_json(honest)
     assert honest["ok"] and not fooled["ok"]
     assert honest["transfer_acc"] == fooled["transfer_acc"] < masked["pgd"]["strongest"] - CFG.tolerance
     assert "FAILED" in fooled["detail"] and f"{CFG.tolerance:g}" in fooled["detail"]
 
 
-def test_unknown_modes_are_a_clear_error(models, run_args):
+def test_unknown_modes_are_a_clear_error(models, attack):
     rounding, _, x, y = models
     with pytest.raises(ConfigError, match=r"attack modes \['soft'\].*off, bpda, exact, pgd"):
-        diagnostics.final_evaluation(rounding, x, y, modes=("soft",), **run_args)
+        final(rounding, x, y, attack, modes=("soft",))
 
 
 class Saturated(torch.nn.Module):
@@ -168,33 +172,29 @@ class Saturated(torch.nn.Module):
         return self.model(x) * self.scale
 
 
-def test_apgd_dlr_finds_what_saturated_cross_entropy_misses(models, run_args):
+def test_apgd_dlr_finds_what_saturated_cross_entropy_misses(models, attack):
     pytest.importorskip("torchattacks")
     _, baseline, x, y = models
     saturated = Saturated(baseline, 1e4).eval()
-    out = diagnostics.final_evaluation(saturated, x, y, modes=("pgd",), **run_args)
+    out = final(saturated, x, y, attack, modes=("pgd",))
     assert out["zero_grad"]["pgd"] > 0.3  # cross-entropy saturated on many examples
     assert out["apgd_dlr"]["strongest"] < out["apgd_ce"]["strongest"] - CFG.tolerance
     assert out["apgd_dlr"]["strongest"] < out["pgd"]["strongest"] - CFG.tolerance
     check = out["checks"]["apgd_not_stronger"]
     assert not check["ok"] and f"DLR {out['apgd_dlr']['strongest']:.3f}" in check["detail"]
-    no_dlr = diagnostics.final_evaluation(saturated, x, y, modes=("pgd",), **{**run_args,
-                                          "cfg": dataclasses.replace(CFG, apgd_dlr=False)})
+    no_dlr = final(saturated, x, y, attack, dataclasses.replace(CFG, apgd_dlr=False), modes=("pgd",))
     assert no_dlr["apgd_dlr"] is None and no_dlr["apgd_ce"] == out["apgd_ce"]
 
 
-def test_transfer_runs_both_ways_and_says_which(models, eps_units):
+def test_transfer_crafts_through_the_sources_rounding_with_bpda(models, attack):
     rounding, baseline, x, y = models
     x, y = x[:CFG.n_eval], y[:CFG.n_eval]
-    args = dict(eps_units=eps_units, steps=5, step_ratio=0.25, precision="fp32", seed=0, whitebox_acc=0.0,
+    args = dict(attack_cfg=dataclasses.replace(attack, steps=5), precision="fp32", whitebox_acc=0.0,
                 tolerance=CFG.tolerance)
     there = diagnostics.transfer_check(baseline, rounding, x, y, **args)
-    back = diagnostics.transfer_check(rounding, baseline, x, y, **args, direction="better->worse")
-    assert (there["direction"], back["direction"]) == ("worse->better", "better->worse")
-    assert back["detail"].startswith("better->worse: PGD-5 crafted on the source (bpda)")
-    assert there["detail"].startswith("worse->better: PGD-5 crafted on the source (as deployed)")
-    with pytest.raises(ConfigError, match="transfer direction 'sideways'"):
-        diagnostics.transfer_check(rounding, baseline, x, y, **args, direction="sideways")
+    back = diagnostics.transfer_check(rounding, baseline, x, y, **args)
+    assert back["detail"].startswith("PGD-5 crafted on the source (bpda)")
+    assert there["detail"].startswith("PGD-5 crafted on the source (as deployed)")
 
 
 def test_a_transfer_from_a_model_to_itself_is_its_white_box_pgd(models, eps_units):
@@ -202,21 +202,22 @@ def test_a_transfer_from_a_model_to_itself_is_its_white_box_pgd(models, eps_unit
     rounding, _, x, y = models
     x, y = x[:CFG.n_eval], y[:CFG.n_eval]
     eps, seed = eps_units / 255, 2
-    self_transfer = diagnostics.transfer_check(rounding, rounding, x, y, eps_units, 5, 0.25, "fp32", seed * 1000,
-                                               whitebox_acc=0.0, tolerance=CFG.tolerance)
-    white_box = attacks.pgd(rounding, x, y, eps, 5, eps * 0.25, seed=seed, mode="bpda")
+    at_eps = AttackConfig(eps=(eps_units,), steps=5, eval_seed=seed * 1000)  # the transfer's start: pgd's first
+    self_transfer = diagnostics.transfer_check(rounding, rounding, x, y, at_eps, "fp32", whitebox_acc=0.0,
+                                               tolerance=CFG.tolerance)
+    white_box = attacks.pgd(rounding, x, y, eps, AttackConfig(steps=5, modes=("bpda",), eval_seed=seed))
     assert self_transfer["transfer_acc"] == attacks.accuracy(white_box)
 
 
-def test_final_pgd_uses_the_runs_restarts(models, run_args, monkeypatch):
+def test_final_pgd_uses_the_runs_restarts(models, attack, monkeypatch):
     rounding, _, x, y = models
     monkeypatch.setitem(sys.modules, "torchattacks", None)  # PGD only: the library's attacks are not the point
-    one, two = (diagnostics.final_evaluation(rounding, x, y, modes=("off", "bpda"), **run_args, restarts=r)
-                for r in (1, 2))
+    one, two = (final(rounding, x, y, attack, modes=("off", "bpda"), restarts=r) for r in (1, 2))
     x, y = x[:CFG.n_eval], y[:CFG.n_eval]
-    eps = run_args["eps_units"] / 255
+    eps = attack.eps[0] / 255
     for mode, first in (("off", 0), ("bpda", 2)):  # gradient mode j starts at start j * restarts
-        expect = attacks.pgd(rounding, x, y, eps, 10, eps * 0.25, restarts=2, mode=mode, first_start=first)
+        cfg = dataclasses.replace(attack, restarts=2, modes=(mode,))
+        expect = attacks.pgd(rounding, x, y, eps, cfg, first_start=first)
         assert two["pgd"][mode] == attacks.accuracy(expect)
         assert two["pgd"][mode] <= one["pgd"][mode]
 
@@ -250,24 +251,24 @@ class NoisyGradient(torch.nn.Module):
         return self.model(_Noise.apply(x, self.p))
 
 
-def test_more_steps_and_restarts_find_little_on_an_honest_model_and_much_on_a_noisy_gradient(models, run_args):
+def test_more_steps_and_restarts_find_little_on_an_honest_model_and_much_on_a_noisy_gradient(models, attack):
     """Scored on every iterate, a longer attack's accuracy can never rise, so "accuracy must not rise with more
     steps" could not fail. The check now runs PGD with the curve's most steps (20) from twice as many fresh
     starts: on the honest model it finds at most a tolerance more; behind a gradient that is right one call in
     five, the run's PGD-10 is far from converged and the longer attack finds more (0.08-0.14 of the examples,
     Fashion-MNIST and CIFAR-10, two noise seeds)."""
     _, baseline, x, y = models
-    args = {**run_args, "cfg": dataclasses.replace(CFG, steps_curve=(1, 5, 20))}
-    honest = diagnostics.final_evaluation(baseline, x, y, modes=("pgd",), **args)["checks"]["more_effort_finds_little"]
+    cfg = dataclasses.replace(CFG, steps_curve=(1, 5, 20))
+    honest = final(baseline, x, y, attack, cfg, modes=("pgd",))["checks"]["more_effort_finds_little"]
     assert honest["ok"] and "PGD-20 from 2 fresh starts" in honest["detail"]
     for seed in (0, 1):  # the noise layer's draws
         torch.manual_seed(seed)
-        noisy = diagnostics.final_evaluation(NoisyGradient(baseline, 0.2).eval(), x, y, modes=("pgd",), **args)
+        noisy = final(NoisyGradient(baseline, 0.2).eval(), x, y, attack, cfg, modes=("pgd",))
         check = noisy["checks"]["more_effort_finds_little"]
         assert not check["ok"] and "FAILED: at most 0.05 more" in check["detail"]
 
 
-def test_the_gradient_check_means_something_on_a_rounding_arm(models, run_args, trained_small_net, sound):
+def test_the_gradient_check_means_something_on_a_rounding_arm(models, attack, trained_small_net, sound):
     """On a rounding arm `off` and `bpda` always have gradients, so "zero under every mode" could not fail
     there. The check now asks whether each gradient the attack uses beats a random step on the deployed model:
     the honest Round arm's do; a network whose gradient is noise behind the same rounding fails, through BPDA
@@ -277,8 +278,8 @@ def test_the_gradient_check_means_something_on_a_rounding_arm(models, run_args, 
     _, baseline, x, y = models
     noisy_round = pipelines.Deployed(pipelines.create("round", None, None, None),
                                      NoisyGradient(trained_small_net[0])).eval()
-    bad = [diagnostics.final_evaluation(noisy_round, x, y, modes=("off", "bpda", "exact"), **run_args),
-           diagnostics.final_evaluation(NoisyGradient(baseline).eval(), x, y, modes=("pgd",), **run_args)]
+    bad = [final(noisy_round, x, y, attack, modes=("off", "bpda", "exact")),
+           final(NoisyGradient(baseline).eval(), x, y, attack, modes=("pgd",))]
     assert sound["checks"]["gradients_not_masked"]["ok"], sound["checks"]["gradients_not_masked"]
     assert bad[0]["zero_grad"]["off"] == bad[0]["zero_grad"]["bpda"] == 0.0  # the old check passed it
     for out in bad:

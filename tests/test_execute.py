@@ -13,7 +13,7 @@ from harness.judge import verdict
 from harness.cache.runs import RunCache
 from harness.spec.config import (ADAMW_VIT, PROFILES, SGD_RESNET, AttackConfig, Claim, ConfigError, FinalEvalConfig,
                             Recipe, RunConfig, Variant)
-from harness.chaos.worker import numbers
+from harness.chaos import numbers
 from harness.executors.local import CollectExecutor, LocalExecutor
 from harness.spec.records import TrainedWith
 from helpers import NO_CHECKS, TOY_CONFIG, make_run

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from harness.chaos.session import Session, plugin_env
+from harness.chaos import Session, plugin_env
 
 from harness import chaos
 from harness.plugin import collector

@@ -1,4 +1,4 @@
-"""SlurmExecutor against a real single-node SLURM cluster (tools/slurm/cluster.sh; the slurm_cluster
+"""JobArray against a real single-node SLURM cluster (tools/slurm/cluster.sh; the slurm_cluster
 fixture starts it). Skipped, with the reason, where slurm-wlm, munge or submitit are missing, or where the
 cluster cannot start (it needs root: without systemd or cgroups, slurmd runs jobs as the user who starts it).
 """
@@ -17,7 +17,8 @@ submitit = pytest.importorskip("submitit", reason="submitit is not installed: pi
 import cloudpickle  # noqa: E402  (submitit's dependency)
 
 from harness.spec.config import ConfigError  # noqa: E402
-from harness.executors.slurm import SlurmExecutor  # noqa: E402
+from harness.executors.slurm import JobArray  # noqa: E402
+from harness.plugin.settings import SlurmOptions  # noqa: E402
 
 # The jobs unpickle this module's job function; SLURM's job cannot import a pytest test module by name.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -59,20 +60,22 @@ def starts(tmp_path, name) -> list[int]:
     return [int(x) for x in (tmp_path / name / "starts").read_text().split()]
 
 
-def executor(tmp_path) -> SlurmExecutor:
-    return SlurmExecutor(tmp_path / "logs", timeout_min=5, array_parallelism=2, poll_s=0.5, state_check_s=2)
+CPU_JOBS = SlurmOptions(gpus=0, time_min=5, parallel=2)  # --slurm-* as settings.read checks them
 
 
-def test_bad_options_and_a_missing_sbatch_are_refused_with_the_fix(tmp_path, monkeypatch):
-    with pytest.raises(ConfigError, match=r"timeout_min=1 must be a whole number >= 2"):
-        SlurmExecutor(tmp_path, timeout_min=1)
-    with pytest.raises(ConfigError, match=r"gpus_per_job=-1"):
-        SlurmExecutor(tmp_path, gpus_per_job=-1)
-    with pytest.raises(ConfigError, match=r"mem_gb=0"):
-        SlurmExecutor(tmp_path, mem_gb=0)
+def executor(tmp_path) -> JobArray:
+    return JobArray(tmp_path / "logs", CPU_JOBS, poll_s=0.5, state_check_s=2)
+
+
+def test_the_options_become_slurm_parameters_and_a_missing_sbatch_is_refused_with_the_fix(tmp_path, monkeypatch):
+    given = SlurmOptions(partition="gpu", gpus=2, time_min=2, parallel=4, cpus=8, mem_gb=1.5)
+    assert JobArray(tmp_path, given, setup=["export A=1"]).parameters == {
+        "job_name": "advhyp", "time": 2, "array_parallelism": 4, "signal_delay_s": 60, "partition": "gpu",
+        "setup": ["export A=1"], "gpus_per_node": 2, "cpus_per_task": 8, "mem": "1536M"}
+    assert set(executor(tmp_path).parameters) == {"job_name", "time", "array_parallelism", "signal_delay_s"}
     monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch here
     with pytest.raises(ConfigError, match=r"needs SLURM's sbatch on PATH.*cluster\.sh start"):
-        SlurmExecutor(tmp_path).run(train_like, [Spec(str(tmp_path), "a")])
+        executor(tmp_path).run(train_like, [Spec(str(tmp_path), "a")])
 
 
 def listening_addresses(port: int) -> set[str]:
@@ -140,7 +143,7 @@ def test_a_run_out_of_requeues_is_reported_failed(slurm_cluster, tmp_path):
             subprocess.run(["scancel", "--signal=USR2", first.read_text()], check=True)
             signalled.append(1)
 
-    ex = SlurmExecutor(tmp_path / "logs", timeout_min=5, max_timeouts=0, poll_s=0.5, state_check_s=2)
+    ex = JobArray(tmp_path / "logs", CPU_JOBS, max_timeouts=0, poll_s=0.5, state_check_s=2)
     [error] = ex.run(train_like, [spec], progress=time_out_after_first_epoch)
     assert error is not None and "timed-out too many times" in error
     assert starts(tmp_path, "long") == [0]  # not requeued

@@ -22,7 +22,7 @@ from harness.plugin import settings
 from harness.cache.runs import Lock, RunCache
 from harness.spec.config import PROFILES, AttackConfig, Claim, ConfigError, Profile, Recipe, Variant
 from harness.run.data import Sources
-from harness.executors.local import Job, LocalExecutor, perform
+from harness.executors.local import LocalExecutor
 from helpers import fake_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -230,7 +230,7 @@ def test_a_failing_job_is_reported_not_cached_and_the_session_completes(slurm_se
 def test_a_preempted_job_resumes_from_its_checkpoint_with_the_uninterrupted_numbers(slurm_cluster, tmp_path,
                                                                                    tiny_images):
     pytest.importorskip("submitit", reason="submitit is not installed: pip install -e .[test]")
-    from harness.executors.slurm import SlurmExecutor
+    from harness.executors.slurm import Job, JobArray, perform
     sources = Sources(bindings=(("cifar10", str(tiny_images)),))
     profile = Profile(
         name="tiny", seeds=(0,), epochs=4, train_subset=64, attack=AttackConfig(eps=(1.0,), steps=1, n_eval=16),
@@ -245,8 +245,8 @@ def test_a_preempted_job_resumes_from_its_checkpoint_with_the_uninterrupted_numb
     cache = RunCache(tmp_path / "cache")
     [(key, cfg)] = reference.keys(configs, reference.dataset(configs)).items()
     progress = tmp_path / "progress.log"
-    job = Job(config=cfg, key=key, cache_dir=str(cache.root), sources=sources, session="resume",
-              progress=str(progress), threads=1)
+    trainer = LocalExecutor(cache=cache, sources=sources, device=torch.device("cpu"), final_eval=None, session="resume")
+    job = Job(trainer, cfg, key, final_eps=(), progress=str(progress), threads=1)
     signalled = []
 
     def preempt_after_first_epoch():
@@ -256,12 +256,12 @@ def test_a_preempted_job_resumes_from_its_checkpoint_with_the_uninterrupted_numb
             subprocess.run(["scancel", "--signal=USR2", job_id], check=True)  # as SLURM warns a preempted job
             signalled.append(time.monotonic())
 
-    array = SlurmExecutor(tmp_path / "logs", timeout_min=10, poll_s=0.5, state_check_s=2)
+    array = JobArray(tmp_path / "logs", settings.SlurmOptions(gpus=0, time_min=10), poll_s=0.5, state_check_s=2)
     assert array.run(perform, [job], progress=preempt_after_first_epoch) == [None]
     lines = progress.read_text().splitlines()
     assert signalled and sum(" starts on " in line for line in lines) == 2, lines  # preempted once, requeued
     assert sum("epoch 1/4" in line for line in lines) == 1, lines  # the second start resumed after epoch 1
     resumed = cache.lookup(key)
-    assert numbers(resumed["records"]) == numbers(uninterrupted.to_dict()["records"])
+    assert numbers(resumed.to_dict()["records"]) == numbers(uninterrupted.to_dict()["records"])
     final, expected = cache.final_state(key), reference.cache.final_state(key)
     assert final.keys() == expected.keys() and all(torch.equal(final[k], expected[k]) for k in final)

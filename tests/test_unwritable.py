@@ -4,7 +4,7 @@ under xdist, a real file system (a tmpfs) that the kernel says is full. A folder
 read-only when the session starts is refused before anything runs: tests/test_bad_input.py."""
 from __future__ import annotations
 
-from harness.chaos.session import FILLER, Session, plugin_env
+from harness.chaos import FILLER, Session, plugin_env
 from harness.spec import results
 
 

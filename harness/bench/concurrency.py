@@ -63,7 +63,7 @@ def harness_trainer(model: str, input_size: int | None, recipe: Recipe, ds: Data
         net.train()
         for _ in range(n):
             idx = torch.randint(len(x), (batch,), device=device, generator=gen)
-            train.train_step(stepper, opt, sched, x[idx], y[idx], recipe, gen, precision, channels_last)
+            train.train_step(stepper, sched, x[idx], y[idx], recipe, gen, precision, channels_last)
         sync(device)
     return run_steps, net, stepper
 

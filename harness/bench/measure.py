@@ -9,7 +9,7 @@ from typing import Callable
 import torch
 
 from ..run import attacks, models
-from ..spec.config import ADAMW_VIT, SGD_RESNET, Recipe
+from ..spec.config import ADAMW_VIT, SGD_RESNET, AttackConfig, Recipe
 from ..run.data import Dataset
 from . import reference
 from .concurrency import harness_trainer, sync
@@ -51,6 +51,7 @@ SIZES = {  # full: about 3-4 minutes on one H200 for all three models and --conc
                  train_images=50_000, concurrency_steps=200, repeats=1),
 }
 PGD_EPS, PGD_STEP = 8 / 255, 2 / 255
+PGD_RATIO = PGD_STEP / PGD_EPS  # 0.25 exactly: the harness's attack takes its step as a ratio of eps
 
 
 def best_seconds(fn: Callable[[], None], repeats: int, device: torch.device) -> float:
@@ -106,8 +107,8 @@ def bench_model(name: str, ds: Dataset, device: torch.device, precision: str, si
         stepper.eval()
 
         def harness_pgd(n: int, steps: int, shapes: str = "exact") -> None:
-            attacks.pgd(stepper, x_dev[:n], y_dev[:n], PGD_EPS, steps, PGD_STEP, early_exit=False,
-                        precision=precision, batch=size.pgd_batch, shapes=shapes)
+            attacks.pgd(stepper, x_dev[:n], y_dev[:n], PGD_EPS, AttackConfig(steps=steps, step_ratio=PGD_RATIO),
+                        attacks.Context(precision, size.pgd_batch, early_exit=False, shapes=shapes))
         harness_pgd(size.pgd_batch, 1)  # warm-up: compilation and first-call costs for the attack's shapes
         pgd[f"harness_{path}"] = len(x) / best_seconds(lambda: harness_pgd(len(x), size.pgd_steps),
                                                        size.repeats, device)

@@ -93,8 +93,8 @@ def shapes_eval(run: config.RunConfig, ds: Dataset, device: torch.device, state:
     out = {}
     for shapes in attacks.ATTACK_SHAPES:
         def evaluate():
-            out[shapes] = {"adv": attacks.evaluate(model, x, y, run.attack, model.rounds, seed, run.precision,
-                                                   shapes=shapes)["adv"]}
+            out[shapes] = {"adv": attacks.evaluate(model, x, y, run.attack, model.rounds, seed,
+                                                   attacks.Context(run.precision, shapes=shapes))["adv"]}
         evaluate()  # tunes and warms this policy's shapes
         out[shapes]["eval_s"] = best_seconds(evaluate, 1, device)
     return out

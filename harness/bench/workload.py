@@ -20,7 +20,7 @@ HYPOTHESES = Path(__file__).resolve().parents[2] / "hypotheses"
 class Work:
     """One part of the paper profile: `runs` runs of `epochs` epochs; each epoch trains on TRAIN_IMAGES and
     attacks EVAL_IMAGES with PGD-EVAL_STEPS at `eps` radii x `modes` attack modes, of which `masked` craft
-    through rounding's zero gradient (`exact`) and so stop after one step (harness.run.attacks.craft)."""
+    through rounding's zero gradient (`exact`) and so stop after one step (harness.run.attacks.attack)."""
     part: str
     model: str  # key in harness.bench.measure.SPECS
     runs: int

@@ -18,7 +18,6 @@ import fcntl
 import functools
 import hashlib
 import importlib.metadata
-import math
 import os
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from pathlib import Path
 import torch
 
 from . import store
+from ..spec.records import EpochRecord, Run
 
 # The modules whose code computes the numbers: editing one invalidates every cached run.
 NUMERIC_MODULES = ("spec/config.py", "spec/budget.py", "spec/records.py", "run/data.py", "run/formats.py",
@@ -84,29 +84,29 @@ class RunCache:
     def dir(self, key: str) -> Path:
         return self.root / "runs" / key
 
-    def try_lock(self, key: str) -> Lock | None:
+    def lock(self, key: str, blocking: bool = True) -> Lock | None:
+        """The key's lock, whose holder is the only writer in its folder; None, without blocking, while
+        another process holds it."""
         try:
-            lock = Lock(self.root / "runs" / f"{key}.lock", blocking=False)
+            lock = Lock(self.root / "runs" / f"{key}.lock", blocking)
         except BlockingIOError:
             return None
         store.clean_temporaries(self.dir(key), older_than_s=0)
         return lock
 
-    def lock(self, key: str) -> Lock:
-        lock = Lock(self.root / "runs" / f"{key}.lock", blocking=True)
-        store.clean_temporaries(self.dir(key), older_than_s=0)
-        return lock
-
-    def lookup(self, key: str) -> dict | None:
-        """The finished run, or None. A corrupt entry is moved aside (and named in warnings)."""
+    def lookup(self, key: str) -> Run | None:
+        """The finished run, or None. A corrupt entry (or one that is not a finished Run of `key`, one record
+        per epoch) is moved aside, and named in warnings."""
         path = self.dir(key) / "result.json"
         if not path.exists():
             return None
         try:
-            result = store.read_json(path, checksum=True)
-            _check_result(result, key)
+            run = Run.from_dict(store.read_json(path, checksum=True), f"cached run {key}")
+            if run.key != key or run.status != "done":
+                raise ValueError(f"it holds run {run.key!r} ({run.status}), not the finished run {key!r}")
+            _check_epochs(run.records, run.config.epochs)
             self._check_final_weights(key)
-            return result
+            return run
         except (ValueError, OSError) as e:
             self.quarantine(path, f"unreadable finished run ({e})")
             return None
@@ -195,30 +195,11 @@ class RunCache:
             self.warnings.append(f"cache: {why} at {path}, and it could not be moved aside ({e})")
 
 
-def _check_result(result: dict, key: str) -> None:
-    """Raise ValueError unless `result` is a finished run of `key` with one valid record per epoch."""
-    if not isinstance(result, dict):
-        raise ValueError("it is not a JSON object")
-    if result.get("key") != key:
-        raise ValueError(f"it holds run {result.get('key')!r}, not {key!r}")
-    if result.get("status") != "done":
-        raise ValueError(f"its status is {result.get('status')!r}, not 'done'")
-    epochs = (result.get("config") or {}).get("epochs")
-    _check_records(result.get("records"), epochs)
-
-
-def _check_records(records, epochs: int | None = None) -> None:
-    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
-        raise ValueError("its records are not a list of per-epoch objects")
-    if [r.get("epoch") for r in records] != list(range(1, len(records) + 1)):
+def _check_epochs(records: list[EpochRecord], epochs: int | None = None) -> None:
+    if [r.epoch for r in records] != list(range(1, len(records) + 1)):
         raise ValueError(f"its records are not epochs 1..{len(records)} in order")
     if epochs is not None and len(records) != epochs:
         raise ValueError(f"it has {len(records)} epoch records, its config says {epochs}")
-    for r in records:
-        clean = r.get("clean")
-        accuracy = isinstance(clean, float) and (0 <= clean <= 1 or math.isnan(clean))
-        if not accuracy or not isinstance(r.get("adv"), dict):
-            raise ValueError(f"epoch {r['epoch']}: clean accuracy {clean!r} or its 'adv' entry is not valid")
 
 
 class Checkpoint:
@@ -240,7 +221,7 @@ class Checkpoint:
                 raise ValueError(f"it lacks {', '.join(missing)}")
             if state["key"] != self.key:
                 raise ValueError(f"it belongs to run {state['key']!r}")
-            _check_records(state["records"])
+            _check_epochs([EpochRecord.from_dict(r, "its record") for r in state["records"]])
         except ValueError as e:
             self.cache.quarantine(self.path, f"unusable checkpoint ({e})")
             return None

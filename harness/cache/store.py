@@ -7,6 +7,7 @@ removes.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import io
@@ -80,7 +81,8 @@ def atomic_write(path: Path, data: bytes, flag: str = "--cache-dir / --reports-d
                 os.fsync(f.fileno())
             os.replace(tmp, path)
         except BaseException:
-            _unlink_quietly(Path(tmp))
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
             raise
         _fsync_folder(path.parent)  # make the rename itself survive a power cut
     except OSError as e:
@@ -93,13 +95,6 @@ def _fsync_folder(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _unlink_quietly(p: Path) -> None:
-    try:
-        p.unlink()
-    except OSError:
-        pass
 
 
 def clean_temporaries(folder: Path, older_than_s: float = 3600.0) -> int:

@@ -17,7 +17,7 @@ end, every run is finished, identical, and no file was lost. --quick runs only t
 neither root nor sessions.
 
 `python -m harness.chaos work --cache DIR ...` is the worker it starts (the tests start it too): it gets
-the runs through the runner (harness.chaos.worker.run_small), prints `EPOCH <key> <n>` after each
+the runs through a LocalExecutor (harness.chaos.worker.run_small), prints `EPOCH <key> <n>` after each
 checkpoint and `RESULT <json>` at the end.
 """
 from __future__ import annotations

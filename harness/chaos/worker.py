@@ -31,17 +31,12 @@ def small_profile(seeds: tuple[int, ...], epochs: int):
                    decides=False, substitute_data=False)
 
 
-def small_runs(executor, claim, profile, dataset: str) -> dict:
-    """arm -> Runs of `claim` on `dataset` at `profile`, in fp32, through `executor` (the cache)."""
-    from ..spec import plan
-    return executor.runs(plan.run_configs(plan.Plan(claim, profile, (dataset,), claim.eps), dataset, "fp32"))
-
-
 def run_small(cache: RunCache, sources, seeds: tuple[int, ...], epochs: int, device: str, session: str,
               log) -> list:
     """The one place chaos gets runs: ResNet18 (batches of 32) once per seed on the first dataset of
     `sources`, at `small_profile`'s size, through a LocalExecutor on `cache`. Returns the Runs."""
     from ..run import runtime
+    from ..spec import plan
     from ..spec.config import Claim, Recipe, Variant
     from ..executors.local import LocalExecutor
     dataset = sources.bindings[0][0]
@@ -50,7 +45,8 @@ def run_small(cache: RunCache, sources, seeds: tuple[int, ...], epochs: int, dev
                   eps=(8.0,), deciding_eps=8.0)
     executor = LocalExecutor(cache=cache, sources=sources, device=runtime.pick_device(device), final_eval=None,
                              session=session, log=log)
-    return [r for rs in small_runs(executor, claim, small_profile(seeds, epochs), dataset).values() for r in rs]
+    p = plan.Plan(claim, small_profile(seeds, epochs), (dataset,), claim.eps)
+    return [r for rs in executor.runs(plan.run_configs(p, dataset, "fp32")).values() for r in rs]
 
 
 def work(args) -> int:

@@ -1,41 +1,31 @@
-"""Where runs come from: the cache, or training; and the final-checkpoint checks beside them.
+"""Runs from the cache, or trained in this process; and the final-checkpoint checks beside them.
 
-Every executor makes the same promise, `runs(configs) -> finished, failed or missing Runs`, and the
-run cache is the rendezvous of all of them (keys, locks and atomic publish make a shared folder safe):
-- `LocalExecutor` trains in this process what the cache lacks. Workers that need the same runs share
-  them: a run another process is training is skipped and collected at the end, so three workers asking
-  for six runs train six, not eighteen.
-- `CollectExecutor` trains nothing: every verdict from the cache alone, and each absent run named.
-- `harness.executors.slurm.SlurmExecutor` trains the absent runs as a SLURM job array (`perform` is the job).
+`LocalExecutor` (`--executor local`) trains what the cache lacks when a test asks for it. Workers that need
+the same runs share them through the cache's locks: a run another process trains is skipped and collected
+at the end, so three workers asking for six runs train six, not eighteen. `CollectExecutor`
+(`--collect-only-runs`) trains nothing and names each run the cache lacks. harness.executors.slurm trains
+in SLURM jobs, each a LocalExecutor, and reads back as CollectExecutor does.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import os
-import platform
 import time
 import traceback
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
 from ..cache.runs import RunCache, code_version
-from ..run import data, diagnostics, runtime, train
-from ..run.data import fixed_subset
+from ..run import data, diagnostics, train
 from ..spec import results
 from ..spec.config import STRONGEST, Claim, ConfigError, FinalEvalConfig, RunConfig, key
+from ..spec.plan import Need
 from ..spec.records import EpochRecord, FinalChecks, FinalEvaluation, Run, Runs, TrainedWith, Transfer
-from ..spec.schema import SchemaError
 
-
-class Executor(Protocol):
-    def runs(self, configs: dict[str, list[RunConfig]]) -> Runs:
-        """arm -> one Run per config: status "done" (with per-epoch records), "failed" or "missing"."""
-
-    def final_checks(self, claim: Claim, configs: dict[str, list[RunConfig]], runs: Runs) -> FinalChecks | None:
-        """The final-checkpoint checks of the runs, or None when the profile has no final evaluation."""
+if TYPE_CHECKING:
+    from ..plugin.settings import Settings
 
 
 @dataclass
@@ -52,11 +42,24 @@ class LocalExecutor:
     failures: dict = field(default_factory=dict)  # key -> error, in this process
     data_notes: list = field(default_factory=list)  # what loading the data noticed (skipped files, ...)
 
+    @classmethod
+    def from_settings(cls, s: Settings, device: torch.device, session: str, log: Callable[[str], None]):
+        """The session's executor (harness.executors.EXECUTORS): its cache, data, profile and switches."""
+        return cls(cache=RunCache(s.cache_dir), sources=s.sources, device=device, final_eval=s.profile.final_eval,
+                   compile_mode=s.compile, early_exit=s.early_exit, attack_shapes=s.attack_shapes, session=session,
+                   log=log)
+
+    def obtain(self, needs: list[Need]) -> None:
+        """Nothing before the tests: each test trains what it asks for (`runs`), so that xdist's workers share
+        the session's runs one by one through the cache's locks."""
+
+    def warnings(self) -> list[str]:
+        """What the report should warn about: cache files moved aside, data files skipped."""
+        return list(self.cache.warnings) + self.data_notes
+
     def dataset(self, configs: dict[str, list[RunConfig]]) -> data.Dataset:
-        names = {c.dataset for cs in configs.values() for c in cs}
-        if len(names) != 1:
-            raise ValueError(f"one dataset per call, got {sorted(names)}")
-        ds = data.load(names.pop(), self.sources, self.cache.root)
+        [name] = {c.dataset for cs in configs.values() for c in cs}  # one dataset per call
+        ds = data.load(name, self.sources, self.cache.root)
         self.data_notes += [f"{ds.name}: {n}" for n in ds.notes if f"{ds.name}: {n}" not in self.data_notes]
         return ds
 
@@ -72,7 +75,7 @@ class LocalExecutor:
         while pending:
             progressed = False
             for k in list(pending):
-                result = self.obtain(k, keyed[k], ds)
+                result = self.get(k, keyed[k], ds)
                 if result is not None:
                     done[k] = result
                     pending.remove(k)
@@ -82,31 +85,24 @@ class LocalExecutor:
         by_config = {id(c): k for k, c in keyed.items()}
         return {name: [done[by_config[id(c)]] for c in cs] for name, cs in configs.items()}
 
-    def obtain(self, k: str, cfg: RunConfig, ds: data.Dataset) -> Run | None:
+    def get(self, k: str, cfg: RunConfig, ds: data.Dataset) -> Run | None:
         """The run (finished or failed), or None if another process holds it right now."""
         if k in self.failures:
             return absent(k, cfg, ds, "failed", self.failures[k])
-        hit = self.lookup(k)
-        if hit is not None:
-            return hit
+        hit = self.cache.lookup(k)
+        return hit if hit is not None else self.missing(k, cfg, ds)
+
+    def missing(self, k: str, cfg: RunConfig, ds: data.Dataset) -> Run | None:
+        """A run the cache lacks: trained here, or None while another process trains it."""
         failure = self.cache.failure(k)
         if failure and failure.get("session") == self.session:  # failed in this session: don't retry now
             return absent(k, cfg, ds, "failed", failure["error"].splitlines()[0])
-        lock = self.cache.try_lock(k)
+        lock = self.cache.lock(k, blocking=False)
         if lock is None:
             return None
         with lock:
-            hit = self.lookup(k)
+            hit = self.cache.lookup(k)
             return hit if hit is not None else self.train(k, cfg, ds)
-
-    def lookup(self, k: str) -> Run | None:
-        """The finished run k from the cache, or None (an entry that is not a Run is moved aside)."""
-        hit = self.cache.lookup(k)
-        try:
-            return None if hit is None else Run.from_dict(hit, f"cached run {k}")
-        except SchemaError as e:
-            self.cache.quarantine(self.cache.dir(k) / "result.json", f"unreadable finished run ({e})")
-            return None
 
     def train(self, k: str, cfg: RunConfig, ds: data.Dataset) -> Run:
         start = time.perf_counter()
@@ -154,13 +150,11 @@ class LocalExecutor:
         finished = [r for rs in runs.values() for r in rs if r.done]
         finals, bests, warnings, transfers = {}, {}, [], []
         for i, r in enumerate(finished, 1):
-            finals[r.key] = self.final_evaluation(r.key, cfg_of[r.key], ds, eps, f"{i}/{len(finished)}")
+            finals[r.key], best = self.evaluations(r, cfg_of[r.key], ds, eps, f"{i}/{len(finished)}")
             warnings += [f"{r.label}: {w}" for w in finals[r.key].failed]
-            best = _best_not_last(r, eps)
             if best is not None:
-                bests[r.key] = self.final_evaluation(r.key, cfg_of[r.key], ds, eps, f"{i}/{len(finished)}", best)
-                warnings += [f"{r.label} (epoch {best}, its best adversarial accuracy): {w}"
-                             for w in bests[r.key].failed]
+                bests[r.key] = best
+                warnings += [f"{r.label} (epoch {best.epoch}, its best adversarial accuracy): {w}" for w in best.failed]
         # Both ways, seed by seed: a masked white-box attack on either arm shows as a transfer attack beating it
         # (a dose: between its ends; a null control compares an arm with itself).
         seeds = zip(runs[claim.worse], runs[claim.better]) if claim.expect != "null" else ()
@@ -190,11 +184,10 @@ class LocalExecutor:
             x, y = self.eval_set(t_cfg, ds)
             value = results.plain(diagnostics.transfer_check(
                 self.final_model(src.key, s_cfg, ds, s_epoch), self.final_model(tgt.key, t_cfg, ds, t_epoch), x, y,
-                eps, t_cfg.attack.steps, t_cfg.attack.step_ratio, t_cfg.precision, seed=t_cfg.attack.eval_seed,
-                whitebox_acc=whitebox, tolerance=self.final_eval.tolerance, direction=direction))
+                dataclasses.replace(t_cfg.attack, eps=(eps,)), t_cfg.precision, whitebox, self.final_eval.tolerance))
             self.log(f"{tgt.key[:8]} transfer {src.label} -> {tgt.label}{' (best epochs)' if at_best else ''}: "
                      f"{value['transfer_acc']:.3f} ({'ok' if value['ok'] else 'FAILED'})")
-            return value
+            return {**value, "direction": direction, "detail": f"{direction}: {value['detail']}"}
         value = self.cache.derived(tgt.key, f"transfer-{src.key[:12]}-{where}{self.final_tag(eps)}", compute)
         return Transfer(**value, source=src.label, target=tgt.label, weights="best" if at_best else "final")
 
@@ -204,6 +197,19 @@ class LocalExecutor:
         attack_code = code_version(modules=("run/attacks.py", "spec/budget.py", "run/diagnostics.py"))
         return hashlib.sha256(repr((self.final_eval, eps, attack_code, diagnostics.library_version())).encode()
                               ).hexdigest()[:12]
+
+    def evaluations(self, run: Run, cfg: RunConfig, ds: data.Dataset, eps: float,
+                    which: str = "") -> tuple[FinalEvaluation, FinalEvaluation | None]:
+        """Finished `run`'s evaluation at eps on its final weights, and on its best adversarial epoch's where
+        that is not the last (None otherwise)."""
+        best = _best_not_last(run, eps)
+        return (self.final_evaluation(run.key, cfg, ds, eps, which),
+                None if best is None else self.final_evaluation(run.key, cfg, ds, eps, which, best))
+
+    def complete(self, k: str, final_eps: tuple[float, ...]) -> bool:
+        """Whether run k and its final-checkpoint evaluations at `final_eps` are in the cache."""
+        return self.cache.lookup(k) is not None and (self.final_eval is None or all(
+            (self.cache.dir(k) / f"final-{self.final_tag(e)}.json").exists() for e in final_eps))
 
     def final_evaluation(self, k: str, cfg: RunConfig, ds: data.Dataset, eps: float, which: str = "",
                          epoch: int | None = None) -> FinalEvaluation:
@@ -215,8 +221,7 @@ class LocalExecutor:
             start = time.perf_counter()
             model, (x, y) = self.final_model(k, cfg, ds, epoch), self.eval_set(cfg, ds)
             value = results.plain(diagnostics.final_evaluation(
-                model, x, y, eps, cfg.attack.modes, self.final_eval, cfg.attack.steps, cfg.attack.step_ratio,
-                cfg.precision, seed=cfg.attack.eval_seed, restarts=cfg.attack.restarts))
+                model, x, y, dataclasses.replace(cfg.attack, eps=(eps,)), self.final_eval, cfg.precision))
             self.log(f"{k[:8]} {cfg.label} {where} checks {which}: "
                      f"{sum(c['ok'] for c in value['checks'].values())}/{len(value['checks'])} ok  "
                      f"{time.perf_counter() - start:.1f}s")
@@ -236,8 +241,8 @@ class LocalExecutor:
 
     def eval_set(self, cfg: RunConfig, ds: data.Dataset) -> tuple[torch.Tensor, torch.Tensor]:
         """The first n of the run's per-epoch evaluation subset, on the device, images in [0, 1]."""
-        idx = fixed_subset(len(ds.test_x), cfg.attack.n_eval, cfg.attack.eval_seed)[:self.final_eval.n_eval]
-        return ds.test_x[idx].to(self.device).float().div_(255), ds.test_y[idx].to(self.device)
+        x, y = train.eval_set(cfg, ds, self.device)
+        return x[:self.final_eval.n_eval], y[:self.final_eval.n_eval]
 
 
 class CollectExecutor(LocalExecutor):
@@ -245,12 +250,7 @@ class CollectExecutor(LocalExecutor):
     it), or "failed" with the error of the SLURM job that trained it (`failures`, --executor slurm).
     Final-checkpoint checks are computed for the runs that are there."""
 
-    def obtain(self, k: str, cfg: RunConfig, ds: data.Dataset) -> Run:
-        if k in self.failures:
-            return absent(k, cfg, ds, "failed", self.failures[k])
-        hit = self.lookup(k)
-        if hit is not None:
-            return hit
+    def missing(self, k: str, cfg: RunConfig, ds: data.Dataset) -> Run:
         return absent(k, cfg, ds, "missing", "not in the cache (collect mode trains nothing): run the session "
                                               "without --collect-only-runs, or with --executor slurm")
 
@@ -265,63 +265,3 @@ def absent(k: str, cfg: RunConfig, ds: data.Dataset, status: str, error: str) ->
     """A run that has no numbers: failed in training, or missing from the cache."""
     return Run(key=k, status=status, label=cfg.label, config=cfg, records=[], dataset_used=ds.name,
                data_fingerprint=ds.fingerprint, error=error)
-
-
-@dataclass(frozen=True)
-class Job:
-    """One SLURM job of --executor slurm: a run to train into the shared cache (picklable, small)."""
-    config: RunConfig
-    key: str  # as the session planned it; the job refuses to train under another key
-    cache_dir: str
-    sources: data.Sources
-    session: str  # the report folder's name
-    progress: str  # file the job appends its log lines to (one per finished epoch), read by the controller
-    compile_mode: str = "off"
-    early_exit: bool = True
-    attack_shapes: str = "exact"
-    deterministic: bool = False
-    threads: int = 1  # torch threads: as the controller's, so that CPU numbers equal a local run's
-    gpus: int = 0  # 0: train on the CPU; else on the job's first GPU
-    final_eval: FinalEvalConfig | None = None  # the profile's final-checkpoint evaluation ...
-    final_eps: tuple[float, ...] = ()  # ... at these eps (the deciding eps of the claims that check the run)
-
-
-def perform(job: Job) -> None:
-    """The job function (harness.executors.slurm runs it in each array task): trains job.config into the cache with a
-    LocalExecutor, on the job's GPU or its CPU, resuming from the run's checkpoint (a requeued job starts
-    here again), then evaluates its final checkpoint at job.final_eps (the costly part of the final checks;
-    the tests then read it from the cache). Takes the run's lock (a run another process trains is waited
-    for, then read); writes nothing but the run's cache entry and job.progress. Raises when the run or its
-    evaluation fails, so that SLURM says so."""
-    torch.set_num_threads(job.threads)
-    runtime.set_deterministic(job.deterministic)
-    if job.gpus and not torch.cuda.is_available():
-        raise RuntimeError(f"the job asked for {job.gpus} GPU(s), but CUDA sees none on {platform.node()}: "
-                           f"pick a GPU partition (--slurm-partition) or use --slurm-gpus 0")
-    device = torch.device("cuda" if job.gpus else "cpu")
-
-    def log(line: str) -> None:
-        with open(job.progress, "a") as f:
-            f.write(line + "\n")
-    ex = LocalExecutor(cache=RunCache(Path(job.cache_dir)), sources=job.sources, device=device,
-                       final_eval=job.final_eval, compile_mode=job.compile_mode, early_exit=job.early_exit,
-                       attack_shapes=job.attack_shapes, session=job.session, log=log)
-    cfg = job.config
-    ds = ex.dataset({"run": [cfg]})
-    [k] = ex.keys({"run": [cfg]}, ds)
-    if k != job.key:
-        raise RuntimeError(f"{cfg.label}: its key is {k[:8]} here, {job.key[:8]} in the session that submitted "
-                           f"it: the code or the data changed since; run the session again")
-    env = os.environ  # the id scancel takes: ARRAYID_TASKID for an array task
-    slurm_id = (f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}" if "SLURM_ARRAY_JOB_ID" in env
-                else env.get("SLURM_JOB_ID", "none"))
-    log(f"{k[:8]} {cfg.label} starts on {platform.node()} {device} (SLURM job {slurm_id})")
-    while (result := ex.obtain(k, cfg, ds)) is None:
-        ex.cache.lock(k).release()  # another process trains it: wait for it, then read its result
-    if result.status != "done":
-        raise RuntimeError(result.error)
-    for eps in job.final_eps if job.final_eval else ():
-        ex.final_evaluation(k, cfg, ds, eps, f"at eps {eps:g}")
-        best = _best_not_last(result, eps)
-        if best is not None:
-            ex.final_evaluation(k, cfg, ds, eps, f"at eps {eps:g}", best)

@@ -1,9 +1,9 @@
-"""--executor slurm: the session's runs as one SLURM job array through submitit, and the waiting for them.
+"""--executor slurm: the session's missing runs as one SLURM job array through submitit, waited for.
 
-`train_runs` is the controller's part: it submits the runs the cache lacks, or whose final-checkpoint
-evaluation it lacks (each array task runs `harness.executors.local.perform` on one `Job`), prints each finished
-epoch as the jobs write it, and returns the failures; the tests then read the finished runs (and their
-final evaluations) from the cache. `SlurmExecutor` is the array itself.
+`SlurmExecutor.obtain` is the controller's part, before the first test: it submits the runs the cache lacks,
+or whose final-checkpoint evaluation it lacks, one `Job` per array task (`perform`), prints each finished
+epoch as the jobs write it, and waits; the tests then read the runs (and their final evaluations) from the
+cache, as collect mode does, and a run whose job failed reads as failed, with why. `JobArray` is the array.
 
 The controller plans; each array task calls the job function on one spec. A preempted or timed-out task
 is requeued with the same spec (submitit's checkpointing): the job function itself must resume its work
@@ -14,22 +14,30 @@ its error text and does not stop the others or the caller.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
+import os
+import platform
 import shlex
 import shutil
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import torch
 
-from ..spec import plan
 from ..cache.runs import RunCache
+from ..run import runtime
 from ..spec.config import ConfigError, RunConfig
-from .local import Job, LocalExecutor, perform
-from ..plugin.settings import Settings
+from ..spec.plan import Need
+from . import Refused
+from .local import CollectExecutor, LocalExecutor
+
+if TYPE_CHECKING:
+    from ..plugin.settings import Settings, SlurmOptions
 
 try:
     import submitit
@@ -37,7 +45,7 @@ except ImportError:  # only --executor slurm imports this module
     raise ConfigError("--executor slurm needs submitit: pip install submitit") from None
 
 
-class SubmissionError(RuntimeError):
+class SubmissionError(Refused):
     """SLURM refused the job array (sbatch failed: no cluster configuration, a wrong partition, a limit):
     one line with the scheduler's own message."""
 
@@ -61,55 +69,32 @@ class Resumable(submitit.helpers.Checkpointable):
         return submitit.helpers.DelayedSubmission(self, spec)
 
 
-class SlurmExecutor:
+class JobArray:
     """Submits jobs as one SLURM job array (submitit) and waits for them.
 
-    log_folder: where submitit keeps its pickles and each task's stdout/stderr; must be on a filesystem
-        the compute nodes share, as must whatever the jobs write.
-    partition: the SLURM partition; None takes the cluster's default.
-    gpus_per_job: GPUs per array task (0: none asked for).
-    timeout_min: each task's time limit in minutes (at least 2: SLURM warns a task shortly before its
-        limit so that it can requeue itself, and that warning needs time to land).
-    array_parallelism: most tasks of the array running at once.
-    cpus_per_job: CPU cores per task; None takes the cluster's default.
-    mem_gb: memory per task in GB; None takes the cluster's default.
-    max_timeouts: how often one task may be requeued after reaching its time limit (preemptions do not count).
-    poll_s: seconds between checks of the jobs' result files and calls of progress().
-    state_check_s: seconds between queries of the scheduler's job states (jobs that SLURM ends without a
-        result file, e.g. cancelled, are noticed this way); keep it large on a busy cluster.
-    setup: shell lines each job runs before Python starts (e.g. an export).
+    log_folder: submitit's pickles and each task's output, on a filesystem the compute nodes share (as must
+        be whatever the jobs write). options: --slurm-*'s partition, GPUs, time limit (minutes), tasks at
+        once, CPU cores and memory (GB) per task (None: the cluster's default). max_timeouts: requeues after
+        reaching the time limit (preemptions do not count). poll_s: seconds between looks at the jobs' result
+        files and calls of progress(). state_check_s: seconds between queries of the scheduler (jobs it ends
+        without a result file, e.g. cancelled, are noticed this way; keep it large on a busy cluster).
+        setup: shell lines each job runs before Python starts.
     """
 
-    def __init__(self, log_folder: str | Path, *, partition: str | None = None, gpus_per_job: int = 0,
-                 timeout_min: int = 60, array_parallelism: int = 16, cpus_per_job: int | None = None,
-                 mem_gb: float | None = None, max_timeouts: int = 3, poll_s: float = 5.0,
-                 state_check_s: float = 60.0, setup: Sequence[str] = ()):
-        for name, value, low in (("gpus_per_job", gpus_per_job, 0), ("timeout_min", timeout_min, 2),
-                                 ("array_parallelism", array_parallelism, 1), ("max_timeouts", max_timeouts, 0)):
-            if not isinstance(value, int) or value < low:
-                raise ConfigError(f"SLURM option {name}={value!r} must be a whole number >= {low}")
-        if cpus_per_job is not None and (not isinstance(cpus_per_job, int) or cpus_per_job < 1):
-            raise ConfigError(f"SLURM option cpus_per_job={cpus_per_job!r} must be a whole number >= 1")
-        if mem_gb is not None and not mem_gb > 0:
-            raise ConfigError(f"SLURM option mem_gb={mem_gb!r} must be a positive number of GB")
+    def __init__(self, log_folder: str | Path, options: SlurmOptions, *, max_timeouts: int = 3,
+                 poll_s: float = 5.0, state_check_s: float = 60.0, setup: Sequence[str] = ()):
         self.log_folder = Path(log_folder)
         self.max_timeouts, self.poll_s, self.state_check_s = max_timeouts, poll_s, state_check_s
         self.parameters: dict[str, Any] = {
-            "job_name": "advhyp", "time": timeout_min, "array_parallelism": array_parallelism,
+            "job_name": "advhyp", "time": options.time_min, "array_parallelism": options.parallel,
             # The warning before the time limit, at most half the limit (SIGNAL_DELAY_S would kill a
             # 2-minute job at once).
-            "signal_delay_s": min(SIGNAL_DELAY_S, timeout_min * 30),
+            "signal_delay_s": min(SIGNAL_DELAY_S, options.time_min * 30),
         }
-        if partition:
-            self.parameters["partition"] = partition
-        if setup:
-            self.parameters["setup"] = list(setup)
-        if gpus_per_job:
-            self.parameters["gpus_per_node"] = gpus_per_job  # one task per job, so per node = per job
-        if cpus_per_job is not None:
-            self.parameters["cpus_per_task"] = cpus_per_job
-        if mem_gb is not None:
-            self.parameters["mem"] = f"{int(mem_gb * 1024)}M"
+        given = {"partition": options.partition, "setup": list(setup) or None,
+                 "gpus_per_node": options.gpus or None,  # one task per job, so per node = per job
+                 "cpus_per_task": options.cpus, "mem": options.mem_gb and f"{int(options.mem_gb * 1024)}M"}
+        self.parameters.update({k: v for k, v in given.items() if v is not None})
 
     def run(self, fn: Callable[[Any], Any], specs: Sequence[Any],
             progress: Callable[[], None] | None = None) -> list[str | None]:
@@ -171,75 +156,108 @@ class SlurmExecutor:
         return errors
 
 
-def planned_runs(ex: LocalExecutor, cases: Iterable[tuple[plan.Plan, str, float]],
-                 precision: str) -> dict[str, tuple[RunConfig, tuple[float, ...]]]:
-    """key -> (config, the eps of its final-checkpoint evaluation) of every run the cases ((plan, dataset,
-    eps) each) need, as the suite fixture asks for them: each case's Holm family on every dataset, and the
-    final checks of the case's own dataset's runs at the claim's deciding eps."""
-    runs: dict[str, tuple[RunConfig, tuple[float, ...]]] = {}
-    for p, dataset, eps in cases:
-        for d in p.family(dataset, eps):
-            configs = plan.run_configs(p, d, precision)
-            checked = {p.claim.deciding_eps} if d == dataset else set()
-            for k, c in ex.keys(configs, ex.dataset(configs)).items():
-                before = runs[k][1] if k in runs else ()
-                runs[k] = (c, tuple(sorted(set(before) | checked)))
-    return runs
+@dataclass
+class SlurmExecutor(CollectExecutor):
+    """Obtains the session's missing runs as one job array before the tests, then reads them from the cache
+    as collect mode does (a run whose job failed is "failed", with why: `failures`)."""
+    options: SlurmOptions | None = None
+    deterministic: bool = False
+    poll_s: float = 5.0
+
+    @classmethod
+    def from_settings(cls, s: Settings, device: torch.device, session: str, log: Callable[[str], None]):
+        return dataclasses.replace(super().from_settings(s, device, session, log), options=s.slurm,
+                                   deterministic=s.deterministic)
+
+    def obtain(self, needs: list[Need]) -> None:
+        """Trains the runs the cache lacks, and evaluates the final checkpoints it lacks, as one job array, and
+        waits for it; each run that failed goes into `failures` (its error's first line, the job and its log
+        folder). The jobs' logs and pickles live in <cache>/slurm/<session>/, removed when every job succeeded."""
+        work = []
+        for n in needs:
+            configs = {"run": [n.config]}
+            [k] = self.keys(configs, self.dataset(configs))
+            if not self.complete(k, n.final_eps):
+                work.append((k, n))
+        if not work:
+            self.log(f"SLURM: all {len(needs)} runs are in the cache; nothing to submit")
+            return
+        JobArray.check_available()
+        folder = self.cache.root / "slurm" / self.session
+        folder.mkdir(parents=True, exist_ok=True)
+        trainer = LocalExecutor(**{f.name: getattr(self, f.name) for f in dataclasses.fields(LocalExecutor)
+                                   if f.name not in ("log", "failures", "data_notes")})
+        jobs = [Job(trainer, n.config, k, n.final_eps, str(folder / f"{k}.progress"), self.deterministic,
+                    self.options.cpus or torch.get_num_threads(), self.options.gpus) for k, n in work]
+        array = JobArray(folder, self.options, poll_s=self.poll_s, state_check_s=max(self.poll_s, 30.0),
+                         setup=[f"export PYTHONPATH={shlex.quote(str(HERE))}${{PYTHONPATH:+:$PYTHONPATH}}"])
+        self.log(f"SLURM: submitting {len(jobs)} of the session's {len(needs)} runs as one job array (the others "
+                 f"are in the cache); job logs in {folder}")
+        try:
+            ran = array.run(perform, jobs, progress=_tail(folder, self.log))
+        except SubmissionError:
+            shutil.rmtree(folder, ignore_errors=True)  # the pickles of an array that never ran
+            raise
+        errors = [e or (None if self.cache.lookup(j.key) else "the job ended, but its run is not in the cache")
+                  for j, e in zip(jobs, ran)]
+        for job, error in ((j, e) for j, e in zip(jobs, errors) if e):
+            why = _why(self.cache, job, error, folder)
+            if self.cache.lookup(job.key):  # its final-checkpoint evaluation failed: the tests compute it, or say why
+                self.log(f"{job.key[:8]} {job.config.label}: its final-checkpoint checks failed in the job: {why}")
+            else:
+                self.failures[job.key] = why
+                self.log(f"{job.key[:8]} {job.config.label} FAILED: {why}")
+        failed = sum(job.key in self.failures for job in jobs)
+        self.log(f"SLURM: {len(jobs) - failed} of {len(jobs)} runs done" + (f", {failed} failed" if failed else ""))
+        if not any(errors):  # else the failed jobs' logs stay, named in their errors
+            shutil.rmtree(folder, ignore_errors=True)
 
 
-def train_runs(runs: dict[str, tuple[RunConfig, tuple[float, ...]]], ex: LocalExecutor, s: Settings,
-               log: Callable[[str], None], poll_s: float = 5.0) -> dict[str, str]:
-    """Trains the runs the cache lacks, and evaluates the final checkpoints it lacks, as one job array, and
-    waits for it; returns key -> why, for each run that failed (its error's first line, the job and its log
-    folder). The jobs' logs and pickles live in <cache>/slurm/<session>/, removed when every job succeeded."""
-    cache, session = ex.cache, ex.session
+@dataclass(frozen=True)
+class Job:
+    """One array task: a run to train into the shared cache and evaluate (picklable, small)."""
+    executor: LocalExecutor  # the session's cache, data and settings; the job sets its device and log
+    config: RunConfig
+    key: str  # as the session planned it; the job refuses to train under another key
+    final_eps: tuple[float, ...]  # the eps of its final-checkpoint evaluations (the claims' deciding eps)
+    progress: str  # file the job appends its log lines to (one per finished epoch), read by the controller
+    deterministic: bool = False
+    threads: int = 1  # torch threads: as the controller's, so that CPU numbers equal a local run's
+    gpus: int = 0  # 0: train on the CPU; else on the job's first GPU
 
-    def todo(k: str, final_eps) -> bool:
-        return cache.lookup(k) is None or (ex.final_eval is not None and not all(
-            (cache.dir(k) / f"final-{ex.final_tag(e)}.json").exists() for e in final_eps))
-    work = {k: r for k, r in runs.items() if todo(k, r[1])}
-    if not work:
-        log(f"SLURM: all {len(runs)} runs are in the cache; nothing to submit")
-        return {}
-    SlurmExecutor.check_available()
-    folder = s.cache_dir / "slurm" / session
-    folder.mkdir(parents=True, exist_ok=True)
-    o = s.slurm
-    jobs = [Job(config=c, key=k, cache_dir=str(s.cache_dir), sources=s.sources, session=session,
-                progress=str(folder / f"{k}.progress"), compile_mode=s.compile, early_exit=s.early_exit,
-                attack_shapes=s.attack_shapes,
-                deterministic=s.deterministic, threads=o.cpus or torch.get_num_threads(), gpus=o.gpus,
-                final_eval=ex.final_eval, final_eps=final_eps)
-            for k, (c, final_eps) in work.items()]
-    array = SlurmExecutor(folder, partition=o.partition, gpus_per_job=o.gpus, timeout_min=o.time_min,
-                          array_parallelism=o.parallel, cpus_per_job=o.cpus, mem_gb=o.mem_gb, poll_s=poll_s,
-                          state_check_s=max(poll_s, 30.0),
-                          setup=[f"export PYTHONPATH={shlex.quote(str(HERE))}${{PYTHONPATH:+:$PYTHONPATH}}"])
-    log(f"SLURM: submitting {len(jobs)} of the session's {len(runs)} runs as one job array (the others are in "
-        f"the cache); job logs in {folder}")
-    try:
-        errors = array.run(perform, jobs, progress=_tail(folder, log))
-    except SubmissionError:
-        shutil.rmtree(folder, ignore_errors=True)  # the pickles of an array that never ran
-        raise
-    failed, kept = {}, False
-    for job, error in zip(jobs, errors):
-        trained = cache.lookup(job.key) is not None
-        if error is None and not trained:
-            error = "the job ended, but its run is not in the cache"
-        if error is None:
-            continue
-        kept = True
-        why = _why(cache, job, error, folder)
-        if trained:  # its final-checkpoint evaluation failed: the tests compute it, and say why if it fails
-            log(f"{job.key[:8]} {job.config.label}: its final-checkpoint checks failed in the job: {why}")
-        else:
-            failed[job.key] = why
-            log(f"{job.key[:8]} {job.config.label} FAILED: {why}")
-    log(f"SLURM: {len(jobs) - len(failed)} of {len(jobs)} runs done" + (f", {len(failed)} failed" if failed else ""))
-    if not kept:
-        shutil.rmtree(folder, ignore_errors=True)
-    return failed
+
+def perform(job: Job) -> None:
+    """The job function, in each array task: trains job.config into the cache with a LocalExecutor, on the
+    job's GPU or its CPU, resuming from the run's checkpoint (a requeued job starts here again), then
+    evaluates its final checkpoint at job.final_eps (the costly part of the final checks; the tests then read
+    it from the cache). A run another process trains is waited for, then read; writes nothing but the run's
+    cache entry and job.progress. Raises when the run or its evaluation fails, so that SLURM says so."""
+    torch.set_num_threads(job.threads)
+    runtime.set_deterministic(job.deterministic)
+    if job.gpus and not torch.cuda.is_available():
+        raise RuntimeError(f"the job asked for {job.gpus} GPU(s), but CUDA sees none on {platform.node()}: "
+                           f"pick a GPU partition (--slurm-partition) or use --slurm-gpus 0")
+    device = torch.device("cuda" if job.gpus else "cpu")
+
+    def log(line: str) -> None:
+        with open(job.progress, "a") as f:
+            f.write(line + "\n")
+    ex = dataclasses.replace(job.executor, device=device, log=log)
+    configs = {"run": [job.config]}
+    ds = ex.dataset(configs)
+    [k] = ex.keys(configs, ds)
+    if k != job.key:
+        raise RuntimeError(f"{job.config.label}: its key is {k[:8]} here, {job.key[:8]} in the session that "
+                           f"submitted it: the code or the data changed since; run the session again")
+    env = os.environ  # the id scancel takes: ARRAYID_TASKID for an array task
+    slurm_id = (f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}" if "SLURM_ARRAY_JOB_ID" in env
+                else env.get("SLURM_JOB_ID", "none"))
+    log(f"{k[:8]} {job.config.label} starts on {platform.node()} {device} (SLURM job {slurm_id})")
+    [run] = ex.runs(configs)["run"]  # trained here, or by another process and waited for
+    if not run.done:
+        raise RuntimeError(run.error)
+    for eps in job.final_eps if ex.final_eval else ():
+        ex.evaluations(run, job.config, ds, eps, f"at eps {eps:g}")
 
 
 def _tail(folder: Path, log: Callable[[str], None]) -> Callable[[], None]:
@@ -263,7 +281,7 @@ def _why(cache: RunCache, job: Job, error: str, folder: Path) -> str:
     names it) or SLURM's word (cancelled, out of requeues, ...)."""
     job_id, _, text = error.partition(": ") if error.startswith("SLURM job") else ("SLURM job", "", error)
     failure = cache.failure(job.key)
-    if failure and failure.get("session") == job.session:
+    if failure and failure.get("session") == job.executor.session:
         first = failure["error"].splitlines()[0]
     elif "Traceback (most recent call last):" in text:
         after = text.rsplit("Traceback (most recent call last):", 1)[1].splitlines()

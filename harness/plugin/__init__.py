@@ -1,10 +1,11 @@
 """pytest glue: options, parametrization from the plan, the `suite` fixture, and the controller's collector.
 
-The science is elsewhere: `plan` says which cases and runs a claim has, an executor (`execute`) gets the
-runs, `verdict` judges them into a `Case`; this module translates `Case.outcome` into pass, skip or
-fail. Collection plans only (no device, no cache), so `pytest --collect-only` is cheap and side-effect
-free. Under xdist the controller checks the settings once, picks the report folder and each worker's
-device; workers send each case back as JSON in the test report's user_properties.
+The science is elsewhere: `plan` says which cases and runs a claim has, an executor (harness.executors)
+gets the runs, `verdict` judges them into a `Case`; this module translates `Case.outcome` into pass, skip
+or fail, also for a test body that forgets to. Collection plans only (no device, no cache), so
+`pytest --collect-only` is cheap and side-effect free. Under xdist the controller checks the settings once,
+picks the report folder and each worker's device; workers send each case back as JSON in the test report's
+user_properties.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from ..spec import plan, results
 from ..run import runtime
 from . import settings
 from ..cache import store
+from ..executors import EXECUTORS, Refused
 from ..judge import verdict
 from ..spec.case import Case
 from .collector import BAD_CLAIM, HYPOTHESIS_TEST, PAYLOAD, SUBSTITUTED, Collector, stop
@@ -32,6 +34,8 @@ REPORT = pytest.StashKey[Path]()
 PLANS = pytest.StashKey[dict]()  # id(claim) -> Plan
 EXECUTOR = pytest.StashKey[object]()  # built on first use, in the process that runs tests
 RECORD = pytest.StashKey[dict]()  # on a test item: the payload of the case it evaluated
+UNCONCLUDED = pytest.StashKey["Case | None"]()  # on a test item: the case it evaluated and has not concluded yet
+MARKER = "claim"  # marks the tests of hypothesis modules (not "hypothesis": the Hypothesis library's)
 
 
 def pytest_addoption(parser):
@@ -39,7 +43,7 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "hypothesis: a test module of hypotheses/ (added by the plugin)")
+    config.addinivalue_line("markers", f"{MARKER}: a test of a hypothesis module's CLAIM (added by the plugin)")
     worker = getattr(config, "workerinput", None)
     baseline = baseline_problem = None
     try:
@@ -150,58 +154,50 @@ def pytest_generate_tests(metafunc):
 
 
 def pytest_collection_modifyitems(items):
-    """Tag hypothesis tests, so the controller reports their errors and ignores other tests'."""
+    """Mark hypothesis tests, so the controller reports their errors and ignores other tests'."""
     for item in items:
         claim = getattr(getattr(item, "module", None), "CLAIM", None)
         if isinstance(claim, cfg.CLAIM_TYPES) and "suite" in getattr(item, "fixturenames", ()):
             item.user_properties.append((HYPOTHESIS_TEST, True))
-            item.add_marker("hypothesis")
+            item.add_marker(MARKER)
 
 
 def executor(config):
     """This process's executor: device, cache and logger are made here, on first use, never at collection."""
     if EXECUTOR not in config.stash:
-        from ..cache.runs import RunCache
-        from ..executors.local import CollectExecutor, LocalExecutor
         s = config.stash[SETTINGS]
         worker = getattr(config, "workerinput", {})
         device = runtime.pick_device(s.device or worker.get("advhyp_device") or None)
         runtime.set_deterministic(s.deterministic)
-        # --executor slurm: the jobs trained every run before the tests (pytest_runtestloop); the tests only read
-        kind = CollectExecutor if s.collect_only or s.executor == "slurm" else LocalExecutor
-        config.stash[EXECUTOR] = kind(
-            cache=RunCache(s.cache_dir), sources=s.sources, device=device, final_eval=s.profile.final_eval,
-            compile_mode=s.compile, early_exit=s.early_exit, attack_shapes=s.attack_shapes,
-            session=config.stash[REPORT].name,
-            log=_logger(config))
+        config.stash[EXECUTOR] = EXECUTORS.create("collect" if s.collect_only else s.executor, s, device,
+                                                  config.stash[REPORT].name, _logger(config))
     return config.stash[EXECUTOR]
+
+
+def _case(item) -> tuple[plan.Plan, str, float] | None:
+    """(plan, dataset, eps) of a collected hypothesis case, or None for any other test."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    if item.get_closest_marker(MARKER) is None or not {"dataset", "eps"} <= set(params):
+        return None
+    return plan_of(item.config, item.module.CLAIM), params["dataset"], params["eps"]
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtestloop(session):
-    """--executor slurm, before the first test: every run the collected hypothesis cases need, trained as one
-    SLURM job array into the cache; the tests then read them (a failed job's run reads as failed)."""
+    """Before the first test, in each process that runs tests: the executor obtains every run the selected
+    cases need (plan.needs), its way: local trains nothing yet, slurm trains them all as one job array."""
     config = session.config
-    s = config.stash[SETTINGS]
-    if s.executor != "slurm" or s.collect_only or config.option.collectonly or getattr(config, "workerinput", None):
+    if config.option.collectonly or config.pluginmanager.has_plugin("dsession"):  # xdist's controller tests nothing
         return None
-    cases = []  # (plan, dataset, eps) of every selected hypothesis case
-    for item in session.items:
-        claim = getattr(getattr(item, "module", None), "CLAIM", None)
-        params = getattr(getattr(item, "callspec", None), "params", {})
-        if isinstance(claim, cfg.CLAIM_TYPES) and "suite" in getattr(item, "fixturenames", ()) \
-                and {"dataset", "eps"} <= set(params):
-            cases.append((plan_of(config, claim), params["dataset"], params["eps"]))
+    cases = [c for c in map(_case, session.items) if c is not None]
     if not cases:
         return None
     ex = executor(config)
     try:
-        from ..executors import slurm
-        runs = slurm.planned_runs(ex, cases, s.precision)
-        ex.failures.update(slurm.train_runs(runs, ex, s, ex.log))
+        ex.obtain(plan.needs(cases, runtime.resolve_precision(config.stash[SETTINGS].precision, ex.device)))
     except cfg.ConfigError as e:  # no sbatch, no submitit, bad data: one line, nothing runs
         pytest.exit(f"advhyp: {e}", returncode=pytest.ExitCode.USAGE_ERROR)
-    except slurm.SubmissionError as e:  # the scheduler's message, in the report too; the session stops (2)
+    except Refused as e:  # the scheduler's message, in the report too; the session stops (2)
         config.pluginmanager.get_plugin("advhyp-collector").error("(SLURM submission)", "setup", str(e))
         pytest.exit(f"advhyp: {e}", returncode=pytest.ExitCode.INTERRUPTED)
     return None
@@ -239,13 +235,9 @@ class SuiteFixture:
         p = plan_of(self.config, claim)
         setup_error = None
         try:
-            precision = runtime.resolve_precision(s.precision, ex.device)
-            family = {}
-            for d in p.family(dataset, eps):
-                configs = plan.run_configs(p, d, precision)
-                family[d] = ex.runs(configs)
-                if d == dataset:
-                    checks = ex.final_checks(claim, configs, family[d])
+            needed = plan.case_runs(p, dataset, eps, runtime.resolve_precision(s.precision, ex.device))
+            family = {d: ex.runs(configs) for d, configs in needed.items()}
+            checks = ex.final_checks(claim, needed[dataset], family[dataset])
         except (store.StoreError, cfg.ConfigError) as e:  # a full or read-only disk, bad data: every later
             setup_error = str(e)  # test would fail the same way
         if setup_error:  # one line, and the session stops (failed outside the except: no chained exception)
@@ -254,15 +246,19 @@ class SuiteFixture:
         case = verdict.judge(p, dataset, eps, family, checks, s.alpha, nodeid=self.request.node.nodeid,
                              module=self.request.module.__name__.split(".")[-1])
         self.request.node.user_properties += tables.junit_properties(case)  # --junitxml: <property> elements
-        warnings = list(ex.cache.warnings) + ex.data_notes + [f"{SUBSTITUTED} {n}" for n in p.notes]
+        warnings = ex.warnings() + [f"{SUBSTITUTED} {n}" for n in p.notes]
         runs = checks.attach(family[dataset]) if checks else family[dataset]
         self.request.node.stash[RECORD] = {
             "case": case.to_dict(), "runs": {r.key: r.to_dict() for rs in runs.values() for r in rs},
             "warnings": warnings,
             "env": {f"{self.config.stash[REPORT].name}:{ex.device}": runtime.environment(ex.device)}}
+        self.request.node.stash[UNCONCLUDED] = case
         return case
 
     def conclude(self, case: Case) -> None:
+        """The test's outcome from the case's: pass, skip, xfail or fail with the verdict's message. A test
+        body that returns without calling it is concluded all the same (pytest_pyfunc_call)."""
+        self.request.node.stash[UNCONCLUDED] = None
         if case.outcome == "skipped":
             pytest.skip(verdict.message(case))
         if case.outcome == "xfailed":
@@ -274,6 +270,16 @@ class SuiteFixture:
 @pytest.fixture
 def suite(request) -> SuiteFixture:
     return SuiteFixture(request)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_pyfunc_call(pyfuncitem):
+    """A test body that evaluated a case and returned without concluding it gets the case's outcome: a
+    hypothesis cannot pass by forgetting `suite.conclude(case)`."""
+    result = yield
+    if pyfuncitem.stash.get(UNCONCLUDED, None) is not None:
+        pyfuncitem.funcargs["suite"].conclude(pyfuncitem.stash[UNCONCLUDED])
+    return result
 
 
 @pytest.hookimpl(wrapper=True)

@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..executors import EXECUTORS
 from ..spec import config as cfg
 from ..run.attacks import ATTACK_SHAPES
 from ..run.sources import Sources, check_name, layout, parse_bindings
@@ -35,7 +36,8 @@ OPTIONS = {  # dest: (flag, environment variable, ini name, default, help)
     "alpha": ("--alpha", "ADVHYP_ALPHA", "advhyp_alpha", "0.05",
               "family-wise significance level of the seed procedure (above 0.05: reduced, reported only)"),
     "executor": ("--executor", "ADVHYP_EXECUTOR", "advhyp_executor", "local",
-                 "where runs the cache lacks are trained: local (this process) or slurm (a job array)"),
+                 "where runs the cache lacks are trained: local (this process), slurm (a job array), collect (nowhere: "
+                 "as --collect-only-runs), or an engine registered in harness.executors.EXECUTORS"),
     "slurm_partition": ("--slurm-partition", "ADVHYP_SLURM_PARTITION", "advhyp_slurm_partition", "",
                         "--executor slurm: the partition (default: the cluster's default)"),
     "slurm_gpus": ("--slurm-gpus", "ADVHYP_SLURM_GPUS", "advhyp_slurm_gpus", "1",
@@ -76,13 +78,12 @@ FLAGS = {  # dest: (flag, environment variable, ini name, help): switches, off u
 PATHS = ("data_dir", "cache_dir", "reports_dir", "baseline")  # an empty one would mean the project's root
 SWITCH_VALUES = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False,
                  "off": False}
-EXECUTORS = ("local", "slurm")
 MAX_SEED = 2 ** 31 - 1  # torch's generators take 64-bit seeds; derived seeds multiply by up to ~1e5
 
 
 @dataclass(frozen=True)
 class SlurmOptions:
-    """--executor slurm's job array (harness.executors.slurm.SlurmExecutor); None: the cluster's default."""
+    """--executor slurm's job array (harness.executors.slurm.JobArray); None: the cluster's default."""
     partition: str | None = None
     gpus: int = 1  # per job
     time_min: int = 60  # each job's time limit
@@ -209,7 +210,7 @@ def read(config) -> Settings:
     # computed and reported, not decided (harness.judge.verdict.reduced), unless --allow-reduced.
     if not 0 < alpha < 0.5:
         raise cfg.ConfigError(f"--alpha {setting(config, 'alpha')!r} must be a number in (0, 0.5), e.g. 0.05")
-    for dest, allowed in (("compile", ("auto", "on", "off")), ("executor", EXECUTORS),
+    for dest, allowed in (("compile", ("auto", "on", "off")), ("executor", tuple(EXECUTORS)),
                           ("attack_shapes", ATTACK_SHAPES)):
         if setting(config, dest) not in allowed:
             raise cfg.ConfigError(f"{OPTIONS[dest][0]} {setting(config, dest)!r}: use {', '.join(allowed[:-1])} "

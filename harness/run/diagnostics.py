@@ -20,6 +20,7 @@ of them recomputes the evaluations.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from typing import Callable
@@ -27,10 +28,10 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .attacks import (accuracy, attack, check_attack_inputs, check_attack_settings, crafting_mode, input_gradient,
-                      pgd, predict, random_start, worst_case)
+from .attacks import (Context, accuracy, attack, check_attack, crafting_mode, input_gradient, pgd, predict,
+                      random_start, worst_case)
 from ..spec.budget import first_starts, gradient_modes
-from ..spec.config import NO_ROUNDING, ROUNDING_MODES, STRONGEST, ConfigError, FinalEvalConfig
+from ..spec.config import NO_ROUNDING, STRONGEST, AttackConfig, FinalEvalConfig
 from .pipelines import crafting
 from .runtime import autocast, without_autotuning
 
@@ -42,14 +43,14 @@ MISSING_LIBRARY = ("torchattacks is not installed: APGD-CE, APGD-DLR and Square 
 
 
 @without_autotuning()
-def final_evaluation(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_units: float,
-                     modes: tuple[str, ...], cfg: FinalEvalConfig, steps: int, step_ratio: float,
-                     precision: str, seed: int, restarts: int = 1) -> dict:
-    """Every attack and masking check on the first `cfg.n_eval` examples of (x, y) at `eps_units`/255.
+def final_evaluation(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack_cfg: AttackConfig,
+                     cfg: FinalEvalConfig, precision: str) -> dict:
+    """Every attack and masking check on the first `cfg.n_eval` examples of (x, y) at the one radius of
+    `attack_cfg.eps` (1/255 units).
 
     Accuracies are robust accuracies over all n examples (right on the clean image and on every
-    adversarial image: for PGD, every iterate). `modes` and `restarts` are the run's per-epoch attacks
-    (`modes` ("pgd",) for a pipeline that does not round), with their random starts (`first_starts`).
+    adversarial image: for PGD, every iterate). `attack_cfg` is the run's per-epoch attack (its modes
+    ("pgd",) for a pipeline that does not round, steps, restarts and random starts: `first_starts`).
     APGD-DLR runs where the model has at least 3 classes (DLR's denominator needs a third logit).
     APGD skips `exact` (its gradient is zero almost everywhere on a rounding pipeline, so APGD would
     only repeat the masking PGD `exact` already shows); Square needs no gradient and attacks the
@@ -57,25 +58,23 @@ def final_evaluation(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_uni
     are not checks (torchattacks missing), so a report lists each failed check once. Plain JSON types only.
     """
     start_time = time.perf_counter()
-    _check_modes(modes)
-    check_attack_settings(None, precision, restarts)
-    x, y = x[:cfg.n_eval], y[:cfg.n_eval]
-    eps = eps_units / 255
-    check_attack_inputs(model, x, y, eps, eps * step_ratio, steps, probe=False)
+    ctx, x, y = Context(precision, BATCH), x[:cfg.n_eval], y[:cfg.n_eval]
+    [eps_units] = attack_cfg.eps
+    eps, modes, steps, seed = eps_units / 255, attack_cfg.modes, attack_cfg.steps, attack_cfg.eval_seed
+    restarts = attack_cfg.restarts
+    check_attack(model, x, y, eps, attack_cfg, ctx, probe=False)
     clean = predict(model, x, precision, BATCH, check=True) == y
     n_classes = _num_classes(model, x)
+    starts = first_starts(modes, attack_cfg.restarts)
 
-    starts = first_starts(modes, restarts)
-
-    def run(mode: str, eps_: float, steps_: int, robust: torch.Tensor, more: int = 1, fresh: int = 0):
-        return pgd(model, x, y, eps_, steps_, eps_ * step_ratio, more * restarts, seed, crafting_mode(mode),
-                   precision=precision, batch=BATCH, clean_correct=robust, first_start=starts[mode] + fresh)
+    def run(mode: str, eps_: float, steps_: int, robust: torch.Tensor) -> torch.Tensor:
+        return pgd(model, x, y, eps_, dataclasses.replace(attack_cfg, steps=steps_, modes=(mode,)), ctx, robust,
+                   starts[mode])
 
     def strongest_pgd(eps_: float, steps_: int, more: int = 1, fresh: int = 0) -> torch.Tensor:
-        robust = clean  # each mode attacks what the last left
-        for mode in modes:
-            robust = run(mode, eps_, steps_, robust, more, fresh)
-        return robust
+        """Each mode attacks what the last left; `more` times the restarts, from starts `fresh` on."""
+        cfg_ = dataclasses.replace(attack_cfg, steps=steps_, restarts=more * attack_cfg.restarts)
+        return pgd(model, x, y, eps_, cfg_, ctx, clean, first_start=fresh)
 
     per_mode = {m: run(m, eps, steps, clean) for m in modes}
     pgd_strongest = worst_case(per_mode.values())
@@ -139,36 +138,34 @@ def final_evaluation(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_uni
 
 @without_autotuning()
 def transfer_check(source_model: nn.Module, target_model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                   eps_units: float, steps: int, step_ratio: float, precision: str, seed: int,
-                   whitebox_acc: float, tolerance: float, direction: str = TRANSFER_DIRECTIONS[0]) -> dict:
-    """PGD crafted on `source_model` (BPDA through its rounding, if it rounds), every iterate scored on
-    `target_model` as deployed, on the target's clean-correct examples. `whitebox_acc` is the target's own
-    strongest white-box accuracy at the same eps; a transfer attack that beats it by more than `tolerance`
-    means the white-box attack was masked. Either arm may be the source: run it both ways, saying which
-    in `direction` (one of TRANSFER_DIRECTIONS: worse->better crafts on the claim's worse arm and scores
-    the better), which the result and its detail repeat. Cost: `steps` gradient passes on the source and
-    steps + 1 forward passes on the target per example, less for examples fooled early."""
-    if direction not in TRANSFER_DIRECTIONS:
-        raise ConfigError(f"transfer direction {direction!r}: use one of {', '.join(TRANSFER_DIRECTIONS)}")
-    eps = eps_units / 255
-    check_attack_settings(None, precision)
+                   attack_cfg: AttackConfig, precision: str, whitebox_acc: float, tolerance: float) -> dict:
+    """PGD crafted on `source_model` (BPDA through its rounding, if it rounds) at the one radius of
+    `attack_cfg.eps` (1/255 units), every iterate scored on `target_model` as deployed, on the target's
+    clean-correct examples. `whitebox_acc` is the target's own strongest white-box accuracy at the same eps;
+    a transfer attack that beats it by more than `tolerance` means the white-box attack was masked. Either
+    arm may be the source: run it both ways (TRANSFER_DIRECTIONS; the caller records which). Cost:
+    `steps` gradient passes on the source and steps + 1 forward passes on the target per example, less
+    for examples fooled early."""
+    [eps_units] = attack_cfg.eps
+    eps, steps, ctx = eps_units / 255, attack_cfg.steps, Context(precision, BATCH)
+    mode = "bpda" if getattr(source_model, "rounds", False) else NO_ROUNDING
+    crafted = dataclasses.replace(attack_cfg, modes=(mode,))
     for model in (source_model, target_model):
-        check_attack_inputs(model, x, y, eps, eps * step_ratio, steps)
-    mode = "bpda" if getattr(source_model, "rounds", False) else None
+        check_attack(model, x, y, eps, crafted, ctx)
     robust = predict(target_model, x, precision, BATCH) == y
     todo = robust.nonzero().squeeze(1)  # examples the target gets wrong are not robust anyway
-    start = random_start(x, eps, seed)[todo]
-    _, fooled = attack(source_model, x[todo], y[todo], start, eps, steps, eps * step_ratio, mode, precision, BATCH,
-                       judge=target_model)
+    start = random_start(x, eps, attack_cfg.eval_seed)[todo]
+    _, fooled, _ = attack(source_model, x[todo], y[todo], start, eps, crafted, ctx, judge=target_model)
     robust[todo] &= ~fooled
     acc = accuracy(robust)
     # Transfer accuracy >= white-box accuracy - tolerance.
     ok = acc >= whitebox_acc - tolerance
-    detail = (f"{direction}: PGD-{steps} crafted on the source ({mode or 'as deployed'}) at eps {eps_units:g}/255 "
-              f"leaves the target at {acc:.3f}; its white-box accuracy is {whitebox_acc:.3f}; "
-              f"{'ok' if ok else 'FAILED'}: transfer must be >= white-box - {tolerance:g}")
-    return {"eps": float(eps_units), "direction": direction, "transfer_acc": acc, "whitebox_acc": float(whitebox_acc),
-            "ok": bool(ok), "detail": detail}
+    as_deployed = "as deployed" if mode == NO_ROUNDING else mode
+    detail = (f"PGD-{steps} crafted on the source ({as_deployed}) at eps {eps_units:g}/255 leaves the target at "
+              f"{acc:.3f}; its white-box accuracy is {whitebox_acc:.3f}; {'ok' if ok else 'FAILED'}: transfer must "
+              f"be >= white-box - {tolerance:g}")
+    return {"eps": float(eps_units), "transfer_acc": acc, "whitebox_acc": float(whitebox_acc), "ok": bool(ok),
+            "detail": detail}
 
 
 def zero_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mode: str, precision: str) -> torch.Tensor:
@@ -299,13 +296,6 @@ def _gradients_flow(beats: dict[str, torch.Tensor]) -> dict:
                                 f"the deployed model's margin more than a random-sign step: "
                                 f"{', '.join(f'{m} {v:.3f}' for m, v in shares.items())}; {'ok' if ok else 'FAILED'}: "
                                 f"each must exceed {need:.3f} (a coin's 1/2 + 2 standard errors)"}
-
-
-def _check_modes(modes: tuple[str, ...]) -> None:
-    known = (*ROUNDING_MODES, NO_ROUNDING)
-    if not modes or any(m not in known for m in modes):
-        raise ConfigError(f"attack modes {list(modes)}: pass one or more of {', '.join(known)} "
-                          f"({NO_ROUNDING!r} for a pipeline that does not round)")
 
 
 def _num_classes(model: nn.Module, x: torch.Tensor) -> int:

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import torch
 
 from ..spec.config import ConfigError
 
@@ -91,6 +90,7 @@ def skipped_files(names: list[str]) -> tuple[int, list[str]]:
 def _read(names: list[str], read: Callable[[str], bytes], where: Callable[[str], str]) -> tuple[dict, dict]:
     """(arrays: train_x, train_y, test_x, test_y; facts: classes (label -> folder name), order (split ->
     permutation to the original order, or None), skipped_files, notes)."""
+    import torch  # here, not at the top: the plan finds data (harness.run.sources) without torch
     images = {s: [] for s in SPLITS}
     for n in names:
         if not skip_reason(n):
@@ -188,6 +188,7 @@ def idx_folder(folder: Path) -> list[Path] | None:
 
 def read_idx(files: list[Path]) -> tuple[dict, dict]:
     """The arrays of the four files `idx_folder` found, in the files' order; no facts to add."""
+    import torch  # here, not at the top, as in `_read`
     def read(path: Path) -> np.ndarray:
         try:
             raw = path.read_bytes()

@@ -40,11 +40,20 @@ from torch import nn
 
 from . import models
 from ..spec.config import ROUNDING_MODES, ConfigError
-from ..spec.registry import Registry
+from ..spec.registry import PIPELINE_ROUNDS, Registry
 
 DEPLOYED = "exact"  # the crafting mode of a masking module outside `crafting()`
 PIPELINES = Registry("pipeline", "harness/run/pipelines.py")
-register_pipeline = PIPELINES.register
+
+
+def register_pipeline(name: str):
+    """Decorator: `@register_pipeline("name")` over a pipeline class (or constructor); the plan learns whether
+    it rounds (its `rounds`) from harness.spec.registry.PIPELINE_ROUNDS, without importing torch."""
+    def add(constructor):
+        PIPELINES.register(name)(constructor)
+        PIPELINE_ROUNDS[name] = bool(getattr(constructor, "rounds", False))
+        return constructor
+    return add
 
 
 def create(name: str, mean, std, size: int | None, **kwargs) -> nn.Module:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from . import models, pipelines
-from .attacks import evaluate
+from .attacks import Context, evaluate
 from ..spec.config import Recipe, RunConfig, arm_identity, derive_seed
 from ..spec.records import EpochRecord
 from .data import Dataset, augment, fixed_subset
@@ -78,10 +78,11 @@ def make_schedule(opt, warmup_steps: int, total_steps: int) -> torch.optim.lr_sc
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
-def train_step(net: torch.nn.Module, opt: torch.optim.Optimizer, sched, x: torch.Tensor, y: torch.Tensor,
+def train_step(net: torch.nn.Module, sched: torch.optim.lr_scheduler.LRScheduler, x: torch.Tensor, y: torch.Tensor,
                r: Recipe, gen: torch.Generator, precision: str, channels_last: bool) -> torch.Tensor:
-    """One optimizer step on a uint8 batch x (augmented here, on its device); returns the detached loss.
-    Shared by `run` and harness.bench, so the benchmark times the code that trains."""
+    """One step of `sched`'s optimizer on a uint8 batch x (augmented here, on its device); returns the detached
+    loss. Shared by `run` and harness.bench, so the benchmark times the code that trains."""
+    opt = sched.optimizer
     xb = augment(x, r.crop_padding, gen).float().div_(255)
     if channels_last:
         xb = xb.contiguous(memory_format=torch.channels_last)
@@ -146,18 +147,18 @@ def run(cfg: RunConfig, ds: Dataset, device: torch.device, checkpoint: Checkpoin
         loss_sum = torch.zeros((), device=device)
         for step in range(steps_per_epoch):
             idx = order[step * batch:(step + 1) * batch]
-            loss_sum += train_step(net_for_steps, opt, sched, train_x[idx], train_y[idx], r, gen, cfg.precision,
+            loss_sum += train_step(net_for_steps, sched, train_x[idx], train_y[idx], r, gen, cfg.precision,
                                    conv_layout)
         train_loss = loss_sum.item() / steps_per_epoch  # the one host sync of the epoch
         if not math.isfinite(train_loss):
             raise TrainingDiverged(f"{cfg.label}: the training loss became {train_loss} in epoch {epoch}: "
                                    f"lower the learning rate (recipe lr={r.lr}) or use fp32 (--precision fp32)")
         train_seconds = time.perf_counter() - start
-        point = evaluate(model, eval_x, eval_y, cfg.attack, model.rounds, attack_seed(cfg, epoch), cfg.precision,
-                         early_exit=early_exit, shapes=attack_shapes)
+        point = evaluate(model, eval_x, eval_y, cfg.attack, model.rounds, attack_seed(cfg, epoch),
+                         Context(cfg.precision, early_exit=early_exit, shapes=attack_shapes))
         records.append(EpochRecord(epoch=epoch, train_loss=train_loss, train_seconds=train_seconds,
                                    seconds=time.perf_counter() - start, **point))
-        keep = {best_epoch(records, float(ek)) for ek in records[-1].adv}
+        keep = {best_epoch(records, eps) for eps in cfg.attack.eps}
         best = {e: best[e] if e in best else cpu_state(model) for e in sorted(keep)}
         if checkpoint:  # plain types only: the cache reads checkpoints back with weights_only=True
             checkpoint.save({"model": model.state_dict(), "optimizer": opt.state_dict(),

@@ -19,11 +19,16 @@ MASKING_MODE = "exact"  # the mode whose gradient is masked: a diagnostic, outsi
 
 @dataclass
 class Effort:
-    """What attacks spent, in example-passes (one image through the model once). Pass one to `pgd` or
-    `attack` to count; a gradient pass (forward and backward) costs about three forward passes."""
+    """What attacks spent, in example-passes (one image through the model once), as harness.run.attacks'
+    `attack` returns it; a gradient pass (forward and backward) costs about three forward passes."""
     attacks: int = 0  # attacks begun: one example, one restart of one mode (each scores its random start)
     gradient: int = 0  # gradient passes: attack steps
     forward: int = 0  # forward passes without gradient: iterates scored on the deployed model
+
+    def add(self, other: Effort) -> None:
+        self.attacks += other.attacks
+        self.gradient += other.gradient
+        self.forward += other.forward
 
     def per_example(self, n: int) -> dict:
         """Averages over the n examples attacked (early exit makes them fall below the budget)."""

@@ -1,8 +1,9 @@
 """From a claim, a profile and the command line's overrides to the cases it has and the runs they need.
 
-Pure: no device, no cache, no decoding. pytest's collection calls `cases` for every hypothesis module, so
-`pytest --collect-only` stays cheap and leaves nothing behind; `run_configs` is called where runs execute,
-with the precision resolved for the device there.
+Pure: no torch, no device, no cache, no decoding. pytest's collection calls `cases` for every hypothesis
+module, so `pytest --collect-only` stays cheap and leaves nothing behind; `run_configs` is called where runs
+execute, with the precision resolved for the device there. `case_runs` is the one rule for the runs a case
+needs, and `needs` gathers it over a session's cases for an executor to obtain before the tests ask.
 """
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ import dataclasses
 from dataclasses import dataclass
 
 from . import budget
-from ..run import data, pipelines
 from ..judge import stats
+from ..run import sources
 from .config import LOOKS, NO_ROUNDING, PROFILES, Claim, ConfigError, Profile, RunConfig, Variant, key
+from .registry import PIPELINE_ROUNDS
 
 
 @dataclass(frozen=True)
@@ -38,13 +40,13 @@ class Plan:
         return self.datasets if eps == self.claim.deciding_eps else (dataset,)
 
 
-def plan(claim: Claim, profile: Profile, sources: data.Sources, datasets: tuple[str, ...] | None = None,
+def plan(claim: Claim, profile: Profile, bound: sources.Sources, datasets: tuple[str, ...] | None = None,
          eps: tuple[float, ...] | None = None, allow_reduced: bool = False) -> Plan:
     """The claim's cases here: its own datasets and eps, or the overrides. A bound data source that cannot
     be read is an error; a profile that substitutes runs on the first wanted dataset at hand, and only
     where none is, on another one, with a note (a smoke run on a machine without CIFAR still runs)."""
     check_claim(claim)
-    found = data.resolve(tuple(datasets or claim.datasets), sources, profile.substitute_data)
+    found = sources.resolve(tuple(datasets or claim.datasets), bound, profile.substitute_data)
     notes = (found.note,) if found.substituted else ()
     p = Plan(claim=claim, profile=profile, datasets=found.names, eps=tuple(eps or claim.eps), notes=notes,
              reduced=shortfalls(claim, profile, found.names, notes), allow_reduced=allow_reduced)
@@ -81,9 +83,9 @@ def check_claim(claim: Claim) -> None:
     if claim.score not in stats.SCORES:
         raise ConfigError(f"{claim.statement}: score {claim.score!r} is not one of {', '.join(stats.SCORES)}")
     for name, v in claim.variants.items():
-        if v.pipeline not in pipelines.PIPELINES:
+        if v.pipeline not in PIPELINE_ROUNDS:
             raise ConfigError(f"variant {name!r}: unknown pipeline {v.pipeline!r}: choose one of "
-                              f"{', '.join(pipelines.PIPELINES)}")
+                              f"{', '.join(PIPELINE_ROUNDS)}")
 
 
 def run_configs(p: Plan, dataset: str, precision: str) -> dict[str, list[RunConfig]]:
@@ -104,7 +106,7 @@ def _configs(p: Plan, v: Variant, dataset: str, precision: str) -> list[RunConfi
     size = v.input_size
     if size and profile.max_input_size:
         size = min(size, profile.max_input_size)
-    rounds = pipelines.PIPELINES[v.pipeline].rounds
+    rounds = PIPELINE_ROUNDS[v.pipeline]
     eps = tuple(sorted(set(profile.attack.eps) | set(p.eps)))
     if rounds:
         attack = dataclasses.replace(profile.attack, eps=eps, modes=p.claim.modes)
@@ -115,6 +117,32 @@ def _configs(p: Plan, v: Variant, dataset: str, precision: str) -> list[RunConfi
     return [RunConfig(dataset=dataset, variant=base, seed=s + v.seed_offset, epochs=p.epochs,
                       train_subset=profile.train_subset, attack=attack, precision=precision)
             for s in profile.seeds]
+
+
+def case_runs(p: Plan, dataset: str, eps: float, precision: str) -> dict[str, dict[str, list[RunConfig]]]:
+    """The runs one case needs: dataset -> arm -> configs, for every dataset of its Holm family; the case's
+    own dataset's runs also get the final-checkpoint checks at the claim's deciding eps."""
+    return {d: run_configs(p, d, precision) for d in p.family(dataset, eps)}
+
+
+@dataclass(frozen=True)
+class Need:
+    """A run some case of the session needs, and the eps its final-checkpoint checks run at (none: it is only
+    in another dataset's Holm family)."""
+    config: RunConfig
+    final_eps: tuple[float, ...]
+
+
+def needs(cases: list[tuple[Plan, str, float]], precision: str) -> list[Need]:
+    """Every run a set of cases ((plan, dataset, eps) each) needs, once (`case_runs`)."""
+    found: dict[str, tuple[RunConfig, set]] = {}  # by the config's own key (data and code are the same here)
+    for p, dataset, eps in cases:
+        for d, configs in case_runs(p, dataset, eps, precision).items():
+            for c in (c for cs in configs.values() for c in cs):
+                _, checked = found.setdefault(key(c, "", ""), (c, set()))
+                if d == dataset:
+                    checked.add(p.claim.deciding_eps)
+    return [Need(c, tuple(sorted(e))) for c, e in found.values()]
 
 
 RUN_FIELDS = ("dataset", "seed", "epochs", "train_subset", "attack", "precision")  # else: variant.*

@@ -11,6 +11,9 @@ from typing import Callable
 
 from .config import ConfigError
 
+# Pipeline name -> whether it rounds (a `modes` it crafts in), filled by harness.run.pipelines.register_pipeline:
+# what the plan needs to know of a pipeline, readable without importing torch.
+PIPELINE_ROUNDS: dict[str, bool] = {}
 _BAD_KEYWORD = re.compile(r"(?:unexpected|multiple values for) keyword argument '(\w+)'")
 
 
