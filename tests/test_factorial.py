@@ -116,11 +116,12 @@ def test_any_declared_design_is_tabulated_without_knowing_its_claims():
                        contrasts=(Contrast("wide − narrow at d3", {"narrowd3": -1, "wided3": 1}, "width, deepest"),),
                        modules=("test_width", "test_depth"))
     adv = {cell: 0.1 + 0.01 * i for i, cell in enumerate(design.cells)}  # clean 0.5: dominated area 0.5 * adv
-    runs = {f"{cell}{s}": make_run(f"{cell}{s}", [0.5], [adv[cell] + 0.01 * s]) for cell in design.cells for s in (0, 1)}
+    runs = {f"{cell}{s}": make_run(f"{cell}{s}", [0.5], [adv[cell] + 0.01 * s])
+            for cell in design.cells for s in (0, 1)}
     keys = {cell: [f"{cell}0", f"{cell}1"] for cell in design.cells}
     cells = list(design.cells)
-    cases = [sample_case(module="test_width", run_keys={c: keys[c] for c in cells[:3]}, better=cells[0], worse=cells[1]),
-             sample_case(module="test_depth", run_keys={c: keys[c] for c in cells[3:]}, better=cells[3], worse=cells[4]),
+    cases = [sample_case(module="test_width", run_keys={c: keys[c] for c in cells[:3]}),
+             sample_case(module="test_depth", run_keys={c: keys[c] for c in cells[3:]}),
              sample_case(module="test_other", run_keys={"narrowd1": ["x"]})]  # not declaring it: ignored
     [t] = factorial.tables([design], cases, runs)
     assert {c: t["cells"][c]["n"] for c in cells} == dict.fromkeys(cells, 2)
@@ -137,7 +138,8 @@ def test_any_declared_design_is_tabulated_without_knowing_its_claims():
     (dict(cells={"A": ("a1", "b1"), "B": ("a2", "b1"), "C": ("a1", "b2")}), "one cell per combination of levels"),
     (dict(cells={"A": ("a1", "b1"), "B": ("a2", "b1"), "C": ("a1", "b2"), "D": ("a2", "b3")}),
      "cell 'D' has levels \\('a2', 'b3'\\)"),
-    (dict(contrasts=(Contrast("A − E", {"A": 1, "E": -1}),)), "contrast 'A − E' weighs \\['E'\\], which are not cells"),
+    (dict(contrasts=(Contrast("A − E", {"A": 1, "E": -1}),)),
+     "contrast 'A − E' weighs \\['E'\\], which are not cells"),
 ], ids=["missing-cell", "unknown-level", "unknown-cell"])
 def test_a_malformed_design_is_refused_naming_what_is_wrong(change, message):
     good = dict(title="t", factors={"a": ("a1", "a2"), "b": ("b1", "b2")},

@@ -40,11 +40,11 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium
                                                                "chromium package to run the browser test")
 
 
-def chromium(tmp_path: Path, page: Path, *args: str) -> str:
+def chromium(tmp_path: Path, page: Path, *args: str, fragment: str = "") -> str:
     profile = tmp_path / f"chromium-profile-{len(list(tmp_path.glob('chromium-profile-*')))}"  # fresh each time
     cmd = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
            "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic",
-           f"--user-data-dir={profile}", *args, page.as_uri()]
+           f"--user-data-dir={profile}", *args, page.as_uri() + fragment]
     if not any(a.startswith("--window-size=") for a in args):
         cmd.insert(-1, f"--window-size={WINDOW}")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
@@ -162,8 +162,8 @@ def paper_doc() -> dict:
         spec.loader.exec_module(mod)
         claim = mod.CLAIM
         p = plan.Plan(claim=claim, profile=PROFILES["paper"], datasets=claim.datasets, eps=claim.eps)
-        family = {d: {arm: [_run(c, claim.deciding_eps) for c in cs] for arm, cs in plan.run_configs(p, d, "fp32").items()}
-                  for d in claim.datasets}
+        family = {d: {arm: [_run(c, claim.deciding_eps) for c in cs]
+                      for arm, cs in plan.run_configs(p, d, "fp32").items()} for d in claim.datasets}
         for d, runs in family.items():
             pairs = list(zip(*runs.values()))[:3] if len(runs) == 2 else []
             checks = FinalChecks(
@@ -175,8 +175,8 @@ def paper_doc() -> dict:
                           for b, a in pairs for direction in ("worse->better", "better->worse")
                           for weights in ("final", "best")])
             for eps in claim.eps:
-                case = verdict.judge(p, d, eps, family, checks, 0.05, nodeid=f"hypotheses/{path.name}::t[{d}-eps{eps:g}]",
-                                     module=path.stem)
+                case = verdict.judge(p, d, eps, family, checks, 0.05, module=path.stem,
+                                     nodeid=f"hypotheses/{path.name}::t[{d}-eps{eps:g}]")
                 results.add(doc, results.plain({"case": case.to_dict(), "design": getattr(mod, "DESIGN", None),
                                                 "runs": {r.key: run_dict(r) for rs in runs.values() for r in rs}}))
     doc["partial"] = False
@@ -207,8 +207,11 @@ def page(tmp_path_factory) -> Path:
 
 def test_the_check_catches_a_broken_figure_a_script_error_and_a_wide_table(page, tmp_path):
     html = page.read_text()
-    seen = body_attributes(chromium(tmp_path, page, "--dump-dom"))
-    assert seen["data-js-errors"] == "" and seen["data-overflowing"] == ""
+    dom = chromium(tmp_path, page, "--dump-dom")
+    seen = body_attributes(dom)
+    assert seen["data-js-errors"] == "" and seen["data-overflowing"] == "" and ' open=""' not in dom
+    linked = chromium(tmp_path, page, "--dump-dom", fragment="#claim-1")  # the board's link to a claim opens it
+    assert re.findall(r'<details class="claim" id="(claim-\d)" open="">', linked) == ["claim-1"]
     assert int(seen["data-images-ok"]) == int(seen["data-images-total"]) == html.count("<img ")
     start = html.index("base64,") + len("base64,")
     broken = html[:start] + "AAAA" + html[start + 4:]  # a figure whose signature is gone

@@ -84,8 +84,9 @@ def checks(case: Case, runs: dict[str, list[Run]]) -> Markup:
         [("ok", "full protocol")] if case.profile_decides else []  # an undeciding profile: said once, above
     failed = [("bad", f"{len(case.failed_runs)} run(s) failed")] if case.failed_runs else []
     tip = "; ".join(case.reduced + case.masking_warnings + case.failed_runs)
-    line = lambda checks: " · ".join(f'<span class="check {state}">{esc(text)}</span>' for state, text in checks)  # noqa: E731
-    return Markup(f'<div title="{esc(tip)}">{line([masking, *protocol, *failed])}<div>{line([parity])}</div></div>')
+    first, second = (" · ".join(f'<span class="check {state}">{esc(text)}</span>' for state, text in line)
+                     for line in ([masking, *protocol, *failed], [parity]))
+    return Markup(f'<div title="{esc(tip)}">{first}<div>{second}</div></div>')
 
 
 def strip(group: list[Case], d: Case) -> Markup:

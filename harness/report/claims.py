@@ -93,10 +93,11 @@ def section(i: int, group: list[Case], all_runs: dict[str, Run]) -> str:
             f'<ul class="warn">{"".join(f"<li>{esc(x)}</li>" for x in issues)}</ul>' if issues else "",
             table(["eps (1/255)", "verdict", "effect on the primary score [95% CI]", "p (one-sided)", "p (Holm)",
                    "p (permutation)", "seeds per arm", "pytest"], rows, "eps"),
-            img(figures.claim_figure(group, runs), f"tradeoff, scores and effect along eps of {d.module} on {d.dataset}"),
+            img(figures.claim_figure(group, runs), f"tradeoff, scores and effect along eps: {d.module}, {d.dataset}"),
             per_mode_table(group), diagnostics(d, runs),
             fold("the test record at each eps, and the runs", record_table(group) + runs_table(runs, eps_key(d.eps)))]
-    summary = f"<b>{esc(d.module)}</b> · {esc(d.dataset)} · {badge(d.verdict)} <span class=\"note\">{esc(d.statement)}</span>"
+    summary = (f'<b>{esc(d.module)}</b> · {esc(d.dataset)} · {badge(d.verdict)} '
+               f'<span class="note">{esc(d.statement)}</span>')
     return Markup(f'<details class="claim" id="claim-{i}"><summary>{summary}</summary>{"".join(body)}</details>')
 
 
@@ -131,9 +132,8 @@ def diagnostics(case: Case, runs: dict[str, list[Run]]) -> str:
     rows = [[name, f"{sum(ok for _, ok, _ in xs)}/{len(xs)}",
              Markup("<br>".join(f"<b>{esc(run)}</b>: {esc(detail)}" for run, ok, detail in xs if not ok)) or "—"]
             for name, xs in outcomes.items()]
-    warnings = dict.fromkeys(case.masking_warnings)
-    for w in dict.fromkeys(w for _, _, f in evaluated for w in f.warnings):
-        warnings[f"{w} ({sum(w in f.warnings for _, _, f in evaluated)} of {len(evaluated)} evaluations)"] = None
+    warnings = [f"{w} ({sum(w in f.warnings for _, _, f in evaluated)} of {len(evaluated)} evaluations)"
+                for w in dict.fromkeys(w for _, _, f in evaluated for w in f.warnings)]  # a failed check: a row above
     parts = [f"<h3>Final-checkpoint checks at eps {num(case.eps, 'g')}/255 (final weights, and the epoch of best "
              f"adversarial accuracy)</h3>",
              f'<ul class="warn">{"".join(f"<li>{esc(w)}</li>" for w in warnings)}</ul>' if warnings else "",

@@ -247,7 +247,8 @@ def thumbnail(runs: dict[str, list[Run]], eps: float, width: int = 100, height: 
     if xs:
         x0, x1, y1 = min(xs), max(max(xs), min(xs) + 1e-3), max(max(ys), 1e-3)
         for v, (clean, adv) in curves.items():
-            pts = [(3 + (x - x0) / (x1 - x0) * (width - 6), height - 3 - y / y1 * (height - 6)) for x, y in zip(clean, adv)]
+            pts = [(3 + (x - x0) / (x1 - x0) * (width - 6), height - 3 - y / y1 * (height - 6))
+                   for x, y in zip(clean, adv)]
             if pts:
                 line = " ".join(f"{x:.1f},{y:.1f}" for x, y in pts)
                 shapes.append(f'<polyline points="{line}" fill="none" stroke="{col[v]}" stroke-width="1.5"/>'

@@ -55,8 +55,7 @@ def header(doc: results.Results, title: str) -> str:
             ("exit status", s.get("exit_status")), ("alpha", s.get("alpha")), ("git", controller.get("git"))]
     line = " · ".join(f"{name} <b>{esc(num(value))}</b>" for name, value in meta)
     if any(not c.profile_decides for c in doc.cases):  # said once here, not on every verdict
-        line += f'<br><b>The {esc(s.get("profile"))} profile computes every verdict and decides none</b> (its tests skip).'
-
+        line += f'<br><b>The {esc(s.get("profile"))} profile computes every verdict and decides none</b> (tests skip).'
     return f'<h1>advhyp report {esc(title)}</h1>{banner}<p class="meta">{line}</p>'
 
 
@@ -84,10 +83,9 @@ def factorial_table(t: dict) -> str:
                 e["what"]] for e in t["effects"]]
     size = f" at {t['input_size']} px" if t["input_size"] else ""
     return (f"<h2>{esc(design.title)}</h2><p>{esc(t['dataset'])}: {esc(t['model'])}{esc(size)}, {esc(t['epochs'])} "
-            f"epochs, eps {num(t['eps'], 'g')}/255; each cell: mean {esc(t['score'])} ± sd over seeds, on the "
-            f"strongest attack, over the runs the modules {esc(', '.join(design.modules))} share. Contrasts of "
-            f"the cell means, their intervals treating the cells as independent (df = the smallest cell's seeds − 1). "
-            f"Descriptive: the modules decide.</p>"
+            f"epochs, eps {num(t['eps'], 'g')}/255. A cell: mean {esc(t['score'])} ± sd over seeds (strongest attack) "
+            f"of the runs {esc(', '.join(design.modules))} share; the intervals treat the cells as independent (df = "
+            f"the smallest cell's seeds − 1). Descriptive: the modules decide.</p>"
             + table(["", *(" · ".join(col) for col in columns)], grid, "factorial")
             + table(["contrast", "estimate", "95% CI", "what it isolates"], effects, "factorial"))
 
@@ -103,6 +101,7 @@ def dose_section(c) -> str:
             f"slope of the final clean accuracy {num(cost.slope, '+.4g')} per {esc(tr.unit)}</p>"
             + table(["level", "seeds", f"mean {c.primary}", "mean final clean accuracy"], rows, "dose")
             + img(figures.dose_figure(c), f"dose response of {c.nodeid}"))
+
 
 def drift_section(doc: results.Results) -> str:
     """Against --baseline: changed verdicts, effects whose CIs no longer overlap, runs beyond their seed spread."""
