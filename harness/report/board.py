@@ -50,8 +50,8 @@ def row(i: int, group: list[Case], all_runs: dict[str, Run]) -> list:
     d = deciding(group)
     runs = case_runs(d, all_runs)
     data = Markup(f'<a href="#claim-{i}">{esc(d.dataset)}</a>')
-    short = [n.split(":")[0].split(" (")[0] + (" (stale)" if n.startswith("recorded") and d.known_stale else "")
-             for n in notes(d)]  # in full in the tooltip
+    short = ["reported only"] * (d.profile_decides and not d.decides) + ["reduced"] * bool(d.reduced) + (
+        [f"recorded {d.known.verdict}{' (stale)' if d.known_stale else ''}"] if d.known else [])  # in full: tooltip
     if d.eps != d.deciding_eps:
         short.append(f"eps {num(d.deciding_eps, 'g')} not run")
     verdict = Markup(f'{badge(d.verdict)}<div class="sub nowrap" title="{esc("; ".join(notes(d)))}">'

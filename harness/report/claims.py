@@ -161,8 +161,8 @@ def attacks_tables(evaluated: list[tuple[str, str, FinalEvaluation]]) -> str:
 def record_table(group: list[Case]) -> str:
     """The test's record at each eps (Evidence, and the equivalence test where the claim has a margin)."""
     records = [dict(flat({k: v for k, v in c.test.to_dict().items() if k not in ("effect", "ci")}))
-               | dict(flat({"equivalence": c.equivalence.to_dict()} if c.equivalence else {})) for c in group]
-    names = list(dict.fromkeys(n for r in records for n in r if n))
+               | (dict(flat(c.equivalence.to_dict(), "equivalence")) if c.equivalence else {}) for c in group]
+    names = list(dict.fromkeys(n for r in records for n in r))
     return table(["field", *(f"eps {num(c.eps, 'g')}" for c in group)], [[n, *(r.get(n) for r in records)]
                                                                           for n in names], "kv")
 

@@ -63,9 +63,8 @@ def verdict_class(verdict: str) -> str:
     return re.sub(r"\W+", "-", verdict).strip("-") if verdict in VERDICTS else "unknown"
 
 
-def badge(verdict: str, title: str = "") -> Markup:
-    tip = f' title="{esc(title)}"' if title else ""
-    return Markup(f'<span class="verdict {verdict_class(verdict)}"{tip}>{esc(verdict)}</span>')
+def badge(verdict: str) -> Markup:
+    return Markup(f'<span class="verdict {verdict_class(verdict)}">{esc(verdict)}</span>')
 
 
 def flat(obj, prefix: str = "") -> list[tuple[str, object]]:

@@ -33,7 +33,7 @@ class Factorial(Record):
 
     def __post_init__(self):
         for cell, levels in self.cells.items():
-            if len(levels) != len(self.factors) or any(v not in self.factors[f] for f, v in zip(self.factors, levels)):
+            if len(levels) != len(self.factors) or any(v not in vs for vs, v in zip(self.factors.values(), levels)):
                 raise ConfigError(f"{self.title}: cell {cell!r} has levels {tuple(levels)}; give one level of each "
                                   f"factor, in order: {', '.join(f'{f} {vs}' for f, vs in self.factors.items())}")
         if len({tuple(v) for v in self.cells.values()}) != len(self.cells) \
