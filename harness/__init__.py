@@ -3,6 +3,7 @@
 Hypothesis modules need only what is exported here; see README.md, "Adding a hypothesis".
 """
 from .spec.config import ADAMW_VIT, ROUNDING_MODES, SGD_RESNET, Claim, Claimed, Known, Recipe, TrendClaim, Variant
+from .spec.design import Contrast, Factorial
 
-__all__ = ["ADAMW_VIT", "ROUNDING_MODES", "SGD_RESNET", "Claim", "Claimed", "Known", "Recipe", "TrendClaim",
-           "Variant"]
+__all__ = ["ADAMW_VIT", "ROUNDING_MODES", "SGD_RESNET", "Claim", "Claimed", "Contrast", "Factorial", "Known", "Recipe",
+           "TrendClaim", "Variant"]

@@ -17,6 +17,7 @@ both, so both arms face the same perturbations of the image). What it cannot: an
 Its runs are shared with the other H1 modules through the cache (the same Variants and attack modes).
 """
 from harness import ADAMW_VIT, ROUNDING_MODES, Claim, Variant
+from hypotheses.h1_2x2 import H1_2X2
 
 CLAIM = Claim(
     statement="ViT-tiny fed unnormalized [0, 1] float inputs (Plain) has a better clean-vs-adversarial "
@@ -26,6 +27,7 @@ CLAIM = Claim(
               "Plain": Variant("vit_tiny", "plain", ADAMW_VIT, input_size=224)},
     datasets=("cifar10", "cifar100"), epochs=40, deciding_eps=1, factor="pipeline", decides=False,
     modes=ROUNDING_MODES)  # neither arm rounds: the other H1 modules' settings, so the runs stay shared
+DESIGN = H1_2X2  # the report's 2x2 table of the arms these modules share
 
 
 def test_normalization_effect_on_vit_tradeoff(suite, dataset, eps):

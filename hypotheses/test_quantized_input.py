@@ -22,6 +22,7 @@ Baseline), and the report's 2x2 table shows which factor carries the effect. The
 identical Variants, so their runs are shared through the cache.
 """
 from harness import ADAMW_VIT, ROUNDING_MODES, Claim, Claimed, Variant
+from hypotheses.h1_2x2 import H1_2X2
 
 CLAIM = Claim(
     statement="ViT-tiny fed rounded 8-bit inputs (Round) has a better clean-vs-adversarial tradeoff "
@@ -31,6 +32,7 @@ CLAIM = Claim(
               "Round": Variant("vit_tiny", "round", ADAMW_VIT, input_size=224)},
     datasets=("cifar10", "cifar100"), epochs=40, factor="pipeline", deciding_eps=1, modes=ROUNDING_MODES,
     claimed=Claimed("better", "research post, first experiment (Figure 1; no size given)"))
+DESIGN = H1_2X2  # the report's 2x2 table of the arms these modules share
 
 
 def test_rounded_input_improves_vit_tradeoff(suite, dataset, eps):

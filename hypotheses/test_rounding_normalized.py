@@ -16,6 +16,7 @@ nor, from this test, whether the two rounding effects differ (the interaction, s
 report's 2x2 table, is not tested). Its Baseline runs are the post's comparison's (shared through the cache).
 """
 from harness import ADAMW_VIT, ROUNDING_MODES, Claim, Variant
+from hypotheses.h1_2x2 import H1_2X2
 
 CLAIM = Claim(
     statement="ViT-tiny fed rounded 8-bit inputs, then normalized (NormRound), has a better "
@@ -24,6 +25,7 @@ CLAIM = Claim(
     variants={"Baseline": Variant("vit_tiny", "baseline", ADAMW_VIT, input_size=224),
               "NormRound": Variant("vit_tiny", "norm_round", ADAMW_VIT, input_size=224)},
     datasets=("cifar10", "cifar100"), epochs=40, deciding_eps=1, modes=ROUNDING_MODES, factor="pipeline")
+DESIGN = H1_2X2  # the report's 2x2 table of the arms these modules share
 
 
 def test_rounding_improves_normalized_vit_tradeoff(suite, dataset, eps):

@@ -16,6 +16,7 @@ the resize to 224 (the rounding acts on the resized image, after bilinear interp
 Its Round and the post's Round are the same runs (shared through the cache), and so are their Baselines.
 """
 from harness import ADAMW_VIT, ROUNDING_MODES, Claim, Variant
+from hypotheses.h1_2x2 import H1_2X2
 
 CLAIM = Claim(
     statement="ViT-tiny fed rounded 8-bit [0, 1] inputs (Round) has a better clean-vs-adversarial tradeoff "
@@ -24,6 +25,7 @@ CLAIM = Claim(
     variants={"Plain": Variant("vit_tiny", "plain", ADAMW_VIT, input_size=224),
               "Round": Variant("vit_tiny", "round", ADAMW_VIT, input_size=224)},
     datasets=("cifar10", "cifar100"), epochs=40, deciding_eps=1, modes=ROUNDING_MODES, factor="pipeline")
+DESIGN = H1_2X2  # the report's 2x2 table of the arms these modules share
 
 
 def test_rounding_improves_unnormalized_vit_tradeoff(suite, dataset, eps):

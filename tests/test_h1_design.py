@@ -18,11 +18,15 @@ H1 = ("test_quantized_input", "test_rounding_unnormalized", "test_rounding_norma
 DOSE = "test_bit_depth_dose"
 
 
-def _claim(module: str):
+def _module(module: str):
     spec = importlib.util.spec_from_file_location(f"h1_{module}", ROOT / "hypotheses" / f"{module}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    return mod.CLAIM
+    return mod
+
+
+def _claim(module: str):
+    return _module(module).CLAIM
 
 
 def _keys(module: str, profile: str, dataset: str = "cifar10") -> dict[str, list[str]]:
@@ -81,3 +85,25 @@ def test_collect_only_lists_every_h1_module(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for m in H1 + (DOSE,):
         assert sum(line.startswith(f"hypotheses/{m}.py::") for line in proc.stdout.splitlines()) == 4, m
+
+
+def test_the_h1_modules_declare_the_2x2_whose_levels_are_what_their_pipelines_do():
+    """hypotheses/h1_2x2.py as data: every H1 module declares it, names only its cells, and each cell's declared
+    levels are what that arm's pipeline does to a grey image (normalized: mean -> 0; rounded: `rounds`)."""
+    import torch
+    from harness.run import pipelines
+    from hypotheses.h1_2x2 import H1_2X2
+    arms = {}
+    for m in H1:
+        mod = _module(m)
+        assert mod.DESIGN == H1_2X2, m
+        assert set(mod.CLAIM.variants) <= set(H1_2X2.cells), m
+        arms.update(mod.CLAIM.variants)
+    assert set(arms) == set(H1_2X2.cells)  # the four modules fill all four cells
+    assert not hasattr(_module(DOSE), "DESIGN")  # the dose's 8-bit level is Round's runs, but not a cell
+    grey = 128 / 255  # on the 8-bit grid, so rounding leaves it, and the mean normalization maps to 0
+    for arm, variant in arms.items():
+        normalization, rounding = H1_2X2.cells[arm]
+        pipe = pipelines.create(variant.pipeline, (grey,) * 3, (0.25,) * 3, None, **variant.pipeline_kwargs)
+        assert (normalization == "normalized") == bool(pipe(torch.full((1, 3, 4, 4), grey)).abs().max() < 1e-6), arm
+        assert (rounding == "rounded (8-bit)") == pipe.rounds, arm

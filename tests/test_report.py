@@ -14,7 +14,7 @@ import dataclasses
 import pytest
 
 from harness.spec import plan, results
-from harness.report import page as report
+from harness.report import claims, page as report
 from harness.judge import verdict
 from harness.spec.case import Case
 from harness.spec.config import PROFILES, Claim, Claimed, Variant
@@ -107,9 +107,13 @@ def rendered(tmp_path_factory) -> tuple[Path, str]:
     return folder, report.render(folder).read_text()
 
 
-def summary_rows(html: str) -> list[str]:
-    table = re.search(r'<table class="summary">(.*?)</table>', html, re.S).group(1)
+def board_rows(html: str) -> list[str]:
+    table = re.search(r'<table class="board">(.*?)</table>', html, re.S).group(1)
     return re.findall(r"<tr>(.*?)</tr>", table.split("<tbody>")[1], re.S)
+
+
+def claim_section(html: str, module: str) -> str:
+    return next(s for s in html.split('<details class="claim"')[1:] if f"<b>{module}</b>" in s.split("</summary>")[0])
 
 
 def test_sample_cases_reach_each_verdict():
@@ -120,36 +124,50 @@ def test_sample_cases_reach_each_verdict():
                         ("test_control_seed_null", 1.0): "inconclusive"}
 
 
-def test_summary_has_one_row_per_case_with_its_verdict_class(rendered):
-    rows = summary_rows(rendered[1])
-    assert len(rows) == 4
-    by_module = {(re.search(r"<td>(test_\w+)</td>", r).group(1), "eps 2/255" in r): r for r in rows}
-    assert '<span class="verdict supported">supported</span>' in by_module["test_pooling_type", False]
-    assert '<span class="verdict contradicted">contradicted</span>' in by_module["test_quantized_input", False]
-    control = by_module["test_control_seed_null", False]
-    assert '<span class="verdict inconclusive">inconclusive</span>' in control
-    assert "control: passes when inconclusive" in control
-    assert "reported only" in by_module["test_pooling_type", True]
-    assert "reported only" not in by_module["test_pooling_type", False]
+def test_board_has_one_row_per_claim_at_its_deciding_eps_and_the_control_apart(rendered):
+    html = rendered[1]
+    rows = board_rows(html)
+    assert len(rows) == 2  # pooling (eps 1 and 2 in one row) and the post's comparison; the control below
+    pooling, quantized = (next(r for r in rows if f"<b title=" in r and name in r) for name in ("pooling_type",
+                                                                                                "quantized_input"))
+    assert '<span class="verdict supported">supported</span>' in pooling
+    assert '<span class="verdict contradicted">contradicted</span>' in quantized
+    # eps 2 sits in the strip, reported only; eps 1, the deciding one, is outlined
+    chips = re.findall(r'<span class="chip ([\w -]+)" title="eps (\d)/255: ([^"]*)">', pooling)
+    assert [(cls, eps) for cls, eps, _ in chips] == [("supported deciding", "1"), ("supported", "2")]
+    calibration = re.search(r'<table class="calibration">(.*?)</table>', html, re.S).group(1)
+    assert "test_control_seed_null</a> · cifar10" in calibration and "inconclusive (the arms differ" in calibration
+    assert '<span class="verdict inconclusive">inconclusive</span>' in calibration
+    assert "test_control_seed_null" not in "".join(rows)
 
 
-def test_summary_row_shows_effect_interval_p_values_and_seeds(rendered):
+def test_board_row_shows_effect_claimed_checks_and_the_details_every_p_value(rendered):
+    html = rendered[1]
     case = next(c for c in sample_doc()["cases"] if c["module"] == "test_quantized_input")
     t = case["test"]
-    row = next(r for r in summary_rows(rendered[1]) if "test_quantized_input" in r)
-    assert f"Round − Baseline: {t['effect']:+.4f} [{t['ci'][0]:+.4f}, {t['ci'][1]:+.4f}]" in row
-    assert f"<td>{t['p_greater']:.3g}</td><td>{t['p_adj_greater']:.3g}</td>" in row
-    assert f"{t['p_perm']:.3g} (min {t['p_min']:.3g})" in row
+    row = next(r for r in board_rows(html) if "quantized_input" in r)
+    assert f"{t['effect']:+.4f} [{t['ci'][0]:+.4f}, {t['ci'][1]:+.4f}]" in row
+    assert f"Round − Baseline; Holm p {t['p_adj_greater']:.2g}" in row
     # ran on the JPEG copy in place of cifar10: a reduced protocol, so reported, not decided
-    assert "<td>3 / 3</td><td>paper</td><td>cifar10-jpeg75</td><td>skipped</td>" in row
+    assert "pytest: skipped; reduced" in row and '<span class="check warn">reduced protocol (1)</span>' in row
+    assert '<span class="check bad">masking: 1 of 7 FAILED</span>' in row  # 3 runs x 2 checks, 1 transfer
+    assert '<span class="check ok">equal effort: 1 attacks/example</span>' in row
+    assert "<li>cifar10: the runs read cifar10-jpeg75, bound in its place</li>" in html  # among the warnings
+    detail = claim_section(html, "test_quantized_input")
+    eps_row = re.search(r"<tr><td><b>1</b></td>(.*?)</tr>", detail).group(1)
+    assert f"Round − Baseline: {t['effect']:+.4f} [{t['ci'][0]:+.4f}, {t['ci'][1]:+.4f}]" in eps_row
+    assert f"<td>{t['p_greater']:.3g}</td><td>{t['p_adj_greater']:.3g}</td>" in eps_row
+    assert f"{t['p_perm']:.3g} (min {t['p_min']:.3g})" in eps_row and "<td>3 / 3</td><td>skipped</td>" in eps_row
 
 
-def test_undecided_profile_is_marked_beside_the_verdict():
-    pool = {"Max": _arm("max", 0.20, [0.0, 0.01, 0.02], {"pgd": 0.0}),
-            "Avg": _arm("avg", 0.05, [0.0, 0.01, 0.02], {"pgd": 0.0})}
-    case = dataclasses.replace(_case("test_pooling_type", "Max", "Avg", pool), profile_decides=False, profile="smoke")
-    assert 'not decided (smoke)' in report.verdict_cell(case)
-    assert "reported only" not in report.verdict_cell(case)
+def test_an_undeciding_profile_is_said_once_not_beside_every_verdict():
+    doc = sample_doc()
+    for c in doc["cases"]:
+        c.update(profile="smoke", profile_decides=False)
+    html = report.page(results.parse(doc), "t")
+    assert html.count("profile computes every verdict and decides none") == 1
+    case = Case.from_dict(doc["cases"][0])
+    assert "not decided" not in claims.verdict_cell(case) and "reported only" not in claims.verdict_cell(case)
 
 
 def test_every_string_from_the_results_is_escaped(rendered):
@@ -160,66 +178,78 @@ def test_every_string_from_the_results_is_escaped(rendered):
     for where in (f"<td>profile_settings.note</td><td>{shown}</td>", f"<td>args</td><td>hypotheses/, {shown}</td>",
                   f"<td>max/s0 {shown}</td>", f"<pre>RuntimeError: {shown}</pre>",
                   f"<li>quarantined a corrupt checkpoint {shown}</li>",
-                  f"<li>round/s0: gradients_flow: 97% zero gradients {shown}</li>"):
+                  f"<b>Round s0</b>: 97% zero gradients under exact {shown}"):
         assert where in html
     assert report.esc(report.esc(HOSTILE)) not in html  # escaped once, not twice
 
 
 def test_unknown_verdict_text_is_escaped_and_gets_no_colour():
     case = Case.from_dict(sample_doc()["cases"][0])
-    cell = report.verdict_cell(dataclasses.replace(case, verdict='"><img src=x>', reduced=[]))
+    cell = claims.verdict_cell(dataclasses.replace(case, verdict='"><img src=x>', reduced=[]))
     assert '<span class="verdict unknown">&quot;&gt;&lt;img src=x&gt;</span>' == cell
 
 
-def test_figures_are_embedded_one_per_case_plus_diagnostics(rendered):
+def test_figures_are_embedded_once_per_claim_plus_diagnostics_and_thumbnails(rendered):
     html = rendered[1]
     assert "http://" not in html and "https://" not in html and "<link" not in html
-    images = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
-    # four cases, each with its effect along eps (the runs evaluate eps 1 and 2), one with final-checkpoint curves
-    assert len(images) == 4 + 4 + 1
-    assert re.search(r'<body data-figures="9">', html)
-    assert all(base64.b64decode(i).startswith(b"\x89PNG") for i in images)
+    pngs = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
+    svgs = re.findall(r'<img src="data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)"', html)
+    # a figure per claim and dataset (pooling's two eps drawn once), one claim's final-checkpoint curves; and
+    # a thumbnail per board row
+    assert len(pngs) == 3 + 1 and len(set(pngs)) == len(pngs) and len(svgs) == 2
+    assert re.search(r'<body data-figures="6">', html)
+    assert all(base64.b64decode(i).startswith(b"\x89PNG") for i in pngs)
+    assert all(base64.b64decode(i).startswith(b"<svg ") and b"<polyline" in base64.b64decode(i) for i in svgs)
 
 
 def test_per_mode_table_sets_the_posts_protocol_beside_the_strongest_attack(rendered):
     case = next(c for c in sample_doc()["cases"] if c["module"] == "test_quantized_input")
-    section = next(s for s in rendered[1].split('<section class="case"') if "test_quantized_input:" in s)
-    assert "<h3>Per attack mode</h3>" in section
+    section = claim_section(rendered[1], "test_quantized_input")
+    assert "<h3>Per attack mode: effect on dominated_area (one-sided p, raw)</h3>" in section
     for mode in ("off", "bpda", "exact"):
-        assert f"<td>{mode}</td><td>{case['per_mode'][mode]['effect']:+.4f}</td>" in section
-    assert f"<td><b>strongest</b> (decides)</td><td>{case['test']['effect']:+.4f}</td>" in section
+        m = case["per_mode"][mode]
+        assert f"<td>{mode}</td><td>{m['effect']:+.4f} (p {m['p_greater']:.3g})</td>" in section
+    t = case["test"]
+    assert f"<td><b>strongest</b> (decides)</td><td>{t['effect']:+.4f} (p {t['p_greater']:.3g})</td>" in section
 
 
-def test_diagnostics_table_and_warnings_come_from_the_final_block(rendered):
+def test_checks_are_one_row_each_and_the_attacks_per_run_sit_behind_a_fold(rendered):
     html = rendered[1]
-    section = next(s for s in html.split('<section class="case"') if "test_quantized_input:" in s)
-    assert "<h3>Final-checkpoint diagnostics (and the epoch of best adversarial accuracy)</h3>" in section
-    diag = re.search(r'<table class="diag">(.*?)</table>', section).group(1)
-    assert re.findall(r"<th>(.*?)</th>", diag) == [
-        "variant", "run", "n", "clean", "eps", "pgd.off", "pgd.bpda", "pgd.exact", "pgd.strongest", "apgd_ce.off",
-        "apgd_ce.bpda", "apgd_ce.strongest", "apgd_dlr", "square", "zero_grad.off", "zero_grad.bpda",
-        "zero_grad.exact", "strongest_overall", "seconds", "checks"]
-    assert diag.count("<td>Round</td><td>round/s") == 3 and diag.count("<td>1/2 ok</td>") == 3
-    assert "<td>Round</td><td>round/s1</td><td>64</td><td>0.6</td><td>1</td><td>0.3</td>" in diag
-    assert "<li>round/s0: gradients_flow: 97% zero gradients " in section  # the runner's masking_warnings
-    assert section.count("97% zero gradients") == 1  # each failed check listed once
-    assert "<li>round/s2: torchattacks is not installed</li>" in section
-    assert ("<td>base/s0</td><td>round/s0</td><td>0.1</td><td>0.25</td><td>FAILED</td>"
-            "<td>transfer beats the white-box attack</td>") in section
-    others = [s for s in html.split('<section class="case"')[1:] if "test_quantized_input:" not in s]
-    assert others and not any("Final-checkpoint diagnostics" in s for s in others)
+    section = claim_section(html, "test_quantized_input")
+    assert "<h3>Final-checkpoint checks at eps 1/255 (final weights, and the epoch of best adversarial" in section
+    checks = re.search(r'<table class="checks">(.*?)</table>', section).group(1)
+    rows = re.findall(r"<tr><td>(.*?)</td><td>(.*?)</td><td>(.*?)</td></tr>", checks)
+    assert [(name, passed) for name, passed, _ in rows] == [
+        ("more_effort_finds_little", "3/3"), ("gradients_flow", "0/3"), ("transfer worse-&gt;better (final weights)",
+                                                                         "0/1")]
+    assert "<b>Round s2</b>: 97% zero gradients under exact " in rows[1][2]
+    assert ("<b>base/s0 → round/s0</b>: transfer beats the white-box attack (transfer 0.1, white-box 0.25)"
+            in rows[2][2])
+    assert section.count("97% zero gradients") == 3  # each failed check once, in its row
+    assert "<li>torchattacks is not installed (3 of 3 evaluations)</li>" in section  # once, not per run
+    attacks = section.split("<summary>the attacks on each checkpoint</summary>")[1]
+    table = re.search(r'<table class="attacks">(.*?)</table>', attacks).group(1)
+    assert re.findall(r"<th>(.*?)</th>", table) == ["Round", "Round s0", "Round s1", "Round s2"]
+    assert re.findall(r"<tr><td>([\w.]+)</td>", table) == [
+        "n", "clean", "eps", "pgd.off", "pgd.bpda", "pgd.exact", "pgd.strongest", "apgd_ce.off", "apgd_ce.bpda",
+        "apgd_ce.strongest", "apgd_dlr", "square", "zero_grad.off", "zero_grad.bpda", "zero_grad.exact",
+        "strongest_overall", "seconds"]
+    assert "<tr><td>pgd.off</td><td>0.3</td><td>0.3</td><td>0.3</td></tr>" in table
+    others = [s for s in html.split('<details class="claim"')[1:] if "<b>test_quantized_input</b>" not in s]
+    assert others and not any("Final-checkpoint checks" in s for s in others)
 
 
 def test_final_block_shows_only_with_the_case_at_its_eps():
     doc = sample_doc()
     case = Case.from_dict(next(c for c in doc["cases"] if c["module"] == "test_quantized_input"))
-    runs = report.case_runs(case, results.parse(doc).runs)
-    assert "round/s0" in report.diagnostics(dataclasses.replace(case, masking_warnings=[], transfer=[]), runs)
+    runs = claims.case_runs(case, results.parse(doc).runs)
+    quiet = dataclasses.replace(case, masking_warnings=[], transfer=[])
+    assert "<th>Round s0</th>" in claims.diagnostics(quiet, runs)
     first = runs["Round"][0]  # with its checks on the epoch of best adversarial accuracy:
     runs["Round"][0] = first.with_checks(first.final, FinalEvaluation.from_dict({**FINAL, "epoch": 2}))
-    shown = report.diagnostics(dataclasses.replace(case, masking_warnings=[], transfer=[]), runs)
-    assert shown.count("<td>round/s0 @ epoch 2 (best adv)</td>") == 1 and "<th>epoch</th>" not in shown
-    assert report.diagnostics(dataclasses.replace(case, eps=2.0, masking_warnings=[], transfer=[]), runs) == ""
+    shown = claims.diagnostics(quiet, runs)
+    assert shown.count("<th>Round s0 @ epoch 2</th>") == 1 and "<td>epoch</td>" not in shown
+    assert claims.diagnostics(dataclasses.replace(quiet, eps=2.0), runs) == ""
 
 
 def test_configuration_environment_errors_and_warnings_are_shown(rendered):
@@ -230,7 +260,7 @@ def test_configuration_environment_errors_and_warnings_are_shown(rendered):
     assert "<h3>hypotheses/test_x.py::t</h3><pre>RuntimeError: " in html
     assert "<li>quarantined a corrupt checkpoint " in html
     for name, value in (("profile", "paper"), ("started", "2026-11-26 01:00:00"), ("exit status", "1")):
-        assert f"<td>{name}</td><td>{value}</td>" in html
+        assert f"{name} <b>{value}</b>" in html
 
 
 def test_partial_banner_only_when_partial():
@@ -247,7 +277,8 @@ def test_a_failed_run_and_a_case_without_finished_runs_still_render(tmp_path):
         doc["runs"][key].update(status="failed", records=[], error="CUDA out of memory")
     html = report.render(write_doc(tmp_path / "r", doc)).read_text()
     assert html.count("<td>failed</td>") == 3 and html.count("<td>CUDA out of memory</td>") == 3
-    assert 'data-figures="2"' in html  # the case figure, and the effect along eps the case recorded
+    assert "<li>3 run(s) failed or are missing: their claims fail" in html
+    assert 'data-figures="1"' in html  # the claim's figure (a control: no board row, so no thumbnail)
 
 
 def test_cli_rebuilds_the_same_page_from_results_json_alone(rendered):
@@ -323,9 +354,10 @@ def test_names_with_dollar_signs_are_drawn_as_text_not_tex():
     from harness.report import figures
     doc = sample_doc()
     case = Case.from_dict(next(c for c in doc["cases"] if c["module"] == "test_control_seed_null"))
-    runs = report.case_runs(case, results.parse(doc).runs)
+    runs = claims.case_runs(case, results.parse(doc).runs)
     odd = "$x^$"  # unbalanced TeX: matplotlib's mathtext would raise on it
-    png = figures.case_figure(dataclasses.replace(case, scores={odd: case.scores["Seeds A"]}), {odd: runs["Seeds A"]}, "1")
+    png = figures.claim_figure([dataclasses.replace(case, scores={odd: case.scores["Seeds A"]})],
+                               {odd: runs["Seeds A"]})
     assert png.startswith(b"\x89PNG")
     final = FinalEvaluation.from_dict({**FINAL, "steps_curve": {"steps": [1, 2], "acc": [0.3, 0.2]}})
     assert figures.diagnostics_figure([(odd, odd, final)]).startswith(b"\x89PNG")
@@ -341,4 +373,4 @@ def test_drift_and_claimed_beside_measured_are_shown(tmp_path):
     assert "<td>verdict changed</td><td>test_pooling_type cifar10 eps 1</td><td>inconclusive</td><td>supported</td>" in html
     case = dataclasses.replace(Case.from_dict(doc["cases"][0]), claimed=Claimed("better", "the post", 0.5),
                                reading="direction only")
-    assert report.claimed_text(case) == "better by +0.5000 (the post) → direction only"
+    assert claims.claimed_text(case) == "better by +0.5000 (the post) → direction only"

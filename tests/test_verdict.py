@@ -11,7 +11,7 @@ from PIL import Image
 
 from helpers import NO_CHECKS, make_run
 from harness.judge import inference, verdict
-from harness.report import page, summary
+from harness.report import claims, summary
 from harness.run import data
 from harness.spec import plan, results
 from harness.spec.config import LOOKS, PROFILES, Claim, Claimed, Variant
@@ -125,7 +125,7 @@ def test_supported_with_a_failed_masking_check_is_unverified_and_does_not_read_r
     case = _judge(claim, runs, checks=MASKED)
     assert case.verdict == "supported (unverified)" and case.reading == "supported (unverified)"
     assert case.outcome == "failed"
-    assert 'class="verdict supported-unverified">supported (unverified)<' in page.verdict_cell(case)
+    assert 'class="verdict supported-unverified">supported (unverified)<' in claims.verdict_cell(case)
 
 
 def test_a_reduced_protocol_says_so_in_the_verdict_cell_and_the_summary():
@@ -133,7 +133,7 @@ def test_a_reduced_protocol_says_so_in_the_verdict_cell_and_the_summary():
     case = _judge(_claim(datasets=("cifar10",)), _scored("cifar10-unverified", A=[0.40, 0.41, 0.42],
                                                          B=[0.30, 0.31, 0.32]), dataset="cifar10")
     assert case.reduced == ["ran on cifar10-unverified, bound in place of cifar10"] and case.outcome == "skipped"
-    assert "reduced: ran on cifar10-unverified, bound in place of cifar10" in page.verdict_cell(case)
+    assert "reduced: ran on cifar10-unverified, bound in place of cifar10" in claims.verdict_cell(case)
     doc = results.Results(schema=results.SCHEMA, session={}, partial=False, cases=[case], runs={}, errors=[], warnings=[])
     assert "**supported** (reduced: ran on cifar10-unverified" in summary.markdown(doc, "reports/x")
 
@@ -169,7 +169,7 @@ def test_h2s_record_from_the_jpeg_copy_and_older_code_does_not_fail_a_night_on_l
     assert "these runs ran code 0123456789abcdef" in case.known_stale
     assert case.verdict != "contradicted" and case.outcome == "xfailed"  # not "VERDICT CHANGED"
     assert "does not apply to these runs" in verdict.message(case)
-    assert "stale: measured on cifar10-jpeg75" in page.verdict_cell(case)
+    assert "stale: measured on cifar10-jpeg75" in claims.verdict_cell(case)
     fresh = dataclasses.replace(k, data="cifar10", code="0123456789abcdef")
     case = verdict.judge(dataclasses.replace(p, claim=dataclasses.replace(H2, known=fresh)), "cifar10", 1.0,
                          {"cifar10": runs}, CHECKS, 0.05)

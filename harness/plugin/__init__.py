@@ -250,7 +250,7 @@ class SuiteFixture:
         runs = checks.attach(family[dataset]) if checks else family[dataset]
         self.request.node.stash[RECORD] = {
             "case": case.to_dict(), "runs": {r.key: r.to_dict() for rs in runs.values() for r in rs},
-            "warnings": warnings,
+            "warnings": warnings, "design": getattr(self.request.module, "DESIGN", None),  # a Factorial, or none
             "env": {f"{self.config.stash[REPORT].name}:{ex.device}": runtime.environment(ex.device)}}
         self.request.node.stash[UNCONCLUDED] = case
         return case

@@ -1,99 +1,65 @@
-"""H1's 2x2 design read off a session's results: normalization x rounding, one table per dataset.
+"""A declared factorial design (harness.spec.design.Factorial) read off a session's results: per dataset,
+the cell means at the claims' deciding eps and the design's contrasts of them.
 
-The four pipelines of harness.run.pipelines are the cells: baseline (normalized, float), plain (unnormalized,
-float), round (unnormalized, rounded), norm_round (normalized, rounded). Runs fall into one table when
-their configs differ in nothing but the pipeline, the seed and the attack modes and restarts (a rounding
-arm is attacked in its rounding modes, a float arm with as many restarts), so the table holds exactly the runs the H1 modules share; a `round`
-run at another bit depth than 8 (the dose hypothesis's) is left out.
+A cell's runs are those its arm name holds in the cases of the modules that declare the design, at their
+deciding eps; the modules share them through the cache, so a run counts once however many modules name it.
+Each cell: the per-seed primary score of its finished runs on the strongest attack (the score the claims
+decide on), on a clean-accuracy range shared by the whole table. A contrast is sum(w_i * mean_i); its 95%
+interval treats the cells as independent samples (standard error from each cell's own variance, df = the
+smallest cell's seeds - 1, as harness.judge.inference.trend), NaN below 2 seeds per cell. Descriptive: the
+claim modules decide.
 
-Each cell: the per-seed primary score of its finished runs at the claims' deciding eps, on the strongest
-attack (the score the claims decide on). Effects are contrasts of the cell means: the two rounding effects
-at a fixed input scale, the main effects, the interaction (NormRound - Baseline) - (Round - Plain), and
-the post's Round - Baseline (rounding plus dropping normalization). Descriptive: the claim modules decide;
-the 95% intervals treat the cells as independent samples (standard error from each cell's own variance,
-df = the smallest cell's seeds - 1, as harness.judge.inference.trend), and are NaN below 2 seeds per cell.
-
-Pure: Case and Run objects in, plain data out.
+Pure: Case and Run objects in, plain data out; nothing here knows which claims or pipelines a design has.
 """
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 
 import numpy as np
 from scipy import stats as st
 
 from ..judge import stats
-from ..spec.config import eps_key
+from ..spec.design import Factorial
 from ..spec.records import Run
 
-CELLS = ("Baseline", "Plain", "Round", "NormRound")  # the order of every contrast's weights
-PIPELINE_CELL = {"baseline": "Baseline", "plain": "Plain", "round": "Round", "norm_round": "NormRound"}
-LAYOUT = {  # (normalized, rounded) -> cell: the table's rows and columns
-    (True, False): "Baseline", (True, True): "NormRound", (False, False): "Plain", (False, True): "Round"}
-EFFECTS = (  # name, weights over CELLS, what it isolates
-    ("rounding, unnormalized: Round − Plain", (0, -1, 1, 0), "rounding alone, [0, 1] inputs"),
-    ("rounding, normalized: NormRound − Baseline", (-1, 0, 0, 1), "rounding alone, normalized inputs"),
-    ("rounding, main effect", (-.5, -.5, .5, .5), "mean of the two rounding effects"),
-    ("normalization, main effect", (.5, -.5, -.5, .5), "mean of Baseline − Plain and NormRound − Round"),
-    ("interaction: (NormRound − Baseline) − (Round − Plain)", (-1, 1, -1, 1),
-     "how much rounding's effect depends on normalization"),
-    ("the post's comparison: Round − Baseline", (-1, 0, 1, 0), "rounding and dropping normalization at once"),
-)
+
+def tables(designs: list[Factorial], cases, runs: dict[str, Run]) -> list[dict]:
+    """One table per design, dataset and deciding eps where every cell has runs. cases: harness.spec.case.Case
+    objects; runs: results.json's runs by key."""
+    out = []
+    for design in designs:
+        groups: dict[tuple, dict[str, dict[str, Run]]] = {}  # (dataset, eps, score) -> cell -> key -> run
+        for case in cases:
+            if case.module in design.modules and case.eps == case.deciding_eps:
+                cells = groups.setdefault((case.dataset, case.eps, case.primary), {c: {} for c in design.cells})
+                for arm in set(case.run_keys) & set(design.cells):
+                    cells[arm].update((k, runs[k]) for k in case.run_keys[arm])
+        out += [_table(design, *where, cells) for where, cells in groups.items() if all(cells.values())]
+    return out
 
 
-def tables(cases, runs: dict[str, Run]) -> list[dict]:
-    """The 2x2 tables the cases' runs fill: one per group of runs that differ only in pipeline and seed,
-    at a deciding eps, where all four pipelines have runs. cases: harness.spec.case.Case objects; runs:
-    results.json's runs by key."""
-    groups: dict[str, dict] = {}
-    for case in cases:
-        if case.eps != case.deciding_eps:
-            continue
-        for k in (k for keys in case.run_keys.values() for k in keys):
-            run = runs[k]
-            variant = run.config.variant
-            cell = PIPELINE_CELL.get(variant.pipeline)
-            if cell is None or variant.pipeline_kwargs.get("bits", 8) != 8:
-                continue
-            g = groups.setdefault(_group(run, case), {
-                "dataset": case.dataset, "model": variant.model, "input_size": variant.input_size,
-                "eps": case.deciding_eps, "score": case.primary, "epochs": run.config.epochs,
-                "runs": {c: {} for c in CELLS}})
-            g["runs"][cell][k] = run
-    return [_table(g) for g in groups.values() if all(g["runs"][c] for c in CELLS)]
-
-
-def _group(run: Run, case) -> str:
-    """What a run shares with the other cells of its table: its config but pipeline, seed and attack modes and
-    restarts (a float arm's restarts match a rounding arm's gradient modes: harness.spec.plan's equal effort)."""
-    config = dataclasses.asdict(run.config)
-    rest = {**config, "seed": None, "variant": {**config["variant"], "pipeline": None},
-            "attack": {**config["attack"], "modes": None, "restarts": None}}
-    return json.dumps([rest, case.deciding_eps, case.primary], sort_keys=True)
-
-
-def _table(g: dict) -> dict:
-    finished = {c: [r for r in rs.values() if r.done] for c, rs in g["runs"].items()}
-    curves = {c: [r.curve(g["eps"]) for r in rs] for c, rs in finished.items()}
+def _table(design: Factorial, dataset: str, eps: float, score: str, cell_runs: dict[str, dict[str, Run]]) -> dict:
+    finished = {c: [r for r in rs.values() if r.done] for c, rs in cell_runs.items()}
+    curves = {c: [r.curve(eps) for r in rs] for c, rs in finished.items()}
     cleans = [clean for cs in curves.values() for clean, _ in cs]
     lo, hi = stats.shared_range(cleans) if cleans else (math.nan, math.nan)
     cells = {}
-    for c in CELLS:
-        scores = [stats.scores(np.array([clean]), np.array([adv]), lo, hi)[g["score"]][0] for clean, adv in curves[c]]
+    for c in design.cells:
+        scores = [stats.scores(np.array([clean]), np.array([adv]), lo, hi)[score][0] for clean, adv in curves[c]]
         scores = [s for s in scores if math.isfinite(s)]
         cells[c] = {"n": len(scores), "scores": scores, "mean": float(np.mean(scores)) if scores else math.nan,
                     "sd": float(np.std(scores, ddof=1)) if len(scores) > 1 else math.nan,
-                    "not_finished": sorted(r.label for r in g["runs"][c].values() if r.status != "done")}
-    return {**{k: g[k] for k in ("dataset", "model", "input_size", "eps", "score", "epochs")}, "cells": cells,
-            "effects": [{"name": name, "what": what, **contrast(cells, w)} for name, w, what in EFFECTS]}
+                    "not_finished": sorted(r.label for r in cell_runs[c].values() if r.status != "done")}
+    config = next(iter(next(iter(cell_runs.values())).values())).config  # what the table's runs are
+    return {"design": design, "dataset": dataset, "eps": eps, "score": score, "model": config.variant.model,
+            "input_size": config.variant.input_size, "epochs": config.epochs, "cells": cells,
+            "effects": [{"name": c.name, "what": c.what, **contrast(cells, c.weights)} for c in design.contrasts]}
 
 
-def contrast(cells: dict, weights) -> dict:
-    """sum(w_i * mean_i) over CELLS, its standard error sqrt(sum(w_i^2 sd_i^2 / n_i)), and a 95% t
+def contrast(cells: dict, weights: dict[str, float]) -> dict:
+    """sum(w_i * mean_i) over the weighted cells, its standard error sqrt(sum(w_i^2 sd_i^2 / n_i)), and a 95% t
     interval with df = min(n_i) - 1 over the cells it uses (NaN below 2 seeds in any of them)."""
-    used = [(w, cells[c]) for w, c in zip(weights, CELLS) if w]
+    used = [(w, cells[c]) for c, w in weights.items() if w]
     estimate = float(sum(w * cell["mean"] for w, cell in used))
     n = min(cell["n"] for _, cell in used)
     if n < 2:

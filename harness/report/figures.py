@@ -1,6 +1,7 @@
-"""The report's figures: matplotlib (Agg) -> PNG bytes. One figure per case, one per case's diagnostics.
+"""The report's figures: matplotlib (Agg) -> palette PNG bytes. One figure per claim and dataset (its eps
+drawn together), one of its final-checkpoint curves, a dose's; and the board's thumbnails as small SVG.
 
-Inputs: a harness.spec.case.Case and, per variant, its runs (harness.spec.records.Run).
+Inputs: harness.spec.case.Case objects and, per variant, its runs (harness.spec.records.Run).
 Runs that failed or have no records are left out of every plot; a panel with nothing to show says so.
 """
 from __future__ import annotations
@@ -15,9 +16,10 @@ matplotlib.use("Agg")  # no display: the report is rendered in pytest's controll
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
+from PIL import Image  # noqa: E402  (matplotlib's own dependency)
 
 from ..judge import stats  # noqa: E402
-from ..spec.config import STRONGEST  # noqa: E402
+from ..spec.config import STRONGEST, eps_key  # noqa: E402
 from ..spec.records import FinalEvaluation, Run  # noqa: E402
 
 DPI = 80
@@ -27,7 +29,7 @@ MODE_STYLES = {STRONGEST: "-", "off": "--", "bpda": ":", "exact": "-.", "pgd": (
 def colors(variants) -> dict[str, str]:
     """One colour per variant, stable within a case (the better arm first)."""
     cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    return {v: cycle[i % len(cycle)] for i, v in enumerate(variants)}
+    return {v: matplotlib.colors.to_hex(cycle[i % len(cycle)]) for i, v in enumerate(variants)}  # hex: also for HTML
 
 
 def finished(runs: list[Run]) -> list[Run]:
@@ -75,28 +77,39 @@ def plain_text(draw):
 
 
 @plain_text
-def case_figure(case, runs: dict[str, list[Run]], ek: str) -> bytes:
-    """Tradeoff, clean and adversarial accuracy per epoch, and the per-seed scores of one case."""
-    fig = plt.figure(figsize=(14, 7))
-    grid = fig.add_gridspec(2, 12, hspace=0.4, wspace=1.8, left=0.05, right=0.99, top=0.95, bottom=0.06)
+def claim_figure(cases: list, runs: dict[str, list[Run]]) -> bytes:
+    """One claim on one dataset, drawn once for all its eps (cases: one per eps, ascending): the tradeoff at
+    each eps; each score per seed along eps; clean accuracy per epoch, adversarial accuracy per epoch at the
+    deciding eps (one line per attack mode), and the effect along eps."""
+    deciding = next((c for c in cases if c.eps == c.deciding_eps), cases[0])
+    fig = plt.figure(figsize=(14, 9.5))
+    rows = fig.subfigures(3, 1, height_ratios=(1, 0.9, 1))
     col = colors(runs)
     done = {v: finished(rs) for v, rs in runs.items()}
-    _tradeoff(fig.add_subplot(grid[0, 0:4]), done, ek, col)
-    _clean_by_epoch(fig.add_subplot(grid[0, 4:8]), done, col)
-    _adv_by_epoch(fig.add_subplot(grid[0, 8:12]), done, ek, col)
-    for i, name in enumerate(stats.SCORES):
-        _strip(fig.add_subplot(grid[1, 3 * i:3 * i + 3]), case, name, col)
+    for ax, case in zip(rows[0].subplots(1, max(len(cases), 3), squeeze=False)[0], cases):
+        _tradeoff(ax, done, eps_key(case.eps), col, f"tradeoff at eps {case.eps:g}/255" + (
+            " (decides)" if case is deciding else ""))
+    for ax in rows[0].axes[len(cases):]:
+        ax.remove()
+    for ax, name in zip(rows[1].subplots(1, len(stats.SCORES)), stats.SCORES):
+        _strips(ax, cases, name, col)
+    clean, adv, along = rows[2].subplots(1, 3)
+    _clean_by_epoch(clean, done, col)
+    _adv_by_epoch(adv, done, eps_key(deciding.eps), col)
+    _along_eps(along, deciding)
+    for row in rows:
+        row.subplots_adjust(left=0.05, right=0.99, top=0.88, bottom=0.16, wspace=0.3)
     return _png(fig)
 
 
-def _tradeoff(ax, done, ek, col) -> None:
+def _tradeoff(ax, done, ek, col, title: str) -> None:
     for v, rs in done.items():
         for r in rs:
             _, clean, adv = series(r, ek, STRONGEST)
             ax.scatter(clean, adv, s=14, color=col[v], alpha=0.45, linewidths=0)
         _, clean, adv = epoch_means(rs, ek, STRONGEST)
         ax.plot(clean, adv, "-o", ms=3, color=col[v], label=f"{v} (mean per epoch)")
-    _finish(ax, "tradeoff: one dot per epoch per seed", "clean accuracy", f"adv accuracy ({STRONGEST})", done)
+    _finish(ax, f"{title}: a dot per epoch and seed", "clean accuracy", f"adv accuracy ({STRONGEST})", done)
 
 
 def _clean_by_epoch(ax, done, col) -> None:
@@ -117,47 +130,56 @@ def _adv_by_epoch(ax, done, ek, col) -> None:
             ax.plot(epochs, adv, linestyle=MODE_STYLES.get(m, "-"), marker="o", ms=2.5, color=col[v],
                     label=f"{v} {m}")
     _finish(ax, f"adv accuracy at eps {ek}/255, mean over seeds", "epoch", "adv accuracy", done)
+    if len(ax.get_lines()) > 6:
+        ax.legend(fontsize=6, ncols=2)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
-def _strip(ax, case, name: str, col) -> None:
-    scores = case.scores
+def _strips(ax, cases, name: str, col) -> None:
+    """One score per seed at each eps: a column of dots per arm, its mean as a bar."""
+    arms = list(cases[0].scores)
+    width = 0.7 / max(len(arms), 1)
     shown = False
-    for i, v in enumerate(scores):
-        vals = [x for x in scores[v].get(name, []) if isinstance(x, (int, float)) and math.isfinite(x)]
-        if not vals:
-            continue
-        shown = True
-        jitter = np.linspace(-0.12, 0.12, len(vals)) if len(vals) > 1 else [0.0]
-        ax.scatter(np.full(len(vals), i) + jitter, vals, s=18, color=col.get(v, "grey"), zorder=3)
-        ax.hlines(np.mean(vals), i - 0.25, i + 0.25, color=col.get(v, "grey"), lw=2)
-    ax.set_xticks(range(len(scores)), list(scores), fontsize=8)
-    ax.set_xlim(-0.6, len(scores) - 0.4)
-    primary = name == case.primary
-    ax.set_title(name + (" (primary)" if primary else ""), fontsize=9, fontweight="bold" if primary else None)
+    for x, case in enumerate(cases):
+        for i, v in enumerate(arms):
+            vals = [s for s in case.scores.get(v, {}).get(name, []) if isinstance(s, (int, float)) and math.isfinite(s)]
+            if not vals:
+                continue
+            shown = True
+            at = x - 0.35 + width * (i + 0.5)
+            ax.scatter(np.full(len(vals), at), vals, s=12, color=col.get(v, "grey"), zorder=3,
+                       label=v if x == 0 else None)
+            ax.hlines(np.mean(vals), at - width / 3, at + width / 3, color=col.get(v, "grey"), lw=2)
+    ax.set_xticks(range(len(cases)), [f"{c.eps:g}" for c in cases])
+    primary = name == cases[0].primary
+    ax.set(title=name + (" (primary)" if primary else ""), xlabel="eps (1/255)")
+    ax.title.set_fontsize(9)
     if primary:
         ax.set_facecolor("#fff6d5")
-    if not shown:
+        ax.title.set_fontweight("bold")
+    if shown:
+        ax.legend(fontsize=6)
+    else:
         ax.text(0.5, 0.5, "no finite scores", ha="center", va="center", transform=ax.transAxes, color="grey")
     ax.tick_params(labelsize=7)
     ax.grid(axis="y", alpha=0.3)
 
 
-@plain_text
-def along_eps_figure(case) -> bytes:
-    """The effect (better - worse, primary score) and its 95% CI at every eps, the deciding eps marked."""
-    fig, ax = plt.subplots(figsize=(5, 2.6))
+def _along_eps(ax, case) -> None:
+    """The effect (better - worse, primary score; a trend: the slope) and its 95% CI at every eps, the
+    deciding eps marked."""
     pts = [p for p in case.along_eps if math.isfinite(p.effect)]
     eps = [p.eps for p in pts]
     ax.errorbar(eps, [p.effect for p in pts], color="#333", marker="o", capsize=3,
                 yerr=[[p.effect - p.ci[0] for p in pts], [p.ci[1] - p.effect for p in pts]])
     ax.axhline(0, color="grey", lw=0.8)
     ax.axvline(case.deciding_eps, color="#c77c00", ls="--", lw=1, label=f"deciding eps {case.deciding_eps:g}/255")
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(eps, [f"{e:g}" for e in eps])
-    _finish(ax, f"{case.better} − {case.worse} along eps", "eps (1/255)", f"effect on {case.primary}", {"": pts})
+    if eps:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(eps, [f"{e:g}" for e in eps])
+    what = f"slope per {case.trend.unit}, claimed direction" if case.trend else f"{case.better} − {case.worse}"
+    _finish(ax, f"{what} along eps", "eps (1/255)", f"effect on {case.primary}", {"": pts})
     ax.legend(fontsize=7)
-    return _png(fig)
 
 
 @plain_text
@@ -205,10 +227,35 @@ def _finish(ax, title, xlabel, ylabel, done) -> None:
 
 
 def _png(fig) -> bytes:
+    """The figure as a palette PNG (64 colours: a third of the RGB file's bytes, no visible loss on plots)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})  # no version stamp: stable bytes
+    fig.savefig(buf, format="png", dpi=DPI)
     plt.close(fig)
-    return buf.getvalue()
+    out = io.BytesIO()  # no version stamp in PIL's file either: the bytes depend on the figure alone
+    Image.open(buf).convert("RGB").quantize(64, method=Image.Quantize.MEDIANCUT).save(out, "PNG", optimize=True)
+    return out.getvalue()
+
+
+def thumbnail(runs: dict[str, list[Run]], eps: float, width: int = 100, height: int = 34) -> bytes:
+    """The board's tradeoff thumbnail, as a small SVG: each arm's mean (clean, adversarial) accuracy per epoch
+    at `eps`, the last epoch dotted, in the colours of the claim's figure; axes fitted to the points."""
+    ek, col = eps_key(eps), colors(runs)
+    curves = {v: epoch_means(finished(rs), ek, STRONGEST)[1:] for v, rs in runs.items()}
+    xs = [x for cl, _ in curves.values() for x in cl]
+    ys = [y for _, adv in curves.values() for y in adv]
+    shapes = []
+    if xs:
+        x0, x1, y1 = min(xs), max(max(xs), min(xs) + 1e-3), max(max(ys), 1e-3)
+        for v, (clean, adv) in curves.items():
+            pts = [(3 + (x - x0) / (x1 - x0) * (width - 6), height - 3 - y / y1 * (height - 6))
+                   for x, y in zip(clean, adv)]
+            if pts:
+                line = " ".join(f"{x:.1f},{y:.1f}" for x, y in pts)
+                shapes.append(f'<polyline points="{line}" fill="none" stroke="{col[v]}" stroke-width="1.5"/>'
+                              f'<circle cx="{pts[-1][0]:.1f}" cy="{pts[-1][1]:.1f}" r="2" fill="{col[v]}"/>')
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">'
+            f'<rect x="0.5" y="0.5" width="{width - 1}" height="{height - 1}" fill="#fff" stroke="#ccc"/>'
+            + "".join(shapes) + "</svg>").encode()
 
 
 @plain_text

@@ -1,79 +1,30 @@
-"""results.json -> index.html: one self-contained page (inline CSS, figures as base64 PNG, no network).
+"""results.json -> index.html: one self-contained page (inline CSS, figures embedded, no network).
 
     python -m harness.report reports/<timestamp>     rebuilds the page from results.json alone
 
-Every string taken from results.json is HTML-escaped on its way to the page: cells go through `cell`,
-and only markup built here is wrapped in `Markup`. A tiny inline script records, on load, how many
-figures decoded and any JavaScript error as attributes of <body> (the browser test reads them).
-
-Over 300 lines, on purpose: the page's sections read top to bottom in the order they appear,
-and splitting them across modules would make a reader jump to follow one page.
+The page in reading order: the verdict board (one row per claim, harness.report.board), the controls'
+calibration table, the warnings, the declared designs (factorial tables, dose responses), each claim in
+detail behind a fold (harness.report.claims), drift, errors, how to read it, the configuration. A tiny
+inline script records on load what the browser test checks (figures decoded, script errors, the page's
+width and where the board ends) as attributes of <body>, and opens the fold a link points to.
 """
 from __future__ import annotations
 
 import argparse
-import base64
 import dataclasses
-import html
-import math
-import re
 import sys
 from pathlib import Path
 
-from . import factorial, figures
+from . import board, claims, controls, factorial, figures
+from .assets import CHECK_JS, CSS
+from .markup import Markup, esc, flat, fold, img, interval, num, table
 from ..cache import store
 from ..judge import stats
 from ..judge.verdict import VERDICTS
 from ..spec import results
-from ..spec.case import Case
-from ..spec.config import STRONGEST, eps_key
-from ..spec.records import Run
-from .assets import CHECK_JS, CSS
+from ..spec.config import STRONGEST
 
 
-class Markup(str):
-    """HTML built by this module; any other str is escaped."""
-
-
-def esc(x) -> str:
-    return html.escape(str(x), quote=True)
-
-
-def num(x, spec: str = ".3g") -> str:
-    """A number for a table; a dash for missing or NaN (an untestable case has no p)."""
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "—"
-    return str(x) if isinstance(x, bool) or not isinstance(x, (int, float)) else format(x, spec)
-
-
-def cell(x) -> str:
-    if isinstance(x, Markup):
-        return x
-    if isinstance(x, float):
-        return esc(num(x, ".4g"))
-    if isinstance(x, list):
-        return esc(", ".join(num(v, ".4g") if isinstance(v, float) else str(v) for v in x))
-    return esc("—" if x is None else x)
-
-
-def table(headers: list | None, rows: list[list], cls: str = "") -> Markup:
-    head = "<thead><tr>" + "".join(f"<th>{cell(h)}</th>" for h in headers) + "</tr></thead>" if headers else ""
-    body = "".join("<tr>" + "".join(f"<td>{cell(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return Markup(f'<table class="{esc(cls)}">{head}<tbody>{body}</tbody></table>')
-
-
-def img(png: bytes, alt: str) -> Markup:
-    return Markup(f'<img src="data:image/png;base64,{base64.b64encode(png).decode()}" alt="{esc(alt)}">')
-
-
-def flat(obj, prefix: str = "") -> list[tuple[str, object]]:
-    """Nested dicts as (dotted path, leaf) rows, so new fields show up without code changes."""
-    if isinstance(obj, dict) and obj:
-        return [row for k, v in obj.items() for row in flat(v, f"{prefix}.{k}" if prefix else str(k))]
-    return [(prefix, obj)]
-
-
-# ---- the page -----------------------------------------------------------------------------------------
 def render(folder) -> Path:
     """Read folder/results.json (validated) and write folder/index.html; returns its path."""
     folder = Path(folder)
@@ -85,14 +36,11 @@ def render(folder) -> Path:
 
 
 def page(doc: results.Results, title: str) -> str:
-    cases = sorted(doc.cases, key=lambda c: (c.module, c.dataset, c.eps))
-    stopped = (f'<p class="warn">{len(doc.errors)} test(s) stopped before reaching a verdict: see '
-               f'<a href="#errors">Errors</a>.</p>' if doc.errors else "")
-    parts = [header(doc, title), summary(cases), stopped, guide(doc)]
-    parts.append(factorial_section(cases, doc.runs))
-    parts.append(dose_section(cases))
-    parts += [case_section(i, c, doc.runs) for i, c in enumerate(cases)]
-    parts += [drift_section(doc), problems_section(doc), config_section(doc.session)]
+    groups = claims.by_claim(doc.cases)
+    parts = [header(doc, title), board.board(groups, doc.runs), controls.section(groups), board.warnings(doc, groups),
+             designs(doc, groups), "<h2>Claims in detail</h2>" if groups else "",
+             *(claims.section(i, g, doc.runs) for i, g in enumerate(groups)),
+             drift_section(doc), errors_section(doc), guide(doc), config_section(doc.session)]
     body = "\n".join(parts)
     return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<title>advhyp report {esc(title)}</title><style>{CSS}</style><script>{CHECK_JS}</script></head>\n'
@@ -104,183 +52,56 @@ def header(doc: results.Results, title: str) -> str:
     controller = s.get("controller") if isinstance(s.get("controller"), dict) else {}
     banner = ('<div class="partial">PARTIAL: this session was interrupted (or is still running); '
               'the cases below are those that finished.</div>' if doc.partial else "")
-    rows = [["profile", s.get("profile")], ["started", s.get("started")], ["finished", s.get("finished")],
-            ["exit status", s.get("exit_status")], ["alpha", s.get("alpha")],
-            ["git revision", controller.get("git")]]
-    return f"<h1>advhyp report {esc(title)}</h1>{banner}{table(None, rows, 'meta')}"
+    meta = [("profile", s.get("profile")), ("started", s.get("started")), ("finished", s.get("finished")),
+            ("exit status", s.get("exit_status")), ("alpha", s.get("alpha")), ("git", controller.get("git"))]
+    line = " · ".join(f"{name} <b>{esc(num(value))}</b>" for name, value in meta)
+    if any(not c.profile_decides for c in doc.cases):  # said once here, not on every verdict
+        line += f'<br><b>The {esc(s.get("profile"))} profile computes every verdict and decides none</b> (tests skip).'
+    return f'<h1>advhyp report {esc(title)}</h1>{banner}<p class="meta">{line}</p>'
 
 
-def verdict_cell(case: Case) -> Markup:
-    v = case.verdict
-    cls = re.sub(r"\W+", "-", v).strip("-") if v in VERDICTS else "unknown"
-    notes = []
-    if not case.profile_decides:
-        notes.append(f"not decided ({case.profile})")
-    elif not case.decides:
-        notes.append("reported only")
-    if case.reduced:
-        notes.append(f"reduced: {'; '.join(case.reduced)}")
-    if case.expect == "null":
-        notes.append("control: passes when inconclusive, with every run finished")
-    if case.known:
-        k = case.known
-        notes.append(f"recorded: {k.verdict} ({k.data}, code {k.code}, {k.card}, {k.date})"
-                     + (f"; stale: {case.known_stale}" if case.known_stale else ""))
-    note = "".join(f' <span class="note">{esc(n)}</span>' for n in notes)
-    return Markup(f'<span class="verdict {cls}">{esc(v)}</span>{note}')
+def designs(doc: results.Results, groups: list) -> str:
+    """The factorial designs the hypotheses declare, then each dose response at its deciding eps."""
+    return "".join(factorial_table(t) for t in factorial.tables(doc.designs, doc.cases, doc.runs)) + "".join(
+        dose_section(claims.deciding(g)) for g in groups if claims.deciding(g).kind == "trend")
 
 
-def effect_text(case: Case) -> str:
-    t = case.test
-    if case.trend:  # the slope along the dose, signed as measured (not in the claimed direction)
-        tr = case.trend
-        return (f"slope per {tr.unit}: {num(tr.slope, '+.4g')} [{num(tr.ci[0], '+.4g')}, "
-                f"{num(tr.ci[1], '+.4g')}], claimed {tr.direction}")
-    return (f"{case.better} − {case.worse}: {num(t.effect, '+.4f')} "
-            f"[{num(t.ci[0], '+.4f')}, {num(t.ci[1], '+.4f')}]")
+def factorial_table(t: dict) -> str:
+    """One declared design on one dataset: the cell means as a grid (rows: the first factor's levels, columns:
+    the others'), and its contrasts."""
+    design = t["design"]
+    first, *others = design.factors.values()
+    columns = [()]
+    for levels in others:
+        columns = [(*c, v) for c in columns for v in levels]
+
+    def text(name):
+        c = t["cells"][name]
+        missing = f"; not finished: {', '.join(c['not_finished'])}" if c["not_finished"] else ""
+        return f"{name}: {num(c['mean'], '.4f')} ± {num(c['sd'], '.4f')} (n = {c['n']}){missing}"
+    grid = [[row, *(text(design.cell_at((row, *col))) for col in columns)] for row in first]
+    effects = [[e["name"], num(e["estimate"], "+.4f"), f"[{num(e['ci'][0], '+.4f')}, {num(e['ci'][1], '+.4f')}]",
+                e["what"]] for e in t["effects"]]
+    size = f" at {t['input_size']} px" if t["input_size"] else ""
+    return (f"<h2>{esc(design.title)}</h2><p>{esc(t['dataset'])}: {esc(t['model'])}{esc(size)}, {esc(t['epochs'])} "
+            f"epochs, eps {num(t['eps'], 'g')}/255. A cell: mean {esc(t['score'])} ± sd over seeds (strongest attack) "
+            f"of the runs {esc(', '.join(design.modules))} share; the intervals treat the cells as independent (df = "
+            f"the smallest cell's seeds − 1). Descriptive: the modules decide.</p>"
+            + table(["", *(" · ".join(col) for col in columns)], grid, "factorial")
+            + table(["contrast", "estimate", "95% CI", "what it isolates"], effects, "factorial"))
 
 
-def case_name(case: Case) -> str:
-    return f"{case.dataset}, eps {num(case.eps, 'g')}/255"
-
-
-def summary(cases: list[Case]) -> str:
-    if not cases:
-        return "<h2>Summary</h2><p>No case finished.</p>"
-    rows = []
-    for i, c in enumerate(cases):
-        t = c.test
-        rows.append([c.module, Markup(f'<a href="#case-{i}">{esc(case_name(c))}</a>'),
-                     verdict_cell(c), effect_text(c), claimed_text(c), num(t.p_greater), num(t.p_adj_greater),
-                     f"{num(t.p_perm)} (min {num(t.p_min)})",
-                     " / ".join(str(n) for n in t.n), c.profile, c.dataset_used, c.outcome])
-    headers = ["hypothesis", "case", "verdict", "effect on the primary score [95% CI]", "claimed (source) → reading",
-               "p (Welch)", "p (Holm)", "p (permutation)", "seeds per variant", "profile", "dataset used", "pytest"]
-    return f"<h2>Summary</h2>{table(headers, rows, 'summary')}"
-
-
-def claimed_text(case: Case) -> str:
-    c = case.claimed
-    if not c:
-        return "—"
-    size = f" by {num(c.size, '+.4f')}" if c.size is not None else " (no size given)"
-    return f"{c.direction}{size} ({c.source}) → {case.reading}"
-
-
-def guide(doc: results.Results) -> str:
-    alpha = doc.session.get("alpha", "?")
-    scores = "".join(f"<dt>{esc(n)}{' (the default primary score)' if n == stats.PRIMARY else ''}</dt>"
-                     f"<dd>{esc(d)}</dd>" for n, d in stats.SCORES.items())
-    verdicts = "".join(f"<dt>{esc(v)}</dt><dd>{esc(d)}</dd>" for v, d in VERDICTS.items())
-    return (f"<h2>How to read it</h2><p>Each run is scored per seed on its per-epoch (clean accuracy, adversarial "
-            f"accuracy) points; adversarial accuracy is the <code>{STRONGEST}</code> attack (per example, the "
-            f"worst case over the attacks of that epoch).</p><dl>{scores}</dl>"
-            f"<p>Test: the claim's statistic on the per-seed primary score decides, one-sided in the claimed "
-            f"direction: Welch's difference of the arms' means for a pair, the slope along the dose for a trend "
-            f"(each group's own variance, Hsu's df = the smallest group's seeds − 1). A one-sided permutation test "
-            f"over seed relabelings is shown beside a pair's, with the smallest p its seed count allows. Deciding "
-            f"cases (the claim's deciding eps) are Holm-adjusted across the claim's datasets; other eps are "
-            f"reported only. Each look of the seed procedure (paper: 3 seeds, confirm: 6) decides at Pocock's "
-            f"level for a family-wise alpha = {esc(alpha)}; a reduced protocol is reported, not decided:</p>"
-            f"<dl>{verdicts}</dl>"
-            f"<p>A deciding case fails whatever its verdict when a run failed or the comparison could not be made "
-            f"(listed under problems), and a supported claim fails when a final-checkpoint masking check failed. "
-            f"A null control passes when inconclusive on complete evidence. A claim with a recorded verdict is an "
-            f"expected outcome (xfail) while that verdict holds, and fails when it changes.</p>")
-
-
-def case_runs(case: Case, runs: dict[str, Run]) -> dict[str, list[Run]]:
-    """variant -> its runs, the better arm first, then the worse one, then any other (a trend: by dose)."""
-    order = list(case.run_keys) if case.kind == "trend" else \
-        sorted(case.run_keys, key=lambda v: (v != case.better, v != case.worse))
-    return {v: [runs[k] for k in case.run_keys[v]] for v in order}
-
-
-def case_section(i: int, case: Case, all_runs: dict[str, Run]) -> str:
-    t, runs, ek = case.test, case_runs(case, all_runs), eps_key(case.eps)
-    test_rows = [[k, v] for k, v in vars(t).items() if k not in ("effect", "ci")]
-    problems = "".join(f"<li>{esc(p)}</li>" for p in case.failed_runs + case.problems + case.notes)
-    parts = [f'<section class="case" id="case-{i}"><h2>{esc(case.module)}: {esc(case_name(case))}</h2>',
-             f'<p class="statement">{esc(case.statement)}</p>',
-             f"<p>{verdict_cell(case)} &nbsp; effect {esc(effect_text(case))} &nbsp; pytest: {esc(case.outcome)}"
-             f" &nbsp; <code>{esc(case.nodeid)}</code></p>",
-             f'<ul class="warn">{problems}</ul>' if problems else "",
-             img(figures.case_figure(case, runs, ek), f"tradeoff and scores of {case.nodeid}"),
-             img(figures.along_eps_figure(case), f"effect along eps of {case.nodeid}") if len(case.along_eps) > 1 else "",
-             per_mode_table(case),
-             diagnostics(case, runs),
-             "<details><summary>test details and runs</summary>", table(["field", "value"], test_rows, "kv"),
-             runs_table(runs, ek), "</details></section>"]
-    return "\n".join(parts)
-
-
-def per_mode_table(case: Case) -> str:
-    """The decision under each attack mode: the post's protocol (off) beside the strongest attack."""
-    per_mode = case.per_mode
-    if not per_mode:
-        return ""
-    better, worse = case.better, case.worse
-
-    def mean(xs):
-        xs = [x for x in xs or [] if isinstance(x, (int, float)) and math.isfinite(x)]
-        return sum(xs) / len(xs) if xs else None
-    rows = [[m, num(r.effect, "+.4f"), num(r.p_greater), num(mean(r.scores.get(better))),
-             num(mean(r.scores.get(worse)))] for m, r in per_mode.items()]
-    sc = case.scores
-    rows.append([Markup(f"<b>{STRONGEST}</b> (decides)"), num(case.test.effect, "+.4f"),
-                 num(case.test.p_greater), num(mean(sc.get(better, {}).get(case.primary))),
-                 num(mean(sc.get(worse, {}).get(case.primary)))])
-    trend = case.kind == "trend"  # effect: the slope signed so that > 0 is the claimed direction
-    headers = ["attack mode", "slope, claimed direction" if trend else "effect (primary)",
-               f"p ({'trend' if trend else 'Welch'}, raw)", f"mean {case.primary} {better}",
-               f"mean {case.primary} {worse}"]
-    return f"<h3>Per attack mode</h3>{table(headers, rows)}"
-
-
-def diagnostics(case: Case, runs: dict[str, list[Run]]) -> str:
-    """Final-checkpoint attacks, masking checks and transfer checks; empty when none. They were computed at
-    the claim's deciding eps, so they show with that case only."""
-    finals = [(v, r.label if f is r.final else f"{r.label} @ epoch {f.epoch} (best adv)", f)
-              for v, rs in runs.items() for r in rs for f in (r.final, r.best) if f is not None and f.eps == case.eps]
-    transfers = [t for t in case.transfer if t.eps == case.eps]
-    if not (finals or transfers):
-        return ""
-    # The failed checks, as the runner named them for the test's message; then other problems.
-    warnings = list(case.masking_warnings)
-    not_scalars = ("steps_curve", "eps_curve", "checks", "warnings", "epoch")  # drawn, counted, listed, labelled
-    leaves = [dict(flat({k: x for k, x in vars(f).items() if k not in not_scalars})) for _, _, f in finals]
-    columns = list(dict.fromkeys(name for run in leaves for name in run))
-    rows = []
-    for (v, label, f), values in zip(finals, leaves):
-        ok = sum(c.ok for c in f.checks.values())
-        rows.append([v, label, *[values.get(c) for c in columns], f"{ok}/{len(f.checks)} ok" if f.checks else None])
-        warnings += [f"{label}: {w}" for w in f.warnings]
-    parts = ["<h3>Final-checkpoint diagnostics (and the epoch of best adversarial accuracy)</h3>"]
-    if warnings:
-        parts.append('<ul class="warn">' + "".join(f"<li>{esc(w)}</li>" for w in warnings) + "</ul>")
-    if finals:
-        parts.append(table(["variant", "run", *columns, "checks"], rows, "diag"))
-        png = figures.diagnostics_figure(finals)
-        if png:
-            parts.append(img(png, f"final-checkpoint curves of {case.nodeid}"))
-    if transfers:
-        rows = [[t.direction, t.weights, t.source, t.target, t.transfer_acc, t.whitebox_acc,
-                 "ok" if t.ok else "FAILED", t.detail] for t in transfers]
-        parts.append("<h4>Transfer: PGD crafted on one arm, scored on the other (both ways)</h4>" + table(
-            ["direction", "weights", "source", "target", "transfer acc", "white-box acc", "check", "detail"], rows,
-            "diag"))
-    return "\n".join(parts)
-
-
-def runs_table(runs: dict[str, list[Run]], ek: str) -> str:
-    rows = []
-    for v, rs in runs.items():
-        for r in rs:
-            last = r.records[-1] if r.records else None
-            rows.append([v, r.label, r.key, r.status, r.dataset_used, len(r.records), last and last.clean,
-                         last and last.adv.get(ek, {}).get(STRONGEST), r.train_wall_seconds, r.error])
-    return table(["variant", "run", "key", "status", "dataset used", "epochs", "last clean", f"last adv ({STRONGEST})",
-                  "train seconds", "error"], rows, "runs")
+def dose_section(c) -> str:
+    """A dose-response claim at its deciding eps: the score and the clean cost along the dose, one linear trend
+    test deciding (slope from the level means, standard error from each level's own variance)."""
+    tr, cost = c.trend, c.trend.clean_cost
+    rows = [[n, k, m, cm] for n, k, m, cm in zip(tr.names, c.test.n, tr.means, cost.means)]
+    return (f"<h2>Dose response: {esc(c.module)} on {esc(c.dataset)}, eps {num(c.eps, 'g')}/255</h2>"
+            f"<p>{claims.verdict_cell(c)} &nbsp; {esc(claims.effect_text(c))}; one-sided p (claimed direction) "
+            f"{num(c.test.p_greater)}, Holm-adjusted {num(c.test.p_adj_greater)}; clean cost (shown, not tested): "
+            f"slope of the final clean accuracy {num(cost.slope, '+.4g')} per {esc(tr.unit)}</p>"
+            + table(["level", "seeds", f"mean {c.primary}", "mean final clean accuracy"], rows, "dose")
+            + img(figures.dose_figure(c), f"dose response of {c.nodeid}"))
 
 
 def drift_section(doc: results.Results) -> str:
@@ -304,66 +125,33 @@ def drift_section(doc: results.Results) -> str:
 
 def effect_text_of(x) -> str:
     x = x if isinstance(x, dict) else {}
-    ci = x.get("ci") or [None, None]
-    return f"{num(x.get('effect'), '+.4f')} [{num(ci[0], '+.4f')}, {num(ci[1], '+.4f')}]"
+    return interval(x.get("effect"), x.get("ci") or [None, None])
 
 
-def factorial_section(cases: list[Case], runs: dict[str, Run]) -> str:
-    """H1's 2x2 (normalization x rounding) per dataset, with its effects; empty when no session's runs fill
-    all four cells (harness.report.factorial)."""
-    parts = []
-    for t in factorial.tables(cases, runs):
-        def cell_text(name):
-            c = t["cells"][name]
-            missing = f"; not finished: {', '.join(c['not_finished'])}" if c["not_finished"] else ""
-            return f"{name}: {num(c['mean'], '.4f')} ± {num(c['sd'], '.4f')} (n = {c['n']}){missing}"
-        grid = [[label, *(cell_text(factorial.LAYOUT[(normalized, rounded)]) for rounded in (False, True))]
-                for label, normalized in (("normalized", True), ("unnormalized [0, 1]", False))]
-        effects = [[e["name"], num(e["estimate"], "+.4f"), f"[{num(e['ci'][0], '+.4f')}, {num(e['ci'][1], '+.4f')}]",
-                    e["what"]] for e in t["effects"]]
-        size = f" at {t['input_size']} px" if t["input_size"] else ""
-        parts += [f"<h3>{esc(t['dataset'])}: {esc(t['model'])}{esc(size)}, {esc(t['epochs'])} epochs, eps "
-                  f"{num(t['eps'], 'g')}/255, mean {esc(t['score'])} ± sd over seeds</h3>",
-                  table(["", "float", "rounded (8-bit)"], grid, "factorial"),
-                  table(["effect", "estimate", "95% CI", "what it isolates"], effects, "factorial")]
-    if not parts:
-        return ""
-    return ("<h2>H1's 2x2: normalization × rounding</h2><p>Each cell: the per-seed primary score on the strongest "
-            "attack at the deciding eps, over the runs the H1 hypotheses share. Effects are contrasts of the cell "
-            "means; the intervals treat the cells as independent samples (df = the smallest cell's seeds − 1). "
-            "Descriptive: the H1 hypotheses below decide.</p>" + "".join(parts))
-
-
-def dose_section(cases: list[Case]) -> str:
-    """Each dose-response claim at its deciding eps: the score and the clean cost along the dose."""
-    parts = []
-    for c in (c for c in cases if c.kind == "trend" and c.eps == c.deciding_eps):
-        tr, cost = c.trend, c.trend.clean_cost
-        rows = [[n, k, m, cm] for n, k, m, cm in zip(tr.names, c.test.n, tr.means, cost.means)]
-        parts += [f"<h3>{esc(c.module)}: {esc(c.dataset)}, eps {num(c.eps, 'g')}/255</h3>",
-                  f"<p>{verdict_cell(c)} &nbsp; {esc(effect_text(c))}; one-sided p (claimed direction) "
-                  f"{num(c.test.p_greater)}, Holm-adjusted {num(c.test.p_adj_greater)}; clean cost: slope of the "
-                  f"final clean accuracy {num(cost.slope, '+.4g')} per {esc(tr.unit)}</p>",
-                  table(["level", "seeds", f"mean {c.primary}", "mean final clean accuracy"], rows, "dose"),
-                  img(figures.dose_figure(c), f"dose response of {c.nodeid}")]
-    if not parts:
-        return ""
-    return ("<h2>Dose response</h2><p>One linear trend test of the per-seed score along the dose decides "
-            "(slope from the level means, standard error from each level's own variance, df = the smallest "
-            "level's seeds − 1): supported when the Holm-adjusted one-sided p in the claimed direction ≤ alpha, "
-            "contradicted when the opposite one is. The clean cost is shown, not tested.</p>" + "".join(parts))
-
-
-def problems_section(doc: results.Results) -> str:
+def errors_section(doc: results.Results) -> str:
     errors = "".join(f"<h3>{esc(e.nodeid)}</h3><pre>{esc(e.message)}</pre>" for e in doc.errors)
-    warnings = "".join(f"<li>{esc(w)}</li>" for w in doc.warnings)
-    return ((f'<h2 id="errors">Errors</h2><div class="errors">{errors}</div>' if errors else "")
-            + (f'<h2>Warnings</h2><ul class="warn">{warnings}</ul>' if warnings else ""))
+    return f'<h2 id="errors">Errors</h2><div class="errors">{errors}</div>' if errors else ""
+
+
+def guide(doc: results.Results) -> str:
+    """How a verdict is reached, in short (README.md, "How a verdict is reached", has it in full)."""
+    scores = "".join(f"<dt>{esc(n)}{' (primary: decides)' if n == stats.PRIMARY else ''}</dt><dd>{esc(d)}</dd>"
+                     for n, d in stats.SCORES.items())
+    verdicts = "".join(f"<dt>{esc(v)}</dt><dd>{esc(d)}</dd>" for v, d in VERDICTS.items())
+    return fold("<b>How to read this page</b>", Markup(
+        f"<p>Each run is scored per seed on its per-epoch (clean accuracy, adversarial accuracy) points; the "
+        f"adversarial accuracy is the <code>{STRONGEST}</code> attack (per example, the worst case over the "
+        f"epoch's attacks). The claim's statistic on the per-seed primary score decides, one-sided in the claimed "
+        f"direction (Welch's difference for a pair, the slope for a dose), Holm-adjusted across the claim's "
+        f"datasets at its deciding eps, at each look's Pocock level for alpha {esc(doc.session.get('alpha', '?'))}"
+        f"; other eps are reported only. A claim fails when a run failed, a masking check failed on a supported "
+        f"claim, or it could not be tested; a recorded verdict is expected (xfail) while it holds.</p>"
+        f"<dl>{scores}</dl><dl>{verdicts}</dl>"), "guide")
 
 
 def config_section(session: dict) -> str:
-    rows = [list(r) for r in flat(session)]
-    return f"<h2>Configuration and environment</h2>{table(['setting', 'value'], rows, 'kv')}"
+    return fold("<b>Configuration and environment</b>", table(["setting", "value"], [list(r) for r in flat(session)],
+                                                               "kv"), "config")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,17 +8,19 @@
   "errors": [{"nodeid", "message"}],          # tests that stopped before producing a case
   "warnings": [str, ...],                     # what the harness noticed and handled
   "drift": Drift                              # with --baseline: what changed since (harness.report.drift)
+  "designs": [design, ...]                    # factorial designs the cases' modules declare: harness.spec.design
 }
 """
 from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..cache import store
 from .case import Case
+from .design import Factorial
 from .records import Run
 from .schema import SchemaError, check, from_dict
 
@@ -31,13 +33,19 @@ class ResultsError(ValueError):
 
 def new(session: dict) -> dict:
     return {"schema": SCHEMA, "partial": True, "session": session, "cases": [], "runs": {}, "errors": [],
-            "warnings": []}
+            "warnings": [], "designs": []}
 
 
 def add(doc: dict, payload: dict) -> None:
-    """Merge one test's payload ({"case", "runs", "warnings", "env"}) sent by a worker."""
+    """Merge one test's payload ({"case", "runs", "warnings", "env", "design"}) sent by a worker."""
     if payload.get("case"):
         doc["cases"] = [c for c in doc["cases"] if c["nodeid"] != payload["case"]["nodeid"]] + [payload["case"]]
+        if payload.get("design"):  # recorded once, with every module that declares it
+            design = payload["design"]
+            known = next((d for d in doc.setdefault("designs", []) if d["title"] == design["title"]), None)
+            if known is None:
+                doc["designs"].append(known := {**design, "modules": []})
+            known["modules"] = sorted({*known["modules"], payload["case"]["module"]})
     doc["runs"].update(payload.get("runs", {}))
     for w in payload.get("warnings", []):
         if w not in doc["warnings"]:
@@ -54,6 +62,8 @@ def write(folder: Path, doc: dict) -> Path:
 
 def plain(x):
     """Only JSON types (a numpy float or tensor would break the file and xdist's transport)."""
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        return plain(dataclasses.asdict(x))
     if isinstance(x, dict):
         return {str(k): plain(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
@@ -168,6 +178,7 @@ class Results:
     errors: list[ErrorRecord]
     warnings: list[str]
     drift: Drift | None = None  # against --baseline (harness.report.drift)
+    designs: list[Factorial] = field(default_factory=list)
 
 
 def load(folder_or_file: Path) -> Results:
