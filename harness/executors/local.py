@@ -22,7 +22,7 @@ from typing import Callable, Protocol
 import torch
 
 from ..run import data, diagnostics, runtime, train
-from ..spec import results
+from ..spec import plan, results
 from ..cache.runs import RunCache, code_version
 from ..spec.config import STRONGEST, Claim, ConfigError, FinalEvalConfig, RunConfig, key
 from ..run.attacks import eps_key
@@ -138,7 +138,7 @@ class LocalExecutor:
         seed by seed, transfer checks between the arms in both directions; failed checks are named in
         "masking_warnings". Each is computed once and kept in the cache beside its run."""
         fe = self.final_eval
-        if fe is None:
+        if fe is None or not plan.checks_masking(claim):
             return None
         ds = self.dataset(configs)
         eps = claim.deciding_eps
@@ -157,7 +157,7 @@ class LocalExecutor:
                 warnings += [f"{r['label']} (epoch {best}, its best adversarial accuracy): {name}: {c['detail']}"
                              for name, c in r["best"]["checks"].items() if not c["ok"]]
         # Both ways, seed by seed: a masked white-box attack on either arm shows as a transfer attack beating it.
-        seeds = zip(runs[claim.worse], runs[claim.better]) if claim.expect == "better" else ()
+        seeds = zip(runs[claim.worse], runs[claim.better]) if claim.expect in ("better", "masked") else ()
         pairs = [(pair if d == "worse->better" else pair[::-1], d) for pair in seeds
                  for d in diagnostics.TRANSFER_DIRECTIONS if pair[0]["status"] == pair[1]["status"] == "done"]
         for (src, tgt), direction in pairs:

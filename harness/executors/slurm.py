@@ -165,7 +165,7 @@ def planned_runs(ex: LocalExecutor, cases: Iterable[tuple[plan.Plan, str, float]
     for p, dataset, eps in cases:
         for d in p.family(dataset, eps):
             configs = plan.run_configs(p, d, precision)
-            checked = {p.claim.deciding_eps} if d == dataset else set()
+            checked = {p.claim.deciding_eps} if d == dataset and plan.checks_masking(p.claim) else set()
             for k, c in ex.keys(configs, ex.dataset(configs)).items():
                 before = runs[k][1] if k in runs else ()
                 runs[k] = (c, tuple(sorted(set(before) | checked)))

@@ -24,6 +24,8 @@ from ..spec.plan import Plan
 Runs = dict[str, list[dict]]  # arm -> one run dict per seed (status "done", "failed" or "missing")
 VERDICTS = {  # verdict -> what it means, as the report's guide and the README say it
     "supported": "the better arm's score is higher, Holm-adjusted p <= alpha",
+    "supported (unverified)": "higher at p <= alpha, but a masking check failed: the gain may be the attack "
+                              "failing (gradient masking), not robustness",
     "contradicted": "the better arm's score is lower, Holm-adjusted p <= alpha, and every masking check passed",
     "contradicted (unverified)": "lower at p <= alpha, but a masking check failed: the attack on the claimed-better "
                                  "arm may be weaker than it looks",
@@ -53,10 +55,14 @@ def judge(p: Plan, dataset: str, eps: float, family: dict[str, Runs], checks: di
     test = Evidence(**ev["test"], p_adj_greater=adj_g[i], p_adj_less=adj_l[i],
                     holm_family=[f"{d} eps={eps:g}" for d in names] if in_family else [])
     problems = list(ev["problems"])
-    if checks is None and claim.expect == "better":
+    if checks is None and claim.expect in ("better", "masked"):
         problems.append("no final-checkpoint checks ran (the profile has no final evaluation), so nothing "
                         "vouches that the attacks were not masked")
     checks = checks or {"transfer": [], "masking_warnings": []}
+    if claim.expect == "masked" and not any(w.startswith((r["label"] + ":", r["label"] + " ("))
+                                            for r in runs[claim.better] for w in checks["masking_warnings"]):
+        problems.append(f"no masking check failed on {claim.better}, whose gain is masking by construction: "
+                        f"the checks did not name it")
     equivalence = (inference.tost(ev["scores"][claim.better][claim.score], ev["scores"][claim.worse][claim.score],
                                   claim.equivalent_within, alpha) if claim.equivalent_within else None)
     parity = differences(claim, runs)
@@ -95,8 +101,8 @@ def verdict_of(test: Evidence, alpha: float, expect: str, equivalence: dict | No
     if parity:
         return "confounded"
     v = inference.verdict(test.p_adj_greater, test.p_adj_less, alpha)
-    if v == "contradicted" and masking_warnings:
-        return "contradicted (unverified)"
+    if v in ("supported", "contradicted") and masking_warnings:
+        return f"{v} (unverified)"
     if v == "inconclusive" and equivalence and equivalence.get("equivalent"):
         return "equivalent"
     if v == "inconclusive" and expect != "null" and test.problem is None and test.design.get("underpowered"):
@@ -195,6 +201,8 @@ def outcome(case: Case) -> str:
         return "passed" if case.verdict == "inconclusive" else "failed"
     if case.expect == "equivalent":
         return "passed" if case.verdict == "equivalent" else "failed"
+    if case.expect == "masked":  # a masking control: never supported, its masking named (`judge`)
+        return "passed" if case.verdict != "supported" and case.masking_warnings else "failed"
     # A gain the masking checks cannot vouch for is not evidence: supported + a failed check fails.
     return "passed" if case.verdict == "supported" and not case.masking_warnings else "failed"
 

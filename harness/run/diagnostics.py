@@ -103,11 +103,12 @@ def final_evaluation(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_uni
         "steps_monotone": _steps_monotone(cfg.steps_curve, steps_acc, tol),
         # Strongest-PGD accuracy at the largest eps of cfg.eps_curve (255: the whole image) is <= tol.
         "unbounded_attack_wins": _unbounded_wins(cfg.eps_curve, eps_acc, tol),
-        # Square's accuracy (gradient-free) is >= strongest-PGD accuracy - tol.
-        "gradient_free_not_stronger": _gradient_free(square, pgd_strongest, tol),
-        # APGD's accuracy (APGD-CE and APGD-DLR, worst case per example) is >= strongest-PGD accuracy - tol:
+        # Square's accuracy (gradient-free) is >= strongest-PGD accuracy - attack_gap.
+        "gradient_free_not_stronger": _gradient_free(square, pgd_strongest, cfg.attack_gap),
+        # APGD's accuracy (APGD-CE and APGD-DLR, worst case per example) is >= strongest-PGD accuracy - attack_gap:
         # the per-epoch PGD is not a weak attack whose curves a stronger one would lower.
-        "apgd_not_stronger": _apgd_agrees({"CE": apgd_ce, "DLR": apgd_dlr}, pgd_strongest, library is not None, tol),
+        "apgd_not_stronger": _apgd_agrees({"CE": apgd_ce, "DLR": apgd_dlr}, pgd_strongest, library is not None,
+                                          cfg.attack_gap),
         # The fraction of examples whose input gradient is exactly zero under EVERY mode is <= tol.
         "gradients_not_masked": _gradients_flow(zero_grad, tol),
     }
