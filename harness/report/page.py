@@ -19,7 +19,7 @@ import re
 import sys
 from pathlib import Path
 
-from . import factorial, figures
+from . import controls, factorial, figures
 from ..spec import results
 from ..judge import stats
 from ..cache import store
@@ -87,7 +87,7 @@ def page(doc: dict, title: str) -> str:
     cases = sorted((Case.from_dict(c) for c in doc["cases"]), key=lambda c: (c.module, c.dataset, c.eps))
     stopped = (f'<p class="warn">{len(doc["errors"])} test(s) stopped before reaching a verdict: see '
                f'<a href="#errors">Errors</a>.</p>' if doc["errors"] else "")
-    parts = [header(doc, title), summary(cases), stopped, guide(doc)]
+    parts = [header(doc, title), controls.section(cases, doc["runs"]), summary(cases), stopped, guide(doc)]
     parts.append(factorial_section(cases, doc["runs"]))
     parts.append(dose_section(cases))
     parts += [case_section(i, c, doc["runs"]) for i, c in enumerate(cases)]
