@@ -161,15 +161,17 @@ def test_calibration_table_opens_the_page_with_each_controls_known_answer_and_re
     assert set(by_module) == set(CONTROLS)
     fast = by_module["test_control_fast_at"]
     assert "supported, every masking check passing" in fast and "Wong, Rice and Kolter 2020" in fast
-    assert '<span class="verdict supported">supported</span>' in fast and "<td>met</td>" in fast
+    assert '<span class="verdict supported">supported</span>' in fast
+    assert "<td>met (no failed masking check(s))</td>" in fast
     assert "FGSM-RS − Standard: +0.1200" in fast  # (0.25 - 0.05) x 0.6 clean: the dominated area
-    assert "training: FGSM-RS fgsm_rs eps 8/255 step 10/255, Standard none / evaluation: PGD-10" in fast
+    assert "training: FGSM-RS: fgsm_rs, eps 8/255, step 10/255; Standard: none / evaluation: PGD-10" in fast
     masked = by_module["test_control_logit_scale"]
     assert '<span class="verdict supported-unverified">supported (unverified)</span>' in masked
-    assert "<td>met</td>" in masked and "never supported" in masked
+    assert "<td>met (1 failed masking check(s))</td>" in masked and "never supported" in masked
     null = by_module["test_control_seed_null"]
-    assert "<b>MISSED</b>" in null and '<span class="verdict supported">' in null  # a null control that found a gain
-    assert "2 of 3 control(s) not missed" in html
+    assert "<b>MISSED</b> (no failed masking check(s))" in null  # a null control that found a gain
+    assert '<span class="verdict supported">' in null and "A/A" in null
+    assert "3 control(s): 2 met, 1 MISSED, 0 not decided here." in html
 
 
 def control_doc() -> dict:
@@ -212,3 +214,10 @@ def test_calibration_table_renders_in_chromium(tmp_path):
     shots = tmp_path / "calibration.png"
     chromium(tmp_path, page, f"--screenshot={shots}", "--window-size=1400,900")
     assert shots.stat().st_size > 20_000
+
+
+def test_a_run_cases_share_keeps_the_final_checks_one_case_attached():
+    doc = results.new({"profile": "paper"})
+    results.add(doc, {"runs": {"k": {"key": "k", "records": [], "final": {"eps": 8.0}}}})
+    results.add(doc, {"runs": {"k": {"key": "k", "records": []}}})  # the null control's copy: no final checks
+    assert doc["runs"]["k"]["final"] == {"eps": 8.0}

@@ -5,7 +5,8 @@ body{font:14px/1.45 system-ui,sans-serif;margin:1.5em auto;max-width:1400px;padd
 table{border-collapse:collapse;margin:.6em 0}th,td{border:1px solid #ccc;padding:3px 7px;text-align:left;
 vertical-align:top}th{background:#f2f2f2}td{font-variant-numeric:tabular-nums}
 .verdict{font-weight:bold;padding:1px 6px;border-radius:3px}.supported{background:#c8ecc8;color:#165a16}
-.supported-unverified{background:#fbe3a8;color:#7a5400}.contradicted,.contradicted-unverified{background:#f6c6c6;color:#8a1010}.equivalent{background:#cfe3f7;color:#123}
+.supported-unverified{background:#fbe3a8;color:#7a5400}
+.contradicted,.contradicted-unverified{background:#f6c6c6;color:#8a1010}.equivalent{background:#cfe3f7;color:#123}
 .inconclusive,.underpowered{background:#fbe3a8;color:#7a5400}.confounded{background:#e0c8f0;color:#40106a}
 .unknown{background:#ddd}.note{font-size:.85em;color:#555;font-style:italic}
 .partial{background:#b00020;color:#fff;font-weight:bold;font-size:1.3em;padding:.6em 1em;margin:.8em 0}

@@ -20,7 +20,7 @@ KNOWN_ANSWERS = {  # Claim.expect -> the known answer a control must meet
     "null": "inconclusive (the arms differ in their seeds alone)",
     "equivalent": "equivalent within the claim's margin",
 }
-MET = {"passed": "met", "failed": "MISSED", "skipped": "not decided here", "xfailed": "met (recorded verdict)"}
+MET = {"passed": "met", "xfailed": "met", "failed": "MISSED", "skipped": "not decided here"}  # by pytest outcome
 
 
 def is_control(case: Case) -> bool:
@@ -33,18 +33,19 @@ def section(cases: list[Case], runs: dict) -> str:
     if not controls:
         return ""
     head = ["control", "known answer", "source", "verdict", "effect [95% CI] (primary score)",
-            "per-seed scores", "attacks: training / evaluation", "known answer met"]
+            "per-seed scores", "attacks: training / evaluation", "result"]
     rows = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row(c, runs)) + "</tr>" for c in controls)
-    missed = sum(c.outcome == "failed" for c in controls)
-    return (f'<h2 id="calibration">Calibration: the known-answer controls</h2><p>{len(controls) - missed} of '
-            f"{len(controls)} control(s) not missed. A control that misses its known answer means that an attack, a "
-            f"masking check or the statistics is broken, whatever the claims below say.</p>"
+    tally = ", ".join(f"{sum(MET.get(c.outcome) == m for c in controls)} {m}" for m in dict.fromkeys(MET.values()))
+    return (f'<h2 id="calibration">Calibration: the known-answer controls</h2><p>{len(controls)} control(s): '
+            f"{esc(tally)}. A control that misses its known answer means that an attack, a masking check or the "
+            f"statistics is broken, whatever the claims below say.</p>"
             f'<table class="calibration"><thead><tr>{"".join(f"<th>{esc(h)}</th>" for h in head)}</tr></thead>'
             f"<tbody>{rows}</tbody></table>")
 
 
 def row(c: Case, runs: dict) -> list[str]:
     t, met = c.test, MET.get(c.outcome, c.outcome)
+    checks = f"{len(c.masking_warnings) or 'no'} failed masking check(s)"
     scores = "; ".join(f"{arm}: " + ", ".join(f"{s:.4f}" for s in c.scores.get(arm, {}).get(c.primary, []))
                        for arm in (c.better, c.worse))
     css = re.sub(r"\W+", "-", c.verdict).strip("-")  # the page's verdict classes (harness.report.assets)
@@ -52,7 +53,8 @@ def row(c: Case, runs: dict) -> list[str]:
     effect = f"{c.better} − {c.worse}: {t.effect:+.4f} [{t.ci[0]:+.4f}, {t.ci[1]:+.4f}]"
     return [f"{esc(c.module)}<br>{esc(c.dataset)}, eps {c.eps:g}/255, {esc(c.profile)} profile",
             esc(KNOWN_ANSWERS.get(c.expect, c.expect)), esc((c.claimed or {}).get("source", "—")), verdict,
-            esc(effect), esc(scores), esc(attacks(c, runs)), f"<b>{esc(met)}</b>" if met == "MISSED" else esc(met)]
+            esc(effect), esc(scores), esc(attacks(c, runs)),
+            f"<b>{esc(met)}</b> ({checks})" if met == "MISSED" else f"{esc(met)} ({checks})"]
 
 
 def attacks(c: Case, runs: dict) -> str:
@@ -63,12 +65,12 @@ def attacks(c: Case, runs: dict) -> str:
         cfg = (runs.get(keys[0]) or {}).get("config") or {}
         recipe, attack = cfg.get("variant", {}).get("recipe", {}), cfg.get("attack", {})
         adv = recipe.get("adversarial")
-        parts.append(f"{arm} {adv} eps {recipe.get('adv_eps'):g}/255 step {recipe.get('adv_step'):g}/255"
-                     if adv else f"{arm} none")
+        parts.append(f"{arm}: {adv}, eps {recipe.get('adv_eps'):g}/255, step {recipe.get('adv_step'):g}/255"
+                     if adv else f"{arm}: none")
         if attack:
             evaluation = (f"PGD-{attack.get('steps')} step eps×{attack.get('step_ratio'):g}, "
                           f"{attack.get('restarts')} restart(s), {attack.get('n_eval')} images")
-    return f"training: {', '.join(parts)} / evaluation: {evaluation}"
+    return f"training: {'; '.join(parts)} / evaluation: {evaluation}"
 
 
 def esc(x) -> str:

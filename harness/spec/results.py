@@ -33,7 +33,8 @@ def add(doc: dict, payload: dict) -> None:
     """Merge one test's payload ({"case", "runs", "warnings", "env"}) sent by a worker."""
     if payload.get("case"):
         doc["cases"] = [c for c in doc["cases"] if c["nodeid"] != payload["case"]["nodeid"]] + [payload["case"]]
-    doc["runs"].update(payload.get("runs", {}))
+    for k, run in payload.get("runs", {}).items():  # a run cases share keeps what each attached (a null
+        doc["runs"][k] = {**doc["runs"].get(k, {}), **run}  # control's has no final checks; another case's has)
     for w in payload.get("warnings", []):
         if w not in doc["warnings"]:
             doc["warnings"].append(w)
