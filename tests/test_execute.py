@@ -173,7 +173,7 @@ def test_equal_attack_effort_arms_without_rounding_get_a_restart_per_gradient_mo
 
 def test_final_checks_transfer_both_ways_seed_by_seed(cache, sources, real_dataset_name):
     tiny = FinalEvalConfig(n_eval=8, apgd_steps=1, apgd_dlr=False, square_queries=1, steps_curve=(1,),
-                           eps_curve=(1.0,), tolerance=1.0)
+                           eps_curve=(1.0,), tolerance=1.0, attack_gap=1.0)
     ex = dataclasses.replace(executor(cache, sources), final_eval=tiny)
     cfgs = configs(CLAIM, real_dataset_name)
     checks = ex.final_checks(CLAIM, cfgs, ex.runs(cfgs))
@@ -181,7 +181,7 @@ def test_final_checks_transfer_both_ways_seed_by_seed(cache, sources, real_datas
     a, b = ([c.label for c in cfgs[arm]] for arm in ("A", "B"))
     assert seen == [("worse->better", b[0], a[0]), ("better->worse", a[0], b[0]),
                     ("worse->better", b[1], a[1]), ("better->worse", a[1], b[1])]
-    assert checks["masking_warnings"] == []  # tolerance 1: nothing can fail
+    assert checks["masking_warnings"] == []  # slack 1: nothing can fail
 
 
 def test_a_claim_without_final_checks_cannot_pass():

@@ -59,15 +59,17 @@ step control "$py" -m pytest hypotheses/gpu_control_fast_at.py -n 3 --profile pa
   sed -n '/matmul peak/,$p' "$dir/bench.log"
   echo; echo "H2, paper profile (from h2.log):"
   grep -E '^(PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS) |^advhyp: |^=+ .* in [0-9.]+s' "$dir/h2.log"
-  echo; echo "Positive control, paper scale (from control.log; published: FGSM-RS 86% clean, 46% PGD at 8/255):"
-  grep -E '^(PASSED|FAILED|SKIPPED|ERROR) |^verdict: |^advhyp: |^=+ .* in [0-9.]+s' "$dir/control.log"
+  echo; echo "Positive control, paper scale (its results.json; published: FGSM-RS 86% clean, 46% PGD at 8/255):"
   "$py" -c 'import json, sys, glob
 for path in glob.glob(sys.argv[1] + "/*/results.json"):
-    runs = json.load(open(path))["runs"].values()
-    for r in runs:
+    doc = json.load(open(path))
+    for c in doc["cases"]:
+        t = c["test"]
+        print(c["module"], c["verdict"], c["outcome"], "effect %+.3f [%+.3f, %+.3f]" % (t["effect"], *t["ci"]))
+    for r in doc["runs"].values():
         last = r["records"][-1] if r["records"] else None
-        print(r["label"], "recipe", r["config"]["variant"]["recipe"]["adversarial"] or "standard",
-              "final clean %.3f PGD@8 %.3f" % (last["clean"], last["adv"]["8"]["strongest"]) if last else r["status"])' \
+        print(" ", r["label"], "final clean %.3f, PGD@8 %.3f" % (last["clean"], last["adv"]["8"]["strongest"])
+              if last else r["status"])' \
     "$dir/control"
 } > "$dir/summary.txt"
 cat "$dir/summary.txt"
