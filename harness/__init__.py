@@ -2,8 +2,9 @@
 
 Hypothesis modules need only what is exported here; see README.md, "Adding a hypothesis".
 """
-from .spec.config import ADAMW_VIT, ROUNDING_MODES, SGD_RESNET, Claim, Claimed, Known, Recipe, TrendClaim, Variant
+from .spec.config import (ADAMW_VIT, CPU_PROTOCOL, ROUNDING_MODES, SGD_RESNET, SGD_SMALL, Claim, Claimed, Known,
+                          Recipe, TrendClaim, Variant)
 from .spec.design import Contrast, Factorial
 
-__all__ = ["ADAMW_VIT", "ROUNDING_MODES", "SGD_RESNET", "Claim", "Claimed", "Contrast", "Factorial", "Known", "Recipe",
-           "TrendClaim", "Variant"]
+__all__ = ["ADAMW_VIT", "CPU_PROTOCOL", "ROUNDING_MODES", "SGD_RESNET", "SGD_SMALL", "Claim", "Claimed", "Contrast",
+           "Factorial", "Known", "Recipe", "TrendClaim", "Variant"]

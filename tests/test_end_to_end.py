@@ -37,8 +37,8 @@ def test_second_run_is_all_cache_hits_with_identical_numbers(tmp_path, sources):
             (m, e) for m in ("test_pooling_type", "test_control_seed_null") for e in (1.0, 8.0)}
         assert all(c["verdict"] in VERDICTS for c in doc["cases"])  # judged
         assert all(c["outcome"] == "skipped" for c in doc["cases"])  # smoke decides nothing
-        # Max s0, s1 (shared by the control's Seeds A), Avg s0, s1, and the control's Seeds B s100, s101
-        assert len(doc["runs"]) == 6 and all(len(r["records"]) == 1 for r in doc["runs"].values())
+        # Max s0, s1, Avg s0, s1, and the null control's Seeds A s0, s1 and Seeds B s100, s101 (test_resnet)
+        assert len(doc["runs"]) == 8 and all(len(r["records"]) == 1 for r in doc["runs"].values())
     numbers = [sorted((c["nodeid"], json.dumps(c["scores"]), json.dumps(c["test"])) for c in d["cases"]) for d in docs]
     assert numbers[0] == numbers[1]
     assert docs[0]["runs"] == docs[1]["runs"]

@@ -166,7 +166,7 @@ def test_equal_attack_effort_arms_without_rounding_get_a_restart_per_gradient_mo
 def test_final_checks_transfer_both_ways_seed_by_seed_at_the_final_and_the_best_epochs(cache, sources,
                                                                                        real_dataset_name):
     tiny = FinalEvalConfig(n_eval=8, apgd_steps=1, apgd_dlr=False, square_queries=1, steps_curve=(1,),
-                           eps_curve=(1.0,), tolerance=1.0)
+                           eps_curve=(1.0,), tolerance=1.0, attack_gap=1.0)
     ex = dataclasses.replace(executor(cache, sources), final_eval=tiny)
     claim = CLAIM
     cfgs = configs(claim, real_dataset_name, dataclasses.replace(TINY, epochs=3))

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # The GPU check, for any machine with an NVIDIA GPU and this repository set up (bash tools/setup.sh):
 # records the card, torch version and date, runs the benchmark, then H2's paper profile in full
-# (pytest -n 3), and writes a short summary. Each step's full output stays beside it in OUT_DIR.
+# (pytest -n 3) and the positive control at paper scale (hypotheses/gpu_control_fast_at.py: FGSM-RS against
+# standard training, ResNet18, compared with Wong et al.'s published accuracies), and writes a short
+# summary. Each step's full output stays beside it in OUT_DIR.
 #
 #   ADVHYP_DATA_SOURCES=cifar10=PATH/TO/cifar10.zip bash tools/gpu_check.sh [OUT_DIR]
 #
 # OUT_DIR defaults to reports/gpu-check-<date>. Python: $PYTHON if set, else .venv/bin/python, else python3.
 # H2 reuses finished runs from the run cache (.cache/advhyp): to time it from scratch, set ADVHYP_CACHE_DIR
 # to an empty folder.
-# Exit status: 0 when both steps passed, 1 when one failed, 2 when there is no GPU or no data source.
+# Exit status: 0 when every step passed, 1 when one failed, 2 when there is no GPU or no data source.
 set -u
 cd "$(dirname "$0")/.."
 py=${PYTHON:-.venv/bin/python}
@@ -48,6 +50,8 @@ step() {  # step NAME COMMAND...: output to NAME.log; appends "NAME: exit N, S s
 }
 step bench "$py" -m harness.bench --suite --out "$dir/bench.json"
 step h2 "$py" -m pytest hypotheses/test_pooling_type.py -n 3 --profile paper --reports-dir "$dir/h2" -rA
+# The positive control at paper scale (ResNet18, all of CIFAR-10; its Standard arm is H2's Max, shared).
+step control "$py" -m pytest hypotheses/gpu_control_fast_at.py -n 3 --profile paper --reports-dir "$dir/control" -rA
 
 {
   cat "$dir/environment.txt" "$dir/steps.txt"
@@ -55,6 +59,18 @@ step h2 "$py" -m pytest hypotheses/test_pooling_type.py -n 3 --profile paper --r
   sed -n '/matmul peak/,$p' "$dir/bench.log"
   echo; echo "H2, paper profile (from h2.log):"
   grep -E '^(PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS) |^advhyp: |^=+ .* in [0-9.]+s' "$dir/h2.log"
+  echo; echo "Positive control, paper scale (its results.json; published: FGSM-RS 86% clean, 46% PGD at 8/255):"
+  "$py" -c 'import json, sys, glob
+for path in glob.glob(sys.argv[1] + "/*/results.json"):
+    doc = json.load(open(path))
+    for c in doc["cases"]:
+        t = c["test"]
+        print(c["module"], c["verdict"], c["outcome"], "effect %+.3f [%+.3f, %+.3f]" % (t["effect"], *t["ci"]))
+    for r in doc["runs"].values():
+        last = r["records"][-1] if r["records"] else None
+        print(" ", r["label"], "final clean %.3f, PGD@8 %.3f" % (last["clean"], last["adv"]["8"]["strongest"])
+              if last else r["status"])' \
+    "$dir/control"
 } > "$dir/summary.txt"
 cat "$dir/summary.txt"
 exit $status

@@ -5,8 +5,9 @@ input size, batch, attack modes, restarts and radii. For each kind this trains o
 harness.run.train.run, the code the suite runs, for a few epochs, and reads the run's own per-epoch records:
 `train_seconds` (the epoch's steps) and `seconds - train_seconds` (its evaluation: PGD at every radius
 and mode, early exit as the suite runs it). The last epoch counts (the first pays for compilation and
-autotuning). Training is scaled to CIFAR's 50,000 images and evaluation to the paper's evaluation images;
-the full size measures exactly those, the small size (the CPU's) fewer, at most 32 px, to show the shape.
+autotuning). Training is scaled to the run's training images (CIFAR's 50,000 unless its claim declares fewer)
+and evaluation to its evaluation images; the full size measures exactly those, the small size (the CPU's)
+fewer, at most 32 px, to show the shape.
 Training compiles what the suite compiles by default (`--compile auto`).
 
 Evaluation time depends on how robust the measured epochs are: a model that is fooled early stops being
@@ -48,9 +49,11 @@ SUITE_SIZES = {"small": SuiteSize(epochs=2, train_images=128, eval_images=8, max
 
 
 def kind(cfg: config.RunConfig) -> tuple:
-    """What a run's epoch costs depends on: model, input size, batch, attack modes, restarts, radii, steps."""
+    """What a run's epoch costs depends on: model, input size, batch, training attack, training images, attack
+    modes, restarts, radii, steps."""
     v, a = cfg.variant, cfg.attack
-    return v.model, v.input_size, v.recipe.batch_size, a.modes, a.restarts, len(a.eps), a.steps
+    return (v.model, v.input_size, v.recipe.batch_size, v.recipe.adversarial, cfg.train_subset, a.modes, a.restarts,
+            len(a.eps), a.steps)
 
 
 def measure_kind(cfg: config.RunConfig, ds: Dataset, device: torch.device, size: SuiteSize) -> dict:
@@ -72,12 +75,12 @@ def measure_kind(cfg: config.RunConfig, ds: Dataset, device: torch.device, size:
     for policy in by_shapes.values():
         policy["paper_epoch_eval_s"] = policy["eval_s"] * cfg.attack.n_eval / evaluated
     a = cfg.attack
-    label = (f"{v.model} at {v.input_size or 32} px, batch {v.recipe.batch_size}, {'+'.join(a.modes)} "
-             f"x{a.restarts}, {len(a.eps)} radii")
+    label = (f"{v.model} at {v.input_size or 32} px, batch {v.recipe.batch_size}, "
+             f"{v.recipe.adversarial or 'standard'} training, {'+'.join(a.modes)} x{a.restarts}, {len(a.eps)} radii")
     return {"kind": label, "measured_as": run.label, "input_size": input_size, "train_images": trained,
             "eval_images": evaluated,
             "epoch_train_s": train_s, "epoch_eval_s": eval_s, "epoch_adv": last.adv,
-            "paper_epoch_train_s": train_s * TRAIN_IMAGES / trained,
+            "paper_epoch_train_s": train_s * (cfg.train_subset or TRAIN_IMAGES) / trained,
             "paper_epoch_eval_s": eval_s * cfg.attack.n_eval / evaluated, "eval_by_shapes": by_shapes,
             "wall_s": time.perf_counter() - start}
 
@@ -123,7 +126,7 @@ def suite_projection(ds: Dataset, device: torch.device, precision: str, size: Su
 
 
 def suite_table(s: dict) -> str:
-    lines = ["suite, its own epochs (scaled to 50,000 training images and the paper's evaluation images):"]
+    lines = ["suite, its own epochs (scaled to the paper profile's training and evaluation images):"]
     lines += [f"  {m['kind']:60} {m['paper_epoch_train_s']:9.1f} s train {m['paper_epoch_eval_s']:8.1f} s eval"
               + "".join(f" ({p} {v['paper_epoch_eval_s']:.1f} s)" for p, v in m["eval_by_shapes"].items())
               for m in s["kinds"]]

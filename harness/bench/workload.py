@@ -51,7 +51,9 @@ def paper_runs(folder: Path = HYPOTHESES, precision: str = "bf16") -> dict[str, 
 def paper_workload(folder: Path = HYPOTHESES) -> tuple[Work, ...]:
     """The distinct runs the hypotheses in `folder` plan under the paper profile (a run two claims share
     through the cache counts once), grouped by what they cost. Attack effort counts restarts: an arm
-    without rounding gets as many as its claim's rounding arms have gradient modes (harness.spec.plan)."""
+    without rounding gets as many as its claim's rounding arms have gradient modes (harness.spec.plan).
+    Runs of models the benchmark does not measure (the controls' test_resnet, whose CPU-sized protocol CI
+    runs in full) are left out; `--suite` times every run."""
     from ..spec import budget
     from .measure import SPECS
     spec_of = {(s.model, s.input_size or 32): name for name, s in SPECS.items()}
@@ -59,8 +61,10 @@ def paper_workload(folder: Path = HYPOTHESES) -> tuple[Work, ...]:
     for module, cfgs in paper_runs(folder).items():
         for k, cfg in cfgs.items():
             a, v = cfg.attack, cfg.variant
+            if (v.model, v.input_size or 32) not in spec_of:
+                continue
             full = a.restarts * len(budget.gradient_modes(a.modes))
-            runs[k] = (module, (spec_of.get((v.model, v.input_size or 32), v.model), cfg.epochs, len(a.eps), full,
+            runs[k] = (module, (spec_of[(v.model, v.input_size or 32)], cfg.epochs, len(a.eps), full,
                                 a.modes.count("exact")))
     groups = collections.Counter(cost for _, cost in runs.values())
     parts = {cost: sorted({m for m, c in runs.values() if c == cost}) for cost in groups}

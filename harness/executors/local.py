@@ -19,7 +19,7 @@ import torch
 
 from ..cache.runs import RunCache, code_version
 from ..run import data, diagnostics, train
-from ..spec import results
+from ..spec import plan, results
 from ..spec.config import STRONGEST, Claim, ConfigError, FinalEvalConfig, RunConfig, key
 from ..spec.plan import Need
 from ..spec.records import EpochRecord, FinalChecks, FinalEvaluation, Run, Runs, TrainedWith, Transfer
@@ -142,7 +142,7 @@ class LocalExecutor:
         not the last epoch, on its best adversarial epoch's (where the score is made); then, seed by seed,
         transfer checks between the arms in both directions, on the final weights and on each run's best
         epoch. Each is computed once and kept in the cache beside its run."""
-        if self.final_eval is None:
+        if self.final_eval is None or not plan.checks_masking(claim):
             return None
         ds = self.dataset(configs)
         eps = claim.deciding_eps

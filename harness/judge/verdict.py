@@ -46,8 +46,8 @@ NO_CHECKS = "no final-checkpoint checks ran (the profile has no final evaluation
 def judge(p: Plan, dataset: str, eps: float, family: dict[str, Runs], checks: FinalChecks | None,
           alpha: float, nodeid: str = "", module: str = "") -> Case:
     """The case of `p` on `dataset` at `eps`. `family` holds the runs of every dataset in the case's Holm
-    family (p.family), `checks` the final-checkpoint checks, or None when the profile runs none. `alpha` is the family-wise rate of the whole seed procedure; each look
-    decides at Pocock's level for it."""
+    family (p.family), `checks` the final-checkpoint checks, or None when the profile runs none. `alpha` is the
+    family-wise rate of the whole seed procedure; each look decides at Pocock's level for it."""
     claim, runs, names = p.claim, family[dataset], p.family(dataset, eps)
     level = inference.pocock(alpha, LOOKS)
     fits = {d: _fit(claim, family[d], eps_key(eps)) for d in names}
@@ -74,6 +74,10 @@ def judge(p: Plan, dataset: str, eps: float, family: dict[str, Runs], checks: Fi
     if checks is None and claim.expect != "null":
         problems.append(NO_CHECKS)
     transfer, masking = (checks.transfer, checks.masking_warnings) if checks else ([], [])
+    if claim.expect == "masked" and not any(w.startswith((r.label + ":", r.label + " ("))
+                                            for r in runs[claim.better] for w in masking):
+        problems.append(f"no masking check failed on {claim.better}, whose gain is masking by construction: "
+                        f"the checks did not name it")
     unverified = claim.expect != "null" and (bool(masking) or NO_CHECKS in problems)
     state = verdict_of(claim.expect, test, level, equivalence, unverified)
     known, stale = _known(claim, p.profile.name, used, runs)
@@ -131,6 +135,8 @@ def outcome(case: Case) -> str:
         return "failed"
     if case.known and not case.known_stale:
         return "xfailed" if case.verdict == case.known.verdict else "failed"
+    if case.expect == "masked":  # a masking control: never supported, its masking named (`judge`)
+        return "passed" if case.verdict != "supported" and case.masking_warnings else "failed"
     if case.verdict in PASSES[case.expect]:
         return "passed"
     return "xfailed" if case.known else "failed"  # a stale record: expected to fail, not failed by it

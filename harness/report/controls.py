@@ -1,17 +1,21 @@
 """The calibration table below the board: how the suite did on its known-answer controls.
 
 A control is a hypothesis module whose name contains `control` (`pytest hypotheses/ -k control` selects
-them). One row per control and dataset at its deciding eps: the known answer (from the claim's `expect`),
-the verdict, the effect with its 95% CI, the per-seed primary scores, and whether the answer was met.
+them): a real effect it must support, a masked one it must never support and must name, and a null it must
+find nothing in. One row per control and dataset at its deciding eps: the known answer (from the claim's
+`expect`) and its source, the verdict, the effect with its 95% CI, the per-seed primary scores, what each
+arm trained against beside the attack that scored it, and whether the answer was met.
 """
 from __future__ import annotations
 
 from .claims import deciding
 from .markup import Markup, badge, esc, interval, num, table
 from ..spec.case import Case
+from ..spec.records import Run
 
 KNOWN_ANSWERS = {  # Claim.expect -> the answer a control must give
     "better": "supported, every masking check passing",
+    "masked": "never supported, and a masking check names the masking on the claimed-better arm",
     "null": "inconclusive (the arms differ in their seeds alone)",
     "equivalent": "equivalent within the claim's margin",
 }
@@ -23,22 +27,37 @@ def is_control(case: Case) -> bool:
     return "control" in case.module
 
 
-def section(groups: list[list[Case]]) -> str:
+def section(groups: list[list[Case]], runs: dict[str, Run]) -> str:
     """The calibration table of the controls among the claims (groups: harness.report.claims.by_claim),
     linked to their sections; empty when there are none."""
     controls = [(i, deciding(g)) for i, g in enumerate(groups) if is_control(g[0])]
     if not controls:
         return ""
     rows = [[Markup(f'<a href="#claim-{i}">{esc(c.module)}</a> · {esc(c.dataset)}'),
-             KNOWN_ANSWERS.get(c.expect, c.expect), badge(c.verdict),
+             KNOWN_ANSWERS.get(c.expect, c.expect), c.claimed.source if c.claimed else "—", badge(c.verdict),
              f"{c.better} − {c.worse}: {interval(c.test.effect, c.test.ci)}",
              "; ".join(f"{arm}: " + ", ".join(num(s, ".4f") for s in c.scores.get(arm, {}).get(c.primary, []))
                        for arm in (c.better, c.worse)),
+             attacks(c, runs),
              Markup(f'<span class="check {STATE.get(c.outcome, "ok")}">{esc(MET.get(c.outcome, c.outcome))}</span>')]
             for i, c in controls]
     missed = sum(c.outcome == "failed" for _, c in controls)
     return (f'<h2 id="calibration">Controls: known answers</h2><p>{len(controls) - missed} of {len(controls)} '
             f"control(s) not missed. A missed control means an attack, a masking check or the statistics is broken, "
             f"whatever the claims above say.</p>"
-            + table(["control", "known answer", "verdict", "effect [95% CI]", "per-seed primary scores", "answer"],
-                    rows, "calibration"))
+            + table(["control", "known answer", "source", "verdict", "effect [95% CI]", "per-seed primary scores",
+                     "training / evaluation attack", "answer"], rows, "calibration"))
+
+
+def attacks(c: Case, runs: dict[str, Run]) -> str:
+    """What each arm trained against, and the per-epoch attack that scored it (from its first run's config)."""
+    parts, evaluation = [], "—"
+    for arm in (c.better, c.worse):
+        run = runs.get((c.run_keys.get(arm) or [""])[0])
+        if run is None:
+            continue
+        r, a = run.config.variant.recipe, run.config.attack
+        parts.append(f"{arm}: {r.adversarial}, eps {r.adv_eps:g}/255, step {r.adv_step:g}/255" if r.adversarial
+                     else f"{arm}: none")
+        evaluation = f"PGD-{a.steps}, step eps×{a.step_ratio:g}, {a.restarts} restart(s), {a.n_eval} images"
+    return f"training: {'; '.join(parts) or '—'} / evaluation: {evaluation}"

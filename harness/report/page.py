@@ -37,7 +37,7 @@ def render(folder) -> Path:
 
 def page(doc: results.Results, title: str) -> str:
     groups = claims.by_claim(doc.cases)
-    parts = [header(doc, title), board.board(groups, doc.runs), controls.section(groups), board.warnings(doc, groups),
+    parts = [header(doc, title), board.board(groups, doc.runs), controls.section(groups, doc.runs), board.warnings(doc, groups),
              designs(doc, groups), "<h2>Claims in detail</h2>" if groups else "",
              *(claims.section(i, g, doc.runs) for i, g in enumerate(groups)),
              drift_section(doc), errors_section(doc), guide(doc), config_section(doc.session)]

@@ -114,11 +114,12 @@ def final_evaluation(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack_
         "more_effort_finds_little": _more_effort(pgd_strongest, longer, steps, longest, restarts, tol),
         # Strongest-PGD accuracy at the largest eps of cfg.eps_curve (255: the whole image) is <= tol.
         "unbounded_attack_wins": _unbounded_wins(cfg.eps_curve, eps_acc, tol),
-        # Square's accuracy (gradient-free) is >= strongest-PGD accuracy - tol.
-        "gradient_free_not_stronger": _gradient_free(square, pgd_strongest, tol),
-        # APGD's accuracy (APGD-CE and APGD-DLR, worst case per example) is >= strongest-PGD accuracy - tol:
+        # Square's accuracy (gradient-free) is >= strongest-PGD accuracy - attack_gap.
+        "gradient_free_not_stronger": _gradient_free(square, pgd_strongest, cfg.attack_gap),
+        # APGD's accuracy (APGD-CE and APGD-DLR, worst case per example) is >= strongest-PGD accuracy - attack_gap:
         # the per-epoch PGD is not a weak attack whose curves a stronger one would lower.
-        "apgd_not_stronger": _apgd_agrees({"CE": apgd_ce, "DLR": apgd_dlr}, pgd_strongest, library is not None, tol),
+        "apgd_not_stronger": _apgd_agrees({"CE": apgd_ce, "DLR": apgd_dlr}, pgd_strongest, library is not None,
+                                          cfg.attack_gap),
         # Every gradient the attack relies on (off and bpda through rounding, pgd without; not exact, whose
         # zero gradient is the masking shown) lowers the deployed model's margin more than a random step of the
         # same size on clearly more than half the examples: a zero or uninformative gradient is a coin at best.

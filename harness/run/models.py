@@ -14,10 +14,30 @@ register_model = MODELS.register
 POOLINGS = ("max", "avg")
 
 
-def create(name: str, num_classes: int, in_chans: int, img_size: int, **kwargs) -> nn.Module:
+def create(name: str, num_classes: int, in_chans: int, img_size: int, logit_scale: float = 1.0,
+           **kwargs) -> nn.Module:
     """The registered network `name`, randomly initialised; `kwargs` (a Variant's model_kwargs) go to its
-    constructor, and through it to timm: e.g. `pooling="avg"` (resnet18), `act_layer="relu"` (ViTs)."""
-    return MODELS.create(name, num_classes, in_chans, img_size, **kwargs)
+    constructor, and through it to timm: e.g. `pooling="avg"` (resnet18), `act_layer="relu"` (ViTs).
+    `logit_scale` other than 1 deploys it with scaled logits (`LogitScale`), whatever the network."""
+    net = MODELS.create(name, num_classes, in_chans, img_size, **kwargs)
+    return net if logit_scale == 1 else LogitScale(net, logit_scale)
+
+
+class LogitScale(nn.Module):
+    """`net` with its logits multiplied by `scale` in eval mode only: it trains as `net` does and predicts
+    what `net` predicts, so its true robustness is `net`'s. Deployed at a large scale (1e4) the softmax
+    saturates and cross-entropy gradients vanish (exactly zero in fp32 for a margin above ~0.01): any
+    robustness a cross-entropy attack measures is gradient masking, by construction (the masking control)."""
+
+    def __init__(self, net: nn.Module, scale: float):
+        super().__init__()
+        if not scale > 0:
+            raise ConfigError(f"logit_scale={scale!r}: use a positive number (1 leaves the logits as they are)")
+        self.net, self.scale = net, float(scale)
+
+    def forward(self, x):
+        out = self.net(x)
+        return out if self.training else out * self.scale
 
 
 def timm_model(timm_name: str, num_classes: int, in_chans: int, **kwargs) -> nn.Module:
@@ -44,6 +64,13 @@ def resnet18(num_classes: int, in_chans: int, img_size: int, pooling: str = "max
     if pooling == "avg":
         swap_max_for_avg(model)
     return model
+
+
+@register_model("test_resnet")
+def small_resnet(num_classes: int, in_chans: int, img_size: int, **kwargs) -> nn.Module:
+    """timm's `test_resnet` (0.37 M parameters; a stride-2 stem and a max pool, so 8x8 after the stem at
+    32 px): small enough that the controls train on 2 CPU cores (about 900 images/s per core)."""
+    return timm_model("test_resnet", num_classes, in_chans, **kwargs)
 
 
 @register_model("vit_tiny")

@@ -22,6 +22,9 @@ class ConfigError(ValueError):
     """Bad input from the user: the message names the value and the fix."""
 
 
+ADVERSARIAL_TRAINING = (None, "fgsm_rs")  # a Recipe's training attack (None: standard training)
+
+
 @dataclass(frozen=True)
 class Recipe:
     """How a model is trained. Defaults are common from-scratch CIFAR recipes (the post says only
@@ -33,10 +36,25 @@ class Recipe:
     warmup_epochs: float = 1.0  # linear warmup, then cosine decay to 0
     label_smoothing: float = 0.0
     crop_padding: int = 4  # random crop: zero-pad by this many pixels, crop back; plus h-flip
+    adversarial: str | None = None  # None: standard training; "fgsm_rs": every batch replaced by its FGSM
+    #   example from a uniform random start (Wong, Rice and Kolter 2020), crafted through the deployed model
+    adv_eps: float = 8.0  # the training attack's radius, 1/255 units (L-inf)
+    adv_step: float = 10.0  # its step, 1/255 units (Wong et al.: 1.25 eps)
+
+    def __post_init__(self):
+        if self.adversarial not in ADVERSARIAL_TRAINING:
+            raise ConfigError(f"adversarial={self.adversarial!r}: use one of {ADVERSARIAL_TRAINING}")
+        if not (0 < self.adv_eps <= 255 and 0 < self.adv_step <= 255):
+            raise ConfigError(f"adv_eps={self.adv_eps:g}, adv_step={self.adv_step:g}: the training attack's radius "
+                              f"and step are in 1/255 units, in (0, 255], e.g. adv_eps=8, adv_step=10")
 
 
 SGD_RESNET = Recipe()
 ADAMW_VIT = Recipe(optimizer="adamw", lr=1e-3, weight_decay=0.05, batch_size=512, warmup_epochs=2.0)
+SGD_SMALL = Recipe(batch_size=128)  # the controls' test_resnet: 78 steps an epoch on CPU_PROTOCOL's images
+# The controls' protocol (hypotheses/test_control_*.py), declared by each control's Claim: small enough that
+# the paper profile decides them all on 2 CPU cores in about 10 minutes (README, "What it found").
+CPU_PROTOCOL = {"datasets": ("cifar10",), "epochs": 5, "train_subset": 10_000, "n_eval": 200}
 
 
 @dataclass(frozen=True)
@@ -58,10 +76,11 @@ class Variant:
 
     @property
     def name(self) -> str:
-        """model[k=v]/pipeline[k=v]: what the run labels and log lines show."""
+        """model[k=v]/pipeline[k=v], then /the training attack if any: what run labels and log lines show."""
         def part(name, kwargs):
             return name + ("[" + ",".join(f"{k}={v}" for k, v in sorted(kwargs.items())) + "]" if kwargs else "")
-        return f"{part(self.model, self.model_kwargs)}/{part(self.pipeline, self.pipeline_kwargs)}"
+        trained = f"/{self.recipe.adversarial}" if self.recipe.adversarial else ""
+        return f"{part(self.model, self.model_kwargs)}/{part(self.pipeline, self.pipeline_kwargs)}{trained}"
 
 
 @dataclass(frozen=True)
@@ -87,6 +106,9 @@ class Known:
     profile: str = "paper"  # the profile the record holds for; other profiles judge as usual
 
 
+EXPECTATIONS = ("better", "equivalent", "null", "masked")  # what a Claim expects (Claim.expect)
+
+
 @dataclass(frozen=True)
 class Claim:
     """What a hypothesis module asserts, at the scale of the published protocol."""
@@ -100,7 +122,11 @@ class Claim:
     deciding_eps: float = 1.0  # the case per dataset that decides (Holm across datasets); others report
     modes: tuple[str, ...] = (NO_ROUNDING,)  # rounding modes to attack with (rounding pipelines only)
     expect: str = "better"  # "better"; "equivalent" (needs equivalent_within); "null": a control that must
-    #                         come out not significant
+    #                         come out not significant; "masked": a control whose gain is gradient masking by
+    #                         construction: never supported, and a masking check must fail on its better arm
+    train_subset: int | None = None  # the protocol's training images (a fixed subset); None: all of them
+    n_eval: int | None = None  # the protocol's evaluation images per epoch (the final checks take at most as
+    #                            many); None: the profile's. With train_subset: a protocol for 2 CPU cores
     score: str = "dominated_area"  # the per-seed score that decides (harness.judge.stats.SCORES)
     factor: str | None = None  # the setting the arms differ in, e.g. "pipeline" or "model_kwargs.pooling"
     intended: dict = field(default_factory=dict)  # other settings the arms differ in on purpose -> why
@@ -120,10 +146,18 @@ class Claim:
             raise ConfigError(f"better and worse both name {self.better!r}: name the two variants compared, "
                               f"e.g. better={sorted(self.variants)[0]!r}, worse={sorted(self.variants)[1]!r}")
         check_protocol(self)
-        if self.expect not in ("better", "equivalent", "null"):
-            raise ConfigError(f"expect={self.expect!r}: use 'better', 'equivalent' or 'null'")
+        if self.expect not in EXPECTATIONS:
+            raise ConfigError(f"expect={self.expect!r}: use one of {', '.join(map(repr, EXPECTATIONS))}")
         if self.expect == "equivalent" and not self.equivalent_within:
             raise ConfigError("expect='equivalent' needs a margin: equivalent_within=0.02 (in the score's units)")
+
+
+def check_protocol(claim) -> None:
+    """A claim's own protocol sizes (train_subset, n_eval) are numbers of images or None."""
+    for name in ("train_subset", "n_eval"):
+        n = getattr(claim, name)
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise ConfigError(f"{name}={n!r}: give a number of images (a whole number >= 1), or None for all")
 
 
 @dataclass(frozen=True)
@@ -148,7 +182,10 @@ class FinalEvalConfig:
     square_queries: int = 1000  # Square attack queries (gradient-free)
     steps_curve: tuple[int, ...] = (1, 2, 5, 10, 20, 50)  # PGD steps: accuracy must not rise along these
     eps_curve: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 255)  # 1/255 units: must fall to ~0 at 255
-    tolerance: float = 0.02  # accuracy slack of every check (a few examples of noise)
+    tolerance: float = 0.02  # accuracy slack of every check but the next two (a few examples of noise)
+    attack_gap: float = 0.08  # how far APGD or Square may beat PGD. On genuinely robust networks they beat PGD-10
+    #   by up to 0.044 (the positive control's FGSM-RS runs; standard training's first epoch 0.032), where masking
+    #   shows as tens of points (the logit-scale control: 0.6). At `tolerance` the positive control failed.
 
 
 @dataclass(frozen=True)
@@ -327,8 +364,11 @@ class TrendClaim:
     equivalent_within: float | None = None  # a margin on the slope (score units per unit of dose): TOST
     claimed: Claimed | None = None
     known: Known | None = None
+    train_subset: int | None = None  # the protocol's training images, as Claim's
+    n_eval: int | None = None  # the protocol's evaluation images per epoch, as Claim's
 
     def __post_init__(self):
+        check_protocol(self)
         doses = list(self.levels)
         if len(doses) < 2 or any(isinstance(d, bool) or not isinstance(d, (int, float)) or d != d
                                  or d in (float("inf"), float("-inf")) for d in doses):

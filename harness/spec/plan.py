@@ -70,8 +70,9 @@ def shortfalls(claim: Claim, profile: Profile, datasets: tuple[str, ...], notes:
     elif len(profile.seeds) not in LOOKS:  # an unplanned look spends error rate the design did not budget
         out.append(f"{len(profile.seeds)} seeds per arm is not a look of the pre-registered design "
                    f"({' then '.join(map(str, LOOKS))} seeds per arm)")
-    if profile.attack.n_eval < paper.attack.n_eval:
-        out.append(f"{profile.attack.n_eval} evaluation images, the protocol has {paper.attack.n_eval}")
+    n_eval = smallest(paper.attack.n_eval, claim.n_eval)
+    if profile.attack.n_eval < n_eval:
+        out.append(f"{profile.attack.n_eval} evaluation images, the protocol has {n_eval}")
     missing = [d for d in claim.datasets if d not in datasets]
     if missing:
         out.append(f"not run on {', '.join(missing)}")
@@ -88,9 +89,14 @@ def check_claim(claim: Claim) -> None:
                               f"{', '.join(PIPELINE_ROUNDS)}")
 
 
+def checks_masking(claim: Claim) -> bool:
+    """Whether the claim's runs get final-checkpoint checks: a null control's outcome reads none of them."""
+    return claim.expect != "null"
+
+
 def run_configs(p: Plan, dataset: str, precision: str) -> dict[str, list[RunConfig]]:
     """arm -> one RunConfig per seed. Runs with the same settings are shared between hypotheses through
-    the cache (the control's first arm is the pooling hypothesis's Max), so every run evaluates the
+    the cache (the three controls share their Standard arm), so every run evaluates the
     profile's radii as well as the claim's."""
     configs = {name: _configs(p, v, dataset, precision) for name, v in p.claim.variants.items()}
     flat = [c for cs in configs.values() for c in cs]
@@ -113,9 +119,11 @@ def _configs(p: Plan, v: Variant, dataset: str, precision: str) -> list[RunConfi
     else:  # equal effort: as many random restarts as the claim's rounding arms have gradient attacks
         restarts = profile.attack.restarts * len(budget.gradient_modes(p.claim.modes))
         attack = dataclasses.replace(profile.attack, eps=eps, modes=(NO_ROUNDING,), restarts=restarts)
+    attack = dataclasses.replace(attack, n_eval=smallest(attack.n_eval, p.claim.n_eval))
     base = dataclasses.replace(v, input_size=size, recipe=profile.recipe(v.recipe), seed_offset=0)
     return [RunConfig(dataset=dataset, variant=base, seed=s + v.seed_offset, epochs=p.epochs,
-                      train_subset=profile.train_subset, attack=attack, precision=precision)
+                      train_subset=smallest(profile.train_subset, p.claim.train_subset), attack=attack,
+                      precision=precision)
             for s in profile.seeds]
 
 
@@ -140,7 +148,7 @@ def needs(cases: list[tuple[Plan, str, float]], precision: str) -> list[Need]:
         for d, configs in case_runs(p, dataset, eps, precision).items():
             for c in (c for cs in configs.values() for c in cs):
                 _, checked = found.setdefault(key(c, "", ""), (c, set()))
-                if d == dataset:
+                if d == dataset and checks_masking(p.claim):
                     checked.add(p.claim.deciding_eps)
     return [Need(c, tuple(sorted(e))) for c, e in found.values()]
 
@@ -188,3 +196,8 @@ def _flat(obj, prefix: str = ""):
             yield from _flat(v, f"{prefix}.{k}" if prefix else str(k))
     else:
         yield prefix, obj
+
+
+def smallest(*sizes: int | None) -> int | None:
+    """The smallest of the sizes given (a profile's and a claim's), None (all) only when none is given."""
+    return min((n for n in sizes if n is not None), default=None)

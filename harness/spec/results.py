@@ -46,7 +46,9 @@ def add(doc: dict, payload: dict) -> None:
             if known is None:
                 doc["designs"].append(known := {**design, "modules": []})
             known["modules"] = sorted({*known["modules"], payload["case"]["module"]})
-    doc["runs"].update(payload.get("runs", {}))
+    for k, run in payload.get("runs", {}).items():  # a run cases share keeps what each attached (a null
+        doc["runs"][k] = {**doc["runs"].get(k, {}), **{f: v for f, v in run.items() if v is not None}}
+        #                 control's has no final checks; another case's has)
     for w in payload.get("warnings", []):
         if w not in doc["warnings"]:
             doc["warnings"].append(w)
