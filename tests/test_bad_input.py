@@ -76,7 +76,7 @@ def _binary(path: Path) -> Path:
 
 def _results(path: Path, edit=None) -> Path:
     doc = results.new({"profile": "smoke"})
-    doc["drift"] = drift.drift(doc, doc)
+    doc["drift"] = drift.drift(results.parse(doc), results.parse(doc))
     if edit:
         edit(doc)
     path.write_text(json.dumps(doc))

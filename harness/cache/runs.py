@@ -158,13 +158,17 @@ class RunCache:
                 self.quarantine(path.parent / "result.json", f"finished run without its weights {path.name}")
         return state
 
-    def derived(self, key: str, name: str, compute) -> dict:
+    def derived(self, key: str, name: str, compute, wait: bool = True) -> dict | None:
         """A result computed from finished run `key` (e.g. its final-checkpoint evaluation), stored as
-        runs/<key>/<name>.json: computed once, under the run's lock, and checksummed like the run."""
+        runs/<key>/<name>.json: computed once, under the run's lock, and checksummed like the run. Without
+        `wait`, None while another process holds the lock (the caller can do other work meanwhile)."""
         path = self.dir(key) / f"{name}.json"
         value = self._read_derived(path)
         if value is None:
-            with self.lock(key):
+            lock = self.lock(key, blocking=wait)
+            if lock is None:
+                return None
+            with lock:
                 value = self._read_derived(path)  # another process may have computed it meanwhile
                 if value is None:
                     value = compute()

@@ -148,9 +148,15 @@ class LocalExecutor:
         eps = claim.deciding_eps
         cfg_of = {r.key: c for name in runs for r, c in zip(runs[name], configs[name])}
         finished = [r for rs in runs.values() for r in rs if r.done]
+        done: dict[str, tuple] = {}
+        for wait in (False, True):  # first the runs no other worker is evaluating, then wait for the rest
+            for i, r in enumerate(finished, 1):
+                if r.key not in done and (got := self.evaluations(r, cfg_of[r.key], ds, eps, f"{i}/{len(finished)}",
+                                                                   wait)):
+                    done[r.key] = got
         finals, bests, warnings, transfers = {}, {}, [], []
-        for i, r in enumerate(finished, 1):
-            finals[r.key], best = self.evaluations(r, cfg_of[r.key], ds, eps, f"{i}/{len(finished)}")
+        for r in finished:
+            finals[r.key], best = done[r.key]
             warnings += [f"{r.label}: {w}" for w in finals[r.key].failed]
             if best is not None:
                 bests[r.key] = best
@@ -198,13 +204,15 @@ class LocalExecutor:
         return hashlib.sha256(repr((self.final_eval, eps, attack_code, diagnostics.library_version())).encode()
                               ).hexdigest()[:12]
 
-    def evaluations(self, run: Run, cfg: RunConfig, ds: data.Dataset, eps: float,
-                    which: str = "") -> tuple[FinalEvaluation, FinalEvaluation | None]:
+    def evaluations(self, run: Run, cfg: RunConfig, ds: data.Dataset, eps: float, which: str = "",
+                    wait: bool = True) -> tuple[FinalEvaluation, FinalEvaluation | None] | None:
         """Finished `run`'s evaluation at eps on its final weights, and on its best adversarial epoch's where
-        that is not the last (None otherwise)."""
+        that is not the last (None otherwise); without `wait`, None while another process evaluates the run."""
         best = _best_not_last(run, eps)
-        return (self.final_evaluation(run.key, cfg, ds, eps, which),
-                None if best is None else self.final_evaluation(run.key, cfg, ds, eps, which, best))
+        final = self.final_evaluation(run.key, cfg, ds, eps, which, wait=wait)
+        if final is None:
+            return None
+        return final, None if best is None else self.final_evaluation(run.key, cfg, ds, eps, which, best)
 
     def complete(self, k: str, final_eps: tuple[float, ...]) -> bool:
         """Whether run k and its final-checkpoint evaluations at `final_eps` are in the cache."""
@@ -212,9 +220,10 @@ class LocalExecutor:
             (self.cache.dir(k) / f"final-{self.final_tag(e)}.json").exists() for e in final_eps))
 
     def final_evaluation(self, k: str, cfg: RunConfig, ds: data.Dataset, eps: float, which: str = "",
-                         epoch: int | None = None) -> FinalEvaluation:
+                         epoch: int | None = None, wait: bool = True) -> FinalEvaluation | None:
         """Finished run k's evaluation at eps on its final checkpoint, or on the weights of `epoch` (one of
-        its best epochs): computed once, kept in the cache beside it."""
+        its best epochs): computed once, kept in the cache beside it (None: another process holds the run
+        and `wait` is off)."""
         where = "final-checkpoint" if epoch is None else f"epoch-{epoch}"
 
         def final():
@@ -227,7 +236,8 @@ class LocalExecutor:
                      f"{time.perf_counter() - start:.1f}s")
             return value if epoch is None else {**value, "epoch": epoch}
         name = f"final-{self.final_tag(eps)}" if epoch is None else f"best-e{epoch}-{self.final_tag(eps)}"
-        return FinalEvaluation.from_dict(self.cache.derived(k, name, final), f"{name} of run {k}")
+        value = self.cache.derived(k, name, final, wait)
+        return None if value is None else FinalEvaluation.from_dict(value, f"{name} of run {k}")
 
     def final_model(self, k: str, cfg: RunConfig, ds: data.Dataset, epoch: int | None = None) -> torch.nn.Module:
         """The finished run's model with its final weights, or those of `epoch` (a best epoch)."""
