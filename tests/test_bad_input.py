@@ -135,7 +135,7 @@ PREPARE = {
     "edited results": lambda tmp: _results(tmp / "results.json", lambda d: d.update(warnings=[3])),
     "edited drift": lambda tmp: _results(tmp / "results.json", lambda d: d["drift"].update(verdict_changes="none")),
     "edited claimed": lambda tmp: _results(tmp / "results.json", lambda d: d.update(
-        cases=[sample_case(claimed={"direction": 3}).to_dict()])),  # validated as a dict: the page meets it
+        cases=[{**sample_case().to_dict(), "claimed": {"direction": 3}}])),  # checked field by field
     "edited baseline": lambda tmp: _results(tmp / "results.json", lambda d: d.update(cases=[{"module": "x"}])),
     "a file": lambda tmp: _file(tmp / "file"),
     "32-bit image": lambda tmp: _32_bit_image(tmp / "toy.zip"),
@@ -285,8 +285,8 @@ CASES = [
         4, run="claim", data='claim worse="Average"'),
     Bad("factor names no setting", (), CLAIMED + "factor 'model_kwargs.poling' names no setting of the arms", 4,
         run="claim", data='claim factor="model_kwargs.poling"'),
-    Bad('expect="worse"', (), CLAIMED + "expect='worse': use 'better', 'equivalent' or 'null'", 4, run="claim",
-        data='claim expect="worse"'),
+    Bad('expect="worse"', (), CLAIMED + "expect='worse': use one of 'better', 'equivalent', 'null', 'masked'", 4,
+        run="claim", data='claim expect="worse"'),
     Bad('score="auc"', (), CLAIMED + "Max beats Avg: score 'auc' is not one of", 4, run="claim",
         data='claim score="auc"'),
     Bad('Variant(model_kwargs="max")', (), CLAIMED + "Variant model_kwargs='max' must be a dict", 4, run="claim",
@@ -295,7 +295,7 @@ CASES = [
     Bad("python -m harness.report EDITED drift", ("{data}",),
         "harness.report: {data}: drift.verdict_changes must be a list", 2, run="report", data="edited drift"),
     Bad("python -m harness.report EDITED claimed", ("{data}",),
-        "harness.report: {data}: a field is malformed (KeyError: 'source')", 2, run="report", data="edited claimed"),
+        "harness.report: {data}: cases[0].claimed.direction = 3 must be a str", 2, run="report", data="edited claimed"),
     Bad("python -m harness.report.summary EDITED drift", ("{data}",),
         "harness.report.summary: {data}: drift.verdict_changes must be a list", 2, run="summary", data="edited drift"),
     Bad("python -m harness.report.summary --wall-seconds nan", ("{data}", "--wall-seconds", "nan"),

@@ -7,8 +7,8 @@ trained here through a LocalExecutor and judged with harness.judge.verdict.judge
 The breakages:
 - PGD's step set to zero (the attack keeps its random start): the per-epoch curves are made with it, so the
   runs are trained again, in a cache of their own; the positive control is no longer supported.
-- masking checks that can no longer fail (their slack the whole accuracy range): the masking control is
-  then supported, its masking named by nothing.
+- masking checks that can no longer fail (their slack the whole accuracy range, the gradient check off): the
+  masking control is then supported, its masking named by nothing.
 - a score that flips sign: the positive control is contradicted.
 CIFAR-10 only (the controls' eps 8/255 is CIFAR's radius): CI binds it.
 """
@@ -21,7 +21,7 @@ import pytest
 from harness.cache.runs import RunCache
 from harness.executors.local import LocalExecutor
 from harness.judge import stats, verdict
-from harness.run import attacks, runtime
+from harness.run import attacks, diagnostics, runtime
 from harness.spec import plan
 from harness.spec.config import AttackConfig, FinalEvalConfig, Profile
 from test_controls import control
@@ -71,6 +71,7 @@ def test_the_controls_meet_their_known_answers_and_miss_when_a_check_or_the_scor
     assert any("gradients_not_masked" in w for w in masked.masking_warnings)
 
     lax = dataclasses.replace(SMALL.final_eval, tolerance=1.0, attack_gap=1.0)  # the final checks run again
+    monkeypatch.setattr(diagnostics, "_gradients_flow", lambda beats: {"ok": True, "detail": "ok (not checked)"})
     unnamed = judged(cache, sources, cifar10, (MASKED,), lax)[MASKED]
     assert (unnamed.verdict, unnamed.outcome) == ("supported", "failed"), verdict.message(unnamed)
     assert unnamed.masking_warnings == [] and "the checks did not name it" in unnamed.problems[0]
@@ -84,8 +85,8 @@ def test_the_controls_meet_their_known_answers_and_miss_when_a_check_or_the_scor
 def test_pgd_with_a_zero_step_makes_the_positive_control_miss(tmp_path, sources, cifar10, monkeypatch):
     chunk = attacks._attack_chunk  # every PGD (per epoch and final) steps through it; APGD and Square do not
 
-    def zero_step(model, x, y, start, eps, steps, step_size, *rest):
-        return chunk(model, x, y, start, eps, steps, 0.0, *rest)
+    def zero_step(model, x, y, start, eps, cfg, ctx, judge):
+        return chunk(model, x, y, start, eps, dataclasses.replace(cfg, step_ratio=0.0), ctx, judge)
     monkeypatch.setattr(attacks, "_attack_chunk", zero_step)
     broken = judged(RunCache(tmp_path / "cache"), sources, cifar10, (POSITIVE,))[POSITIVE]
     assert broken.verdict != "supported" and broken.outcome == "failed", verdict.message(broken)

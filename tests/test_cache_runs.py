@@ -60,8 +60,14 @@ def test_failed_runs_are_reported_not_cached_do_not_stop_others_and_are_retried(
 
 
 # ---- 6. invalidation ------------------------------------------------------------------------------------
-def _changed(value):
-    """A different value of the same kind."""
+# Settings whose values are a closed set: the other value to try.
+_OTHER = {"adversarial": "fgsm_rs"}
+
+
+def _changed(name, value):
+    """A different value of the same kind (a closed set's other member)."""
+    if name in _OTHER:
+        return _OTHER[name]
     if isinstance(value, bool):
         return not value
     if isinstance(value, (int, float)):
@@ -81,7 +87,7 @@ def _variations(obj):
     """(dotted field name, obj with that one leaf changed) for every leaf of a frozen dataclass tree."""
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
-        inner = _variations(value) if dataclasses.is_dataclass(value) else [("", _changed(value))]
+        inner = _variations(value) if dataclasses.is_dataclass(value) else [("", _changed(f.name, value))]
         for name, new in inner:
             yield f"{f.name}.{name}".rstrip("."), dataclasses.replace(obj, **{f.name: new})
 

@@ -21,7 +21,7 @@ from harness.report import page as report
 from harness.run import models, train
 from harness.spec import plan, results
 from harness.spec.config import PROFILES, AttackConfig, ConfigError, Recipe, RunConfig, Variant, key
-from helpers import sample_case
+from helpers import NO_CHECKS, make_run, run_dict, sample_case
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTROLS = ("test_control_fast_at", "test_control_logit_scale", "test_control_seed_null")
@@ -75,10 +75,8 @@ def test_adversarial_training_is_in_the_cache_key_and_the_parity_check():
     standard, fgsm = cfgs["Standard"][0], cfgs["FGSM-RS"][0]
     assert fgsm.variant.recipe.adversarial == "fgsm_rs" and standard.variant.recipe.adversarial is None
     assert key(standard, "d", "c") != key(dataclasses.replace(standard, variant=fgsm.variant), "d", "c")
-    runs = {arm: [{"key": f"{arm}{c.seed}", "status": "done", "label": f"{arm}/s{c.seed}", "config": c.to_dict()}
-                  for c in cs] for arm, cs in cfgs.items()}
-    assert verdict.differences(claim, runs) == []  # the declared factor
-    assert verdict.differences(dataclasses.replace(claim, factor=None), runs) == [
+    assert plan.parity(p) == []  # the declared factor
+    assert plan.parity(dataclasses.replace(p, claim=dataclasses.replace(claim, factor=None))) == [
         "variant.recipe.adversarial: Standard None, FGSM-RS fgsm_rs"]  # changed silently: confounded
     with pytest.raises(ConfigError, match=r"adversarial='pgd': use one of \(None, 'fgsm_rs'\)"):
         Recipe(adversarial="pgd")
@@ -103,7 +101,7 @@ def test_fgsm_rs_crafts_inside_the_ball_and_the_adversarial_recipe_trains_on_it(
         model.load_state_dict(net.state_dict())
         opt = train.make_optimizer(model.parameters(), r, torch.device("cpu"))
         sched = train.make_schedule(opt, 0, 1)
-        losses[adversarial] = train.train_step(model, opt, sched, images, y, r, torch.Generator().manual_seed(2),
+        losses[adversarial] = train.train_step(model, sched, images, y, r, torch.Generator().manual_seed(2),
                                                "fp32", False).item()
     assert losses["fgsm_rs"] > losses[None] + 0.01
 
@@ -128,13 +126,12 @@ def test_logit_scale_multiplies_the_logits_at_deployment_only():
 def test_a_masking_control_passes_only_unsupported_with_its_masking_named_on_its_better_arm():
     claim = control("test_control_logit_scale")
     p = plan.Plan(claim, PROFILES["paper"], ("cifar10",), (8.0,))
-    runs = {arm: [{"key": f"{arm}{s}", "status": "done", "label": f"{arm}/s{s}", "dataset_used": "cifar10",
-                   "records": [{"epoch": 1, "clean": 0.6, "adv": {"8": {"strongest": adv + 0.01 * s}}}]}
+    runs = {arm: [make_run(f"{arm}{s}", [0.6], [adv + 0.01 * s], eps=8.0, dataset_used="cifar10", label=f"{arm}/s{s}")
                   for s in range(3)] for arm, adv in (("Scaled", 0.6), ("Standard", 0.01))}
 
     def judged(*warnings):
         return verdict.judge(p, "cifar10", 8.0, {"cifar10": runs},
-                             {"transfer": [], "masking_warnings": list(warnings)}, 0.05)
+                             dataclasses.replace(NO_CHECKS, masking_warnings=list(warnings)), 0.05)
     named = judged("Scaled/s0: gradients_not_masked: FAILED", "Standard/s1: steps_monotone: FAILED")
     assert (named.verdict, named.outcome, named.problems) == ("supported (unverified)", "passed", [])
     unnamed = judged()  # masking that no check names: the suite would call it robust
@@ -151,30 +148,30 @@ def test_a_masking_control_passes_only_unsupported_with_its_masking_named_on_its
     assert verdict.outcome(sample_case(expect="masked", verdict="inconclusive")) == "failed"
 
 
-def test_calibration_table_opens_the_page_with_each_controls_known_answer_and_result(tmp_path):
+def test_calibration_table_follows_the_board_with_each_controls_known_answer_and_result(tmp_path):
     doc = control_doc()
     html = report.page(doc, "controls")
-    assert html.index('id="calibration"') < html.index('<table class="summary">')
+    assert html.index('id="board"') < html.index('id="calibration"') < html.index('id="claim-0"')
     table = re.search(r'<table class="calibration">(.*?)</table>', html, re.S).group(1)
     rows = re.findall(r"<tr>(.*?)</tr>", table.split("<tbody>")[1], re.S)
-    by_module = {re.search(r"<td>(test_control_\w+)<br>", r).group(1): r for r in rows}
+    by_module = {re.search(r">(test_control_\w+)</a> · cifar10</td>", r).group(1): r for r in rows}
     assert set(by_module) == set(CONTROLS)
     fast = by_module["test_control_fast_at"]
     assert "supported, every masking check passing" in fast and "Wong, Rice and Kolter 2020" in fast
     assert '<span class="verdict supported">supported</span>' in fast
-    assert "<td>met (no failed masking check(s))</td>" in fast
+    assert '<span class="check ok">met</span> (0 failed masking check(s))' in fast
     assert "FGSM-RS − Standard: +0.1200" in fast  # (0.25 - 0.05) x 0.6 clean: the dominated area
     assert "training: FGSM-RS: fgsm_rs, eps 8/255, step 10/255; Standard: none / evaluation: PGD-10" in fast
     masked = by_module["test_control_logit_scale"]
     assert '<span class="verdict supported-unverified">supported (unverified)</span>' in masked
-    assert "<td>met (1 failed masking check(s))</td>" in masked and "never supported" in masked
+    assert '<span class="check ok">met</span> (1 failed masking check(s))' in masked and "never supported" in masked
     null = by_module["test_control_seed_null"]
-    assert "<b>MISSED</b> (no failed masking check(s))" in null  # a null control that found a gain
+    assert '<span class="check bad">MISSED</span> (0 failed masking check(s))' in null  # it found a gain
     assert '<span class="verdict supported">' in null and "A/A" in null
     assert "3 control(s): 2 met, 1 MISSED, 0 not decided here." in html
 
 
-def control_doc() -> dict:
+def control_doc() -> results.Results:
     """A paper-profile results.json of the three controls, judged from made-up runs: the positive and the
     masking control meet their known answers, the null control (given a real difference) misses."""
     cases, all_runs = [], {}
@@ -183,20 +180,18 @@ def control_doc() -> dict:
         claim = control(name)
         p = plan.Plan(claim, PROFILES["paper"], ("cifar10",), claim.eps)
         ek = f"{claim.deciding_eps:g}"
-        runs = {arm: [{"key": f"{name}-{c.label}", "status": "done", "label": c.label, "config": c.to_dict(),
-                       "dataset_used": "cifar10", "records": [{"epoch": 1, "clean": 0.6, "adv": {ek: {
-                           "strongest": 0.05 + gap * (arm == claim.better) + 0.01 * i}}}]}
+        runs = {arm: [make_run(f"{name}-{c.label}", [0.6], [0.05 + gap * (arm == claim.better) + 0.01 * i],
+                               eps=claim.deciding_eps, config=c, dataset_used="cifar10", label=c.label)
                       for i, c in enumerate(cs)] for arm, cs in plan.run_configs(p, "cifar10", "fp32").items()}
-        masking = [f"{runs[claim.better][0]['label']}: gradients_not_masked: FAILED" for _ in warnings]
+        masking = [f"{runs[claim.better][0].label}: gradients_not_masked: FAILED" for _ in warnings]
         case = verdict.judge(p, "cifar10", claim.deciding_eps, {"cifar10": runs},
-                             {"transfer": [], "masking_warnings": masking}, 0.05, module=name,
+                             dataclasses.replace(NO_CHECKS, masking_warnings=masking), 0.05, module=name,
                              nodeid=f"hypotheses/{name}.py::test[cifar10-eps{claim.deciding_eps:g}]")
         cases.append(case.to_dict())
-        all_runs.update({r["key"]: r for rs in runs.values() for r in rs})
+        all_runs.update({r.key: run_dict(r) for rs in runs.values() for r in rs})
     doc = results.new({"profile": "paper", "alpha": 0.05})
     doc.update(partial=False, cases=cases, runs=all_runs)
-    results.validate(doc)
-    return doc
+    return results.parse(results.plain(doc))
 
 
 def test_calibration_table_renders_in_chromium(tmp_path):
@@ -210,7 +205,7 @@ def test_calibration_table_renders_in_chromium(tmp_path):
     dom = chromium(tmp_path, page, "--dump-dom")
     assert body_attributes(dom)["data-js-errors"] == ""
     table = re.search(r'<table class="calibration">(.*?)</table>', dom, re.S).group(1)
-    assert table.count("<tr><td>test_control_") == 3 and "Calibration: the known-answer controls" in dom
+    assert table.count('<tr><td><a href="#claim-') == 3 and "Controls: known answers" in dom
     shots = tmp_path / "calibration.png"
     chromium(tmp_path, page, f"--screenshot={shots}", "--window-size=1400,900")
     assert shots.stat().st_size > 20_000

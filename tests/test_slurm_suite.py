@@ -39,7 +39,8 @@ from harness import SGD_RESNET, Claim, Recipe, Variant
 CLAIM = Claim(statement="Max beats a recipe that diverges", better="Max", worse="Diverges",
               variants={"Max": Variant("resnet18", "baseline", SGD_RESNET),
                         "Diverges": Variant("resnet18", "baseline", Recipe(batch_size=32, lr=1e30))},
-              datasets=("cifar10",), epochs=10, deciding_eps=1)
+              datasets=("cifar10",), epochs=10, deciding_eps=1, factor="recipe.lr",
+              intended={"recipe.batch_size": "the diverging recipe's own batch"})
 
 
 def test_diverging(suite, dataset, eps):

@@ -39,12 +39,14 @@ def section(groups: list[list[Case]], runs: dict[str, Run]) -> str:
              "; ".join(f"{arm}: " + ", ".join(num(s, ".4f") for s in c.scores.get(arm, {}).get(c.primary, []))
                        for arm in (c.better, c.worse)),
              attacks(c, runs),
-             Markup(f'<span class="check {STATE.get(c.outcome, "ok")}">{esc(MET.get(c.outcome, c.outcome))}</span>')]
+             Markup(f'<span class="check {STATE.get(c.outcome, "ok")}">{esc(MET.get(c.outcome, c.outcome))}</span> '
+                    f'({len(c.masking_warnings)} failed masking check(s))')]
             for i, c in controls]
-    missed = sum(c.outcome == "failed" for _, c in controls)
-    return (f'<h2 id="calibration">Controls: known answers</h2><p>{len(controls) - missed} of {len(controls)} '
-            f"control(s) not missed. A missed control means an attack, a masking check or the statistics is broken, "
-            f"whatever the claims above say.</p>"
+    count = {m: sum(MET.get(c.outcome, c.outcome).startswith(m) for _, c in controls)
+             for m in ("met", "MISSED", "not decided here")}
+    return (f'<h2 id="calibration">Controls: known answers</h2><p>{len(controls)} control(s): {count["met"]} met, '
+            f'{count["MISSED"]} MISSED, {count["not decided here"]} not decided here. A missed control means an '
+            f"attack, a masking check or the statistics is broken, whatever the claims above say.</p>"
             + table(["control", "known answer", "source", "verdict", "effect [95% CI]", "per-seed primary scores",
                      "training / evaluation attack", "answer"], rows, "calibration"))
 

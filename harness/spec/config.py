@@ -152,14 +152,6 @@ class Claim:
             raise ConfigError("expect='equivalent' needs a margin: equivalent_within=0.02 (in the score's units)")
 
 
-def check_protocol(claim) -> None:
-    """A claim's own protocol sizes (train_subset, n_eval) are numbers of images or None."""
-    for name in ("train_subset", "n_eval"):
-        n = getattr(claim, name)
-        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-            raise ConfigError(f"{name}={n!r}: give a number of images (a whole number >= 1), or None for all")
-
-
 @dataclass(frozen=True)
 class AttackConfig:
     """PGD, L-inf, random start, evaluated after every epoch on a fixed test subset."""
@@ -368,7 +360,6 @@ class TrendClaim:
     n_eval: int | None = None  # the protocol's evaluation images per epoch, as Claim's
 
     def __post_init__(self):
-        check_protocol(self)
         doses = list(self.levels)
         if len(doses) < 2 or any(isinstance(d, bool) or not isinstance(d, (int, float)) or d != d
                                  or d in (float("inf"), float("-inf")) for d in doses):
@@ -414,7 +405,12 @@ CLAIM_TYPES = (Claim, TrendClaim)  # what a hypothesis module's CLAIM may be
 
 # ---- the checks a claim passes where it is written: each names the field, the value and the fix ---------
 def check_protocol(c: Claim | TrendClaim) -> None:
-    """The fields Claim and TrendClaim share: datasets, epochs, eps, deciding_eps, modes, factor."""
+    """The fields Claim and TrendClaim share: datasets, epochs, eps, deciding_eps, modes, factor, and the
+    protocol's sizes (train_subset, n_eval: numbers of images or None)."""
+    for name in ("train_subset", "n_eval"):
+        n = getattr(c, name)
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise ConfigError(f"{name}={n!r}: give a number of images (a whole number >= 1), or None for all")
     _check_tuple("datasets", c.datasets, str, "('cifar10',)")
     if not c.datasets or len(set(c.datasets)) != len(c.datasets):
         raise ConfigError(f"datasets={c.datasets!r} must name each dataset once, e.g. datasets=('cifar10',)")

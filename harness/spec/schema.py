@@ -46,7 +46,7 @@ def check(value, kind, where: str):
     origin, args = typing.get_origin(kind), typing.get_args(kind)
     if origin in (typing.Union, types.UnionType):
         errors = []
-        for option in args:
+        for option in [a for a in args if value is None or a is not type(None)]:  # X | None: X's own message
             try:
                 return check(value, option, where)
             except SchemaError as e:
