@@ -18,7 +18,8 @@ from harness.cache.runs import RunCache
 from harness.spec.case import Case, Design, Evidence
 from harness.chaos import small_profile
 from harness.spec import plan
-from harness.spec.config import AttackConfig, Claim, Profile, Recipe, RunConfig, Variant, eps_key
+from harness.spec.claim import Claim
+from harness.spec.config import AttackConfig, Profile, Recipe, RunConfig, Variant, eps_key
 from harness.spec.records import EpochRecord, FinalChecks, Run
 from harness.spec.results import plain
 from harness.run.data import Sources

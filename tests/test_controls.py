@@ -20,7 +20,7 @@ from harness.judge import verdict
 from harness.report import page as report
 from harness.run import models, train
 from harness.spec import plan, results
-from harness.spec.config import PROFILES, AttackConfig, ConfigError, Recipe, RunConfig, Variant, key
+from harness.spec.config import PROFILES, AttackConfig, ConfigError, Recipe, key
 from helpers import NO_CHECKS, make_run, run_dict, sample_case
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -179,7 +179,6 @@ def control_doc() -> results.Results:
                                 ("test_control_seed_null", [], 0.2)):
         claim = control(name)
         p = plan.Plan(claim, PROFILES["paper"], ("cifar10",), claim.eps)
-        ek = f"{claim.deciding_eps:g}"
         runs = {arm: [make_run(f"{name}-{c.label}", [0.6], [0.05 + gap * (arm == claim.better) + 0.01 * i],
                                eps=claim.deciding_eps, config=c, dataset_used="cifar10", label=c.label)
                       for i, c in enumerate(cs)] for arm, cs in plan.run_configs(p, "cifar10", "fp32").items()}

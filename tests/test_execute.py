@@ -11,12 +11,13 @@ from harness import plugin
 from harness.run import train
 from harness.judge import verdict
 from harness.cache.runs import RunCache
-from harness.spec.config import (ADAMW_VIT, PROFILES, SGD_RESNET, AttackConfig, Claim, ConfigError, FinalEvalConfig,
-                            Recipe, RunConfig, Variant)
+from harness.spec.claim import Claim
+from harness.spec.config import (ADAMW_VIT, PROFILES, SGD_RESNET, AttackConfig, ConfigError, FinalEvalConfig, Recipe,
+                                 RunConfig, Variant)
 from harness.chaos import numbers
 from harness.executors.local import CollectExecutor, LocalExecutor
 from harness.spec.records import TrainedWith
-from helpers import NO_CHECKS, TOY_CONFIG, make_run
+from helpers import make_run
 
 TINY = dataclasses.replace(PROFILES["smoke"], seeds=(0, 1), epochs=1, train_subset=64,
                            attack=AttackConfig(eps=(1.0,), steps=1, n_eval=16), final_eval=None)

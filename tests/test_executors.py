@@ -11,7 +11,8 @@ from pathlib import Path
 from harness import chaos
 from harness.executors import EXECUTORS
 from harness.spec import plan
-from harness.spec.config import PROFILES, Claim, Recipe, Variant
+from harness.spec.claim import Claim
+from harness.spec.config import PROFILES, Recipe, Variant
 
 ROOT = Path(__file__).resolve().parent.parent
 SESSION = ["hypotheses/test_pooling_type.py", "--seeds", "0,1", "--epochs", "1", "--eps", "1"]

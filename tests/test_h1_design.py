@@ -11,7 +11,8 @@ import pytest
 from helpers import NO_CHECKS, make_run
 from harness.spec import plan
 from harness.judge import verdict
-from harness.spec.config import PROFILES, TrendClaim, key
+from harness.spec.claim import TrendClaim
+from harness.spec.config import PROFILES, key
 
 ROOT = Path(__file__).resolve().parent.parent
 H1 = ("test_quantized_input", "test_rounding_unnormalized", "test_rounding_normalized", "test_normalization_report")

@@ -12,7 +12,6 @@ A rate passes at its bound + 2 standard errors of the simulation (alpha: 0.0531 
 The test run uses 1,000 repetitions; ADVHYP_SIM_REPS=20000 gives the full run; its measured rates are in the
 README ("Error rates") with their conditions.
 """
-import dataclasses
 import math
 import os
 
@@ -22,7 +21,8 @@ from helpers_stats import null_families
 from helpers import NO_CHECKS, make_run
 from harness.judge import verdict
 from harness.spec import plan
-from harness.spec.config import LOOKS, PROFILES, Claim, Variant, key
+from harness.spec.claim import Claim
+from harness.spec.config import LOOKS, PROFILES, Variant, key
 
 REPS, ALPHA = int(os.environ.get("ADVHYP_SIM_REPS", 1_000)), 0.05
 BOUND = ALPHA + 2 * math.sqrt(ALPHA * (1 - ALPHA) / REPS)

@@ -2,7 +2,7 @@
 import pytest
 
 from harness.spec.case import Case
-from harness.spec.config import Claimed, Known
+from harness.spec.claim import Claimed, Known
 from harness.judge.verdict import outcome
 from helpers import DECIDING, sample_case
 

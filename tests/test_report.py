@@ -17,7 +17,8 @@ from harness.spec import plan, results
 from harness.report import claims, page as report
 from harness.judge import verdict
 from harness.spec.case import Case
-from harness.spec.config import PROFILES, Claim, Claimed, Variant
+from harness.spec.claim import Claim, Claimed
+from harness.spec.config import PROFILES, Variant
 from harness.spec.records import EpochRecord, FinalEvaluation, Run, Transfer
 from helpers import NO_CHECKS, TOY_CONFIG, run_dict
 
@@ -128,7 +129,7 @@ def test_board_has_one_row_per_claim_at_its_deciding_eps_and_the_control_apart(r
     html = rendered[1]
     rows = board_rows(html)
     assert len(rows) == 2  # pooling (eps 1 and 2 in one row) and the post's comparison; the control below
-    pooling, quantized = (next(r for r in rows if f"<b title=" in r and name in r) for name in ("pooling_type",
+    pooling, quantized = (next(r for r in rows if "<b title=" in r and name in r) for name in ("pooling_type",
                                                                                                 "quantized_input"))
     assert '<span class="verdict supported">supported</span>' in pooling
     assert '<span class="verdict contradicted">contradicted</span>' in quantized

@@ -20,7 +20,8 @@ import torch
 from harness.spec import plan
 from harness.plugin import settings
 from harness.cache.runs import Lock, RunCache
-from harness.spec.config import PROFILES, AttackConfig, Claim, ConfigError, Profile, Recipe, Variant
+from harness.spec.claim import Claim
+from harness.spec.config import PROFILES, AttackConfig, ConfigError, Profile, Recipe, Variant
 from harness.run.data import Sources
 from harness.executors.local import LocalExecutor
 from helpers import fake_config

@@ -1,4 +1,4 @@
-"""Dose-response claims (harness.spec.config.TrendClaim) judged by the one judge (harness.judge.verdict.judge)
+"""Dose-response claims (harness.spec.claim.TrendClaim) judged by the one judge (harness.judge.verdict.judge)
 from constructed runs: the same rules as pairs (Holm, masking, design, equivalence, parity at collection)."""
 import dataclasses
 import math
@@ -10,7 +10,8 @@ from harness.judge import inference, verdict
 from harness.run.data import Sources
 from harness.spec import plan
 from harness.spec.case import Case
-from harness.spec.config import PROFILES, ConfigError, Recipe, TrendClaim, Variant
+from harness.spec.claim import TrendClaim
+from harness.spec.config import PROFILES, ConfigError, Recipe, Variant
 
 BITS = (8, 6, 4, 2)
 CHECKS = NO_CHECKS

@@ -14,7 +14,8 @@ from harness.judge import inference, verdict
 from harness.report import claims, summary
 from harness.run import data
 from harness.spec import plan, results
-from harness.spec.config import LOOKS, PROFILES, Claim, Claimed, Variant
+from harness.spec.claim import Claim, Claimed
+from harness.spec.config import LOOKS, PROFILES, Variant
 from hypotheses.test_pooling_type import CLAIM as H2
 
 CHECKS = NO_CHECKS

@@ -33,14 +33,14 @@ class Work:
 def paper_runs(folder: Path = HYPOTHESES, precision: str = "bf16") -> dict[str, dict]:
     """hypothesis module -> {run key: RunConfig} of every run it plans under the paper profile, on every
     dataset of its claim (a run two hypotheses share through the cache is in both)."""
-    from ..spec import config, plan
+    from ..spec import claim as claims, config, plan
     out = {}
     for path in sorted(Path(folder).glob("test_*.py")):
         spec = importlib.util.spec_from_file_location(f"paper_{path.stem}", path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         claim = getattr(module, "CLAIM", None)
-        if not isinstance(claim, config.CLAIM_TYPES):
+        if not isinstance(claim, claims.CLAIM_TYPES):
             continue
         p = plan.Plan(claim, config.PROFILES["paper"], tuple(claim.datasets), tuple(claim.eps))
         out[path.stem] = {config.key(c, d, ""): c for d in claim.datasets

@@ -37,7 +37,8 @@ def run_small(cache: RunCache, sources, seeds: tuple[int, ...], epochs: int, dev
     `sources`, at `small_profile`'s size, through a LocalExecutor on `cache`. Returns the Runs."""
     from ..run import runtime
     from ..spec import plan
-    from ..spec.config import Claim, Recipe, Variant
+    from ..spec.claim import Claim
+    from ..spec.config import Recipe, Variant
     from ..executors.local import LocalExecutor
     dataset = sources.bindings[0][0]
     claim = Claim(statement="chaos", better="resnet18", worse="resnet18", datasets=(dataset,), epochs=1,

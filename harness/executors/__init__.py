@@ -17,7 +17,8 @@ from ..spec.registry import Registry
 if TYPE_CHECKING:
     import torch
 
-    from ..spec.config import Claim, RunConfig
+    from ..spec.claim import Claim
+    from ..spec.config import RunConfig
     from ..spec.plan import Need
     from ..spec.records import FinalChecks, Runs
 

@@ -20,7 +20,8 @@ import torch
 from ..cache.runs import RunCache, code_version
 from ..run import data, diagnostics, train
 from ..spec import plan, results
-from ..spec.config import STRONGEST, Claim, ConfigError, FinalEvalConfig, RunConfig, key
+from ..spec.claim import Claim
+from ..spec.config import STRONGEST, ConfigError, FinalEvalConfig, RunConfig, key
 from ..spec.plan import Need
 from ..spec.records import EpochRecord, FinalChecks, FinalEvaluation, Run, Runs, TrainedWith, Transfer
 

@@ -16,7 +16,8 @@ import numpy as np
 
 from . import inference, stats
 from ..spec.case import Case, CleanCost, Design, EpsPoint, Equivalence, Evidence, ModeEvidence, Trend
-from ..spec.config import LOOKS, STRONGEST, TrendClaim, eps_key
+from ..spec.claim import TrendClaim
+from ..spec.config import LOOKS, STRONGEST, eps_key
 from ..spec.plan import Plan
 from ..spec.records import FinalChecks, Run, Runs
 MAX_ALPHA = 0.05  # a larger --alpha still computes every verdict, as a reduced protocol

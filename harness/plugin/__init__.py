@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from ..spec import config as cfg
+from ..spec import claim as claims, config as cfg
 from ..report import drift, tables
 from ..spec import plan, results
 from ..run import runtime
@@ -107,7 +107,7 @@ def pytest_xdist_auto_num_workers(config):
     return 3 * gpus if gpus else None
 
 
-def plan_of(config, claim: cfg.Claim) -> plan.Plan:
+def plan_of(config, claim: claims.Claim) -> plan.Plan:
     """The claim's plan in this session, made once per process."""
     plans = config.stash[PLANS]
     if id(claim) not in plans:
@@ -127,7 +127,7 @@ def pytest_make_collect_report(collector):
     if isinstance(collector, pytest.Module):
         try:
             claim = getattr(collector.obj, "CLAIM", None)
-            if isinstance(claim, cfg.CLAIM_TYPES) and _tests_a_claim(collector.obj):
+            if isinstance(claim, claims.CLAIM_TYPES) and _tests_a_claim(collector.obj):
                 plan_of(collector.config, claim)
         except cfg.ConfigError as e:
             problem = f"{collector.nodeid}: {e}"
@@ -148,7 +148,7 @@ def _tests_a_claim(module) -> bool:
 
 def pytest_generate_tests(metafunc):
     claim = getattr(metafunc.module, "CLAIM", None)
-    if isinstance(claim, cfg.CLAIM_TYPES) and {"dataset", "eps"} <= set(metafunc.fixturenames):
+    if isinstance(claim, claims.CLAIM_TYPES) and {"dataset", "eps"} <= set(metafunc.fixturenames):
         cases = plan_of(metafunc.config, claim).cases()  # planned when the module was collected
         metafunc.parametrize(("dataset", "eps"), cases, ids=[f"{d}-eps{e:g}" for d, e in cases])
 
@@ -157,7 +157,7 @@ def pytest_collection_modifyitems(items):
     """Mark hypothesis tests, so the controller reports their errors and ignores other tests'."""
     for item in items:
         claim = getattr(getattr(item, "module", None), "CLAIM", None)
-        if isinstance(claim, cfg.CLAIM_TYPES) and "suite" in getattr(item, "fixturenames", ()):
+        if isinstance(claim, claims.CLAIM_TYPES) and "suite" in getattr(item, "fixturenames", ()):
             item.user_properties.append((HYPOTHESIS_TEST, True))
             item.add_marker(MARKER)
 
@@ -230,7 +230,7 @@ class SuiteFixture:
         self.request = request
         self.config = request.config
 
-    def evaluate(self, claim: cfg.Claim | cfg.TrendClaim, dataset: str, eps: float) -> Case:
+    def evaluate(self, claim: claims.Claim | claims.TrendClaim, dataset: str, eps: float) -> Case:
         s, ex = self.config.stash[SETTINGS], executor(self.config)
         p = plan_of(self.config, claim)
         setup_error = None

@@ -11,7 +11,6 @@ width and where the board ends) as attributes of <body>, and opens the fold a li
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -106,26 +105,20 @@ def dose_section(c) -> str:
 
 def drift_section(doc: results.Results) -> str:
     """Against --baseline: changed verdicts, effects whose CIs no longer overlap, runs beyond their seed spread."""
-    if doc.drift is None:
+    d = doc.drift
+    if d is None:
         return ""
-    d = dataclasses.asdict(doc.drift)
-    b = d.get("baseline") or {}
-    where = lambda x: f"{x.get('module')} {x.get('dataset')} eps {num(x.get('eps'), 'g')}"  # noqa: E731
-    rows = ([["verdict changed", where(x), x.get("baseline"), x.get("current")] for x in d.get("verdict_changes", [])]
-            + [["effect moved (CIs disjoint)", where(x), effect_text_of(x.get("baseline")), effect_text_of(x.get("current"))]
-               for x in d.get("effect_shifts", [])]
-            + [[f"final {x.get('metric')} of {x.get('arm')} beyond its seed spread", where(x),
-                num((x.get("baseline") or {}).get("mean")), num((x.get("current") or {}).get("mean"))]
-               for x in d.get("run_shifts", [])])
-    head = (f"<h2 id=\"drift\">Drift against the baseline</h2><p>baseline: {esc(b.get('started'))}, git "
-            f"{esc(b.get('git'))}, {esc(b.get('profile'))} profile. "
-            f"{'<b>A verdict changed: the session fails.</b>' if d.get('changed') else 'No verdict changed.'}</p>")
+    where = lambda x: f"{x.module} {x.dataset} eps {num(x.eps, 'g')}"  # noqa: E731
+    rows = ([["verdict changed", where(x), x.baseline, x.current] for x in d.verdict_changes]
+            + [["effect moved (CIs disjoint)", where(x), interval(x.baseline.effect, x.baseline.ci),
+                interval(x.current.effect, x.current.ci)] for x in d.effect_shifts]
+            + [[f"final {x.metric} of {x.arm} beyond its seed spread", where(x), num(x.baseline.mean),
+                num(x.current.mean)] for x in d.run_shifts])
+    b = d.baseline
+    head = (f"<h2 id=\"drift\">Drift against the baseline</h2><p>baseline: {esc(b.started)}, git "
+            f"{esc(b.git)}, {esc(b.profile)} profile. "
+            f"{'<b>A verdict changed: the session fails.</b>' if d.changed else 'No verdict changed.'}</p>")
     return head + (table(["what", "case", "baseline", "now"], rows) if rows else "<p>Nothing moved.</p>")
-
-
-def effect_text_of(x) -> str:
-    x = x if isinstance(x, dict) else {}
-    return interval(x.get("effect"), x.get("ci") or [None, None])
 
 
 def errors_section(doc: results.Results) -> str:

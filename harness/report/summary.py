@@ -11,7 +11,6 @@ A missing or bad file prints one line on stderr and exits 2.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 import sys
 from pathlib import Path
@@ -33,7 +32,7 @@ def markdown(doc: results.Results, folder: Path, wall_seconds: float | None = No
         head.append("")
         head.append("**Partial:** the session was interrupted; the results below are what finished.")
     head += ["", "| hypothesis | case | verdict | effect [95% CI] | outcome |", "|---|---|---|---|---|"]
-    rows = [_row(c.module, _case(vars(c)), f"**{c.verdict}**" + (f" (reduced: {'; '.join(c.reduced)})" if c.reduced
+    rows = [_row(c.module, _case(c), f"**{c.verdict}**" + (f" (reduced: {'; '.join(c.reduced)})" if c.reduced
                                                                 else ""), _effect(c.test.effect, c.test.ci), c.outcome)
             for c in sorted(doc.cases, key=lambda c: (c.module, c.dataset, c.eps))]
     rest = []
@@ -41,7 +40,7 @@ def markdown(doc: results.Results, folder: Path, wall_seconds: float | None = No
         rest += ["", f"**{len(doc.errors)} test(s) stopped before producing a case:**", ""]
         rest += [f"- {_code(e.nodeid)}: {_cell(_last_line(e.message))}" for e in doc.errors]
     if doc.drift:
-        rest += ["", *drift_markdown(dataclasses.asdict(doc.drift))]
+        rest += ["", *drift_markdown(doc.drift)]
     foot = [""]
     if wall_seconds is not None:
         foot.append(f"Wall time: {_duration(wall_seconds)}.  ")
@@ -71,36 +70,35 @@ def _fit(lines: list[str], room: int, what: str) -> list[str]:
     return kept + ["", f"*{len(lines) - len(kept)} {what}.*"]
 
 
-def drift_markdown(d: dict) -> list[str]:
-    """The drift section (harness.report.drift.drift's result) as Markdown lines."""
-    b = d["baseline"]
-    lines = [f"### Drift against {b.get('started')} (git {_code(b.get('git'))}, {b.get('profile')} profile"
-             f"{', partial' if b.get('partial') else ''})", ""]
-    if not any(d[k] for k in ("verdict_changes", "effect_shifts", "run_shifts", "only_in_current",
-                              "only_in_baseline")):
+def drift_markdown(d: results.Drift) -> list[str]:
+    """The drift section as Markdown lines."""
+    b = d.baseline
+    lines = [f"### Drift against {b.started} (git {_code(b.git)}, {b.profile} profile"
+             f"{', partial' if b.partial else ''})", ""]
+    if not (d.verdict_changes or d.effect_shifts or d.run_shifts or d.only_in_current or d.only_in_baseline):
         return lines + ["No verdict changed; no effect or run moved beyond its spread."]
-    if d["verdict_changes"]:
+    if d.verdict_changes:
         lines += ["**Verdicts changed:**", "", "| hypothesis | case | baseline | now |", "|---|---|---|---|"]
-        lines += [_row(v["module"], _case(v), v["baseline"], f"**{v['current']}**") for v in d["verdict_changes"]]
+        lines += [_row(v.module, _case(v), v.baseline, f"**{v.current}**") for v in d.verdict_changes]
         lines.append("")
-    if d["effect_shifts"]:
+    if d.effect_shifts:
         lines += ["**Effects whose 95% CIs no longer overlap:**", "", "| hypothesis | case | baseline | now |",
                   "|---|---|---|---|"]
-        lines += [_row(e["module"], _case(e), _effect(e["baseline"]["effect"], e["baseline"]["ci"]),
-                       _effect(e["current"]["effect"], e["current"]["ci"])) for e in d["effect_shifts"]]
+        lines += [_row(e.module, _case(e), _effect(e.baseline.effect, e.baseline.ci),
+                       _effect(e.current.effect, e.current.ci)) for e in d.effect_shifts]
         lines.append("")
-    if d["run_shifts"]:
+    if d.run_shifts:
         lines += ["**Runs whose final accuracy moved beyond their seed spread** (mean ± sd over seeds):", "",
                   "| hypothesis | dataset | arm | metric | baseline | now | change | allowed |",
                   "|---|---|---|---|---|---|---|---|"]
-        for r in d["run_shifts"]:
-            metric = "clean" if r["metric"] == "clean" else f"adversarial, eps {r['eps']:g}/255"
-            lines.append(_row(r["module"], r["dataset"], r["arm"], metric, _spread(r["baseline"]),
-                              _spread(r["current"]), f"{r['delta']:+.3f}", f"±{r['limit']:.3f}"))
+        for r in d.run_shifts:
+            metric = "clean" if r.metric == "clean" else f"adversarial, eps {r.eps:g}/255"
+            lines.append(_row(r.module, r.dataset, r.arm, metric, _spread(r.baseline), _spread(r.current),
+                              f"{r.delta:+.3f}", f"±{r.limit:.3f}"))
         lines.append("")
-    for key, what in (("only_in_current", "Only tonight"), ("only_in_baseline", "Only in the baseline")):
-        if d[key]:
-            lines.append(f"{what}: " + "; ".join(f"{c['module']} ({_case(c)}, {c['verdict']})" for c in d[key]) + ".")
+    for cases, what in ((d.only_in_current, "Only tonight"), (d.only_in_baseline, "Only in the baseline")):
+        if cases:
+            lines.append(f"{what}: " + "; ".join(f"{c.module} ({_case(c)}, {c.verdict})" for c in cases) + ".")
     return lines
 
 
@@ -116,8 +114,8 @@ def _code(text) -> str:
     return f"`{str(text).replace('`', '')}`"
 
 
-def _case(c: dict) -> str:
-    return f"{c['dataset']}, eps {c['eps']:g}/255"
+def _case(c: results.Where) -> str:
+    return f"{c.dataset}, eps {c.eps:g}/255"
 
 
 def _number(x, fmt: str) -> str:
@@ -129,8 +127,8 @@ def _effect(effect, ci) -> str:
     return f"{_number(effect, '+.4f')} [{_number(lo, '+.4f')}, {_number(hi, '+.4f')}]"
 
 
-def _spread(side: dict) -> str:
-    return f"{side['mean']:.3f} ± {side['sd']:.3f} (n={side['n']})"
+def _spread(side: results.Spread) -> str:
+    return f"{side.mean:.3f} ± {side.sd:.3f} (n={side.n})"
 
 
 def _last_line(text: str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .config import Claimed, Known
+from .claim import Claimed, Known
 from .records import Transfer
 from .schema import Record
 

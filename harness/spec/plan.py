@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from . import budget
 from ..judge import stats
 from ..run import sources
-from .config import LOOKS, NO_ROUNDING, PROFILES, Claim, ConfigError, Profile, RunConfig, Variant, key
+from .claim import Claim
+from .config import LOOKS, NO_ROUNDING, PROFILES, ConfigError, Profile, RunConfig, Variant, key
 from .registry import PIPELINE_ROUNDS
 
 
