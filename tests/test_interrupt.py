@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -153,9 +154,20 @@ def test_signals_in_xdist_teardown_rendering_and_after_the_last_write_leave_a_pa
         session.signal(*sigs)
         time.sleep(0.5)  # let the handlers run before the controller moves on
         (marks / f"{moment}.go").touch()
+    # Ctrl-C held down from the last hook to the process's end: the interpreter's own exit (modules unloaded)
+    # included, where Python had put the default handler back and a signal ended the process with -2.
+    flood = threading.Thread(target=_sigint_until_gone, args=(session,), daemon=True)
+    flood.start()
     rc, doc = session.end()
+    flood.join()
     _assert_partial_report(session, rc, doc)
     assert (session.folder / "index.html").exists()  # rendering ran to its end
+
+
+def _sigint_until_gone(session: Session) -> None:
+    while session.proc.poll() is None:
+        session.signal(signal.SIGINT)
+        time.sleep(0.005)
 
 
 # Loaded with -p into a session without xdist: holds it at an early moment (ADVHYP_MOMENT) until the test has

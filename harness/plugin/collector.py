@@ -5,7 +5,8 @@ The report folder holds a valid results.json ("running", partial) from the momen
 removed at the end only where no hypothesis test ran, no error was recorded and no signal came (a run of
 tests/ alone, --collect-only, a usage error). Interrupts: the first SIGINT or SIGTERM ends the session as
 Ctrl-C does; later ones, and any once the tests are over (xdist's teardown, the last write, the page, the
-exit), only mark it interrupted, so no signal can cut the last write short or change the exit status.
+exit), only mark it interrupted, so no signal can cut the last write short or change the exit status
+(after the last step, while the interpreter exits, they are ignored).
 Whether the session was partial is taken from that mark, not from pytest's exit status (a second signal
 can skip the step that sets it); a marked session exits with 2. A session that dies before its last write
 (SIGKILL, power) leaves results.json saying "running"; the next session names it in its warnings. An
@@ -187,7 +188,11 @@ class Collector:
     def pytest_unconfigure(self):
         if not self.finished:  # pytest_sessionfinish never ran (a signal or an error before the session began)
             self.finish(None, pytest.ExitCode.INTERRUPTED if self.interrupted else pytest.ExitCode.USAGE_ERROR)
-        if _command_line():  # the process ends here: a signal from now on could only turn exit 2 into -2
+        if _command_line():  # the process ends here: a signal from now on could only turn exit 2 into -2.
+            # Ignored, not marked: the interpreter's exit puts back the default handler in place of a Python one
+            # before it unloads its modules (torch: a second or so), but leaves an ignored signal ignored.
+            for sig in self.held:
+                signal.signal(sig, signal.SIG_IGN)
             return
         for sig, handler in self.held.items():  # pytest.main() in a process that goes on: as they were
             signal.signal(sig, handler)
