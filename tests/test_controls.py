@@ -24,7 +24,9 @@ from harness.spec.config import PROFILES, AttackConfig, ConfigError, Recipe, key
 from helpers import NO_CHECKS, make_run, run_dict, sample_case
 
 ROOT = Path(__file__).resolve().parent.parent
-CONTROLS = ("test_control_fast_at", "test_control_logit_scale", "test_control_seed_null")
+DECIDED = ("test_control_fast_at", "test_control_logit_scale", "test_control_seed_null")
+REPORTED = ("test_control_discretize_bpda",)  # decides=False: no known answer at the CPU protocol's scale
+CONTROLS = DECIDED + REPORTED
 
 
 def control(name: str):
@@ -168,19 +170,29 @@ def test_calibration_table_follows_the_board_with_each_controls_known_answer_and
     null = by_module["test_control_seed_null"]
     assert '<span class="check bad">MISSED</span> (0 failed masking check(s))' in null  # it found a gain
     assert '<span class="verdict supported">' in null and "A/A" in null
-    assert "3 control(s): 2 met, 1 MISSED, 0 not decided here." in html
+    reported = by_module["test_control_discretize_bpda"]
+    assert "none at this scale: reported beside its source" in reported and "97% attack success" in reported
+    assert '<span class="check note">not decided here</span>' in reported
+    # (0.55 - 0.05..0.07) x 0.6 under exact alone, masking's credit; off and bpda score as the strongest does
+    assert "2-bit − Standard: +0.0000 [" in reported and \
+        "(each mode alone: off +0.0060, bpda +0.0000, exact +0.2940)" in reported
+    assert "4 control(s): 2 met, 1 MISSED, 1 not decided here." in html
 
 
 def control_doc() -> results.Results:
-    """A paper-profile results.json of the three controls, judged from made-up runs: the positive and the
-    masking control meet their known answers, the null control (given a real difference) misses."""
+    """A paper-profile results.json of the four controls, judged from made-up runs: the positive and the
+    masking control meet their known answers, the null control (given a real difference) misses, the
+    reported one decides nothing (its exact mode masked)."""
     cases, all_runs = [], {}
     for name, warnings, gap in (("test_control_fast_at", [], 0.2), ("test_control_logit_scale", ["better"], 0.5),
-                                ("test_control_seed_null", [], 0.2)):
+                                ("test_control_seed_null", [], 0.2), ("test_control_discretize_bpda", [], 0.0)):
         claim = control(name)
         p = plan.Plan(claim, PROFILES["paper"], ("cifar10",), claim.eps)
-        runs = {arm: [make_run(f"{name}-{c.label}", [0.6], [0.05 + gap * (arm == claim.better) + 0.01 * i],
-                               eps=claim.deciding_eps, config=c, dataset_used="cifar10", label=c.label)
+        def adv(arm, i):  # the rounding arm: its exact gradient masked (PGD through it finds nothing)
+            a = [0.05 + gap * (arm == claim.better) + 0.01 * i]
+            return {"off": [a[0] + 0.01], "bpda": a, "exact": [0.55], "strongest": a} if arm == "2-bit" else a
+        runs = {arm: [make_run(f"{name}-{c.label}", [0.6], adv(arm, i), eps=claim.deciding_eps, config=c,
+                               dataset_used="cifar10", label=c.label)
                       for i, c in enumerate(cs)] for arm, cs in plan.run_configs(p, "cifar10", "fp32").items()}
         masking = [f"{runs[claim.better][0].label}: gradients_not_masked: FAILED" for _ in warnings]
         case = verdict.judge(p, "cifar10", claim.deciding_eps, {"cifar10": runs},
@@ -204,7 +216,7 @@ def test_calibration_table_renders_in_chromium(tmp_path):
     dom = chromium(tmp_path, page, "--dump-dom")
     assert body_attributes(dom)["data-js-errors"] == ""
     table = re.search(r'<table class="calibration">(.*?)</table>', dom, re.S).group(1)
-    assert table.count('<tr><td><a href="#claim-') == 3 and "Controls: known answers" in dom
+    assert table.count('<tr><td><a href="#claim-') == len(CONTROLS) and "Controls: known answers" in dom
     shots = tmp_path / "calibration.png"
     chromium(tmp_path, page, f"--screenshot={shots}", "--window-size=1400,900")
     assert shots.stat().st_size > 20_000

@@ -2,7 +2,8 @@
 
 A control is a hypothesis module whose name contains `control` (`pytest hypotheses/ -k control` selects
 them): a real effect it must support, a masked one it must never support and must name, and a null it must
-find nothing in. One row per control and dataset at its deciding eps: the known answer (from the claim's
+find nothing in; a reported control (`decides=False`) has no known answer at its scale and is shown beside
+its source's. One row per control and dataset at its deciding eps: the known answer (from the claim's
 `expect`) and its source, the verdict, the effect with its 95% CI, the per-seed primary scores, what each
 arm trained against beside the attack that scored it, and whether the answer was met.
 """
@@ -19,6 +20,7 @@ KNOWN_ANSWERS = {  # Claim.expect -> the answer a control must give
     "null": "inconclusive (the arms differ in their seeds alone)",
     "equivalent": "equivalent within the claim's margin",
 }
+REPORTED = "none at this scale: reported beside its source (decides=False)"
 MET = {"passed": "met", "failed": "MISSED", "skipped": "not decided here", "xfailed": "met (recorded verdict)"}
 STATE = {"failed": "bad", "skipped": "note"}  # the check colours of harness.report.assets
 
@@ -34,8 +36,9 @@ def section(groups: list[list[Case]], runs: dict[str, Run]) -> str:
     if not controls:
         return ""
     rows = [[Markup(f'<a href="#claim-{i}">{esc(c.module)}</a> · {esc(c.dataset)}'),
-             KNOWN_ANSWERS.get(c.expect, c.expect), c.claimed.source if c.claimed else "—", badge(c.verdict),
-             f"{c.better} − {c.worse}: {interval(c.test.effect, c.test.ci)}",
+             KNOWN_ANSWERS.get(c.expect, c.expect) if c.decides else REPORTED,
+             c.claimed.source if c.claimed else "—", badge(c.verdict),
+             f"{c.better} − {c.worse}: {interval(c.test.effect, c.test.ci)}" + by_mode(c),
              "; ".join(f"{arm}: " + ", ".join(num(s, ".4f") for s in c.scores.get(arm, {}).get(c.primary, []))
                        for arm in (c.better, c.worse)),
              attacks(c, runs),
@@ -49,6 +52,14 @@ def section(groups: list[list[Case]], runs: dict[str, Run]) -> str:
             f"attack, a masking check or the statistics is broken, whatever the claims above say.</p>"
             + table(["control", "known answer", "source", "verdict", "effect [95% CI]", "per-seed primary scores",
                      "training / evaluation attack", "answer"], rows, "calibration"))
+
+
+def by_mode(c: Case) -> str:
+    """A rounding arm's effect under each crafting mode alone (the strongest decides): `exact` shows what a
+    masked attack would have credited."""
+    if not c.per_mode:
+        return ""
+    return " (each mode alone: " + ", ".join(f"{m} {num(e.effect, '+.4f')}" for m, e in c.per_mode.items()) + ")"
 
 
 def attacks(c: Case, runs: dict[str, Run]) -> str:
