@@ -191,7 +191,7 @@ def paper_page(tmp_path_factory) -> Path:
 def test_a_paper_profile_page_reads_in_one_screen(paper_page, tmp_path):
     dom = read_as_a_researcher(tmp_path, paper_page, 5_000_000, "paper-board.png")
     doc = results.load(paper_page.parent)
-    assert len(doc.cases) == 43  # H1's four modules on 2 datasets x 4 eps, the dose, pooling x 4 eps, 3 controls
+    assert len(doc.cases) == 44  # H1's four modules on 2 datasets x 4 eps, the dose, pooling x 4 eps, 4 controls
     board = re.search(r'<table class="board">(.*?)</table>', dom, re.S).group(1)
     assert board.count("<tr>") - 1 == 10  # one row per claim and dataset (not per eps), the controls apart
     assert board.count('class="chip ') == 40 and board.count(' deciding"') == 10  # the other eps: a strip
